@@ -1,0 +1,71 @@
+"""probloss: Keras 3's probabilistic losses, exact, on every array library.
+
+Examples:
+    >>> import probloss
+    >>> float(probloss.BinaryCrossentropy()([0, 1, 0, 0], [0.6, 0.3, 0.2, 0.8])).__round__(3)
+    0.988
+"""
+
+from . import losses
+from ._config import epsilon, fast_paths, set_epsilon, validation
+from ._functional import (
+    binary_crossentropy,
+    binary_focal_crossentropy,
+    categorical_crossentropy,
+    categorical_focal_crossentropy,
+    kl_divergence,
+    poisson,
+    sparse_categorical_crossentropy,
+)
+from ._loss import Loss, LossFunctionWrapper
+from ._losses import (
+    BinaryCrossentropy,
+    BinaryFocalCrossentropy,
+    CategoricalCrossentropy,
+    CategoricalFocalCrossentropy,
+    KLDivergence,
+    Poisson,
+    SparseCategoricalCrossentropy,
+)
+from ._reduction import Reduction
+from ._registry import deserialize, get, serialize
+from ._validation import ProbabilitiesAsLogitsWarning, ValidationWarning
+from .losses import BCE, KLD, bce, kld, kullback_leibler_divergence
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BCE",
+    "KLD",
+    "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
+    "CategoricalCrossentropy",
+    "CategoricalFocalCrossentropy",
+    "KLDivergence",
+    "Loss",
+    "LossFunctionWrapper",
+    "Poisson",
+    "ProbabilitiesAsLogitsWarning",
+    "Reduction",
+    "SparseCategoricalCrossentropy",
+    "ValidationWarning",
+    "__version__",
+    "bce",
+    "binary_crossentropy",
+    "binary_focal_crossentropy",
+    "categorical_crossentropy",
+    "categorical_focal_crossentropy",
+    "deserialize",
+    "epsilon",
+    "fast_paths",
+    "get",
+    "kl_divergence",
+    "kld",
+    "kullback_leibler_divergence",
+    "losses",
+    "poisson",
+    "serialize",
+    "set_epsilon",
+    "sparse_categorical_crossentropy",
+    "validation",
+]

@@ -1,0 +1,1 @@
+"""Optional per-library fast paths, each module imported only on first use."""

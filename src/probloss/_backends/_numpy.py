@@ -1,0 +1,27 @@
+"""NumPy fast paths: ``take_along_axis`` instead of a one-hot comparison."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._dispatch import fast_path
+from .._kernels._crossentropy import mark_invalid_labels
+from .._numerics import clip, neg_log_softmax
+
+
+@fast_path("sparse_categorical_crossentropy", backend="numpy")
+def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
+                                    epsilon: float, xp: Any) -> Any:
+    num_classes = y_pred.shape[axis]
+    # Clamp the index so that invalid labels can be gathered; they become NaN below.
+    index = np.expand_dims(np.clip(y_true, 0, max(num_classes - 1, 0)), axis)
+    if from_logits:
+        nll = neg_log_softmax(y_pred, axis=axis, xp=xp)
+        loss = np.squeeze(np.take_along_axis(nll, index, axis=axis), axis=axis)
+    else:
+        picked = np.squeeze(np.take_along_axis(y_pred, index, axis=axis), axis=axis)
+        p = clip(picked / np.sum(y_pred, axis=axis), epsilon, 1.0 - epsilon, xp=xp)
+        loss = -np.log(p)
+    return mark_invalid_labels(loss, y_true, num_classes, xp=xp)

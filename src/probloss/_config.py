@@ -1,0 +1,115 @@
+"""Context-scoped settings: epsilon, data validation and fast paths.
+
+Each setting lives in a :class:`contextvars.ContextVar`, so a ``with`` block
+changes it for the current thread or task only, and the default is restored on
+exit even when the block raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Literal
+
+__all__ = [
+    "ValidationMode",
+    "epsilon",
+    "fast_paths",
+    "fast_paths_enabled",
+    "set_epsilon",
+    "validation",
+    "validation_mode",
+]
+
+ValidationMode = Literal["raise", "warn", "off"]
+VALIDATION_MODES: tuple[str, ...] = ("raise", "warn", "off")
+
+# Keras's fuzz factor (keras.config.epsilon()), read at call time as Keras does.
+_EPSILON: ContextVar[float] = ContextVar("probloss_epsilon", default=1e-7)
+_VALIDATION: ContextVar[str] = ContextVar("probloss_validation", default="raise")
+_FAST_PATHS: ContextVar[bool] = ContextVar("probloss_fast_paths", default=True)
+
+
+def epsilon() -> float:
+    """Return the fuzz factor used to clip probabilities (Keras's ``epsilon()``).
+
+    Examples:
+        >>> import probloss
+        >>> probloss.epsilon()
+        1e-07
+    """
+    return _EPSILON.get()
+
+
+def set_epsilon(value: float) -> None:
+    """Set the fuzz factor for the current context, as ``keras.config.set_epsilon``.
+
+    Args:
+        value: a float in ``(0, 0.5)``.
+
+    Raises:
+        ValueError: if ``value`` is outside ``(0, 0.5)``.
+    """
+    value = float(value)
+    if not 0.0 < value < 0.5:
+        msg = f"Invalid value for argument `epsilon`. Expected a float in (0, 0.5). Received: epsilon={value!r}"
+        raise ValueError(msg)
+    _EPSILON.set(value)
+
+
+def check_validation_mode(mode: object) -> str:
+    """Return ``mode`` if it is a known validation mode, else raise ``ValueError``."""
+    if mode not in VALIDATION_MODES:
+        msg = (
+            "Invalid value for argument `validate`. Expected one of "
+            f"{VALIDATION_MODES}. Received: validate={mode!r}"
+        )
+        raise ValueError(msg)
+    return str(mode)
+
+
+def validation_mode() -> str:
+    """Return the data-validation mode in force: ``"raise"``, ``"warn"`` or ``"off"``."""
+    return _VALIDATION.get()
+
+
+@contextlib.contextmanager
+def validation(mode: ValidationMode) -> Iterator[None]:
+    """Set the default data-validation mode inside a ``with`` block.
+
+    An explicit ``validate=`` argument on a function or loss object still wins.
+
+    Args:
+        mode: ``"raise"`` (the default outside any block), ``"warn"`` or ``"off"``.
+
+    Examples:
+        >>> import probloss
+        >>> with probloss.validation("off"):  # 1.5 is not a probability, but unchecked
+        ...     float(probloss.binary_crossentropy([0.0], [1.5])).__round__(3)
+        15.942
+    """
+    token = _VALIDATION.set(check_validation_mode(mode))
+    try:
+        yield
+    finally:
+        _VALIDATION.reset(token)
+
+
+def fast_paths_enabled() -> bool:
+    """Return whether backend fast paths may replace the generic kernels."""
+    return _FAST_PATHS.get()
+
+
+@contextlib.contextmanager
+def fast_paths(enabled: bool) -> Iterator[None]:
+    """Enable or disable backend fast paths inside a ``with`` block.
+
+    ``with probloss.fast_paths(False):`` forces the generic array-API kernels,
+    which is useful for debugging and for parity tests.
+    """
+    token = _FAST_PATHS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FAST_PATHS.reset(token)

@@ -1,0 +1,66 @@
+"""Binary, categorical and sparse categorical cross-entropy kernels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._dispatch import kernel
+from .._numerics import clip, neg_log_softmax, one_hot_pick, softplus, zero_safe_multiply
+
+Array = Any
+
+
+def binary_elementwise(y_true: Array, y_pred: Array, *, from_logits: bool, epsilon: float,
+                       xp: Any) -> Array:
+    """Elementwise binary cross-entropy (no mean), shared with the focal kernel."""
+    if from_logits:
+        # -[y log σ(x) + (1-y) log σ(-x)] = y·softplus(-x) + (1-y)·softplus(x):
+        # two non-negative terms, so a confident correct logit keeps its tiny loss.
+        return zero_safe_multiply(y_true, softplus(-y_pred, xp=xp), xp=xp) + zero_safe_multiply(
+            1 - y_true, softplus(y_pred, xp=xp), xp=xp
+        )
+    p = clip(y_pred, epsilon, 1.0 - epsilon, xp=xp)  # Keras: [ε, 1-ε]
+    # log1p(-p) rather than log(1 - p): exact for small p.
+    return -(y_true * xp.log(p) + (1 - y_true) * xp.log1p(-p))
+
+
+@kernel
+def binary_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int,
+                        epsilon: float, xp: Any) -> Array:
+    # See probloss.binary_crossentropy for the contract.
+    per_element = binary_elementwise(y_true, y_pred, from_logits=from_logits, epsilon=epsilon,
+                                     xp=xp)
+    return xp.mean(per_element, axis=axis)
+
+
+@kernel
+def categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int,
+                             epsilon: float, xp: Any) -> Array:
+    # See probloss.categorical_crossentropy for the contract.
+    if from_logits:
+        nll = neg_log_softmax(y_pred, axis=axis, xp=xp)
+        return xp.sum(zero_safe_multiply(y_true, nll, xp=xp), axis=axis)
+    # Keras renormalises the probabilities, then clips to [ε, 1-ε].
+    p = y_pred / xp.sum(y_pred, axis=axis, keepdims=True)
+    p = clip(p, epsilon, 1.0 - epsilon, xp=xp)
+    return -xp.sum(y_true * xp.log(p), axis=axis)
+
+
+@kernel
+def sparse_categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool,
+                                    axis: int, epsilon: float, xp: Any) -> Array:
+    # See probloss.sparse_categorical_crossentropy for the contract. A label
+    # outside [0, num_classes) gives NaN in its own slot: never a plausible number.
+    if from_logits:
+        loss = one_hot_pick(neg_log_softmax(y_pred, axis=axis, xp=xp), y_true, axis=axis, xp=xp)
+    else:
+        total = xp.sum(y_pred, axis=axis)
+        p = one_hot_pick(y_pred, y_true, axis=axis, xp=xp) / total
+        loss = -xp.log(clip(p, epsilon, 1.0 - epsilon, xp=xp))
+    return mark_invalid_labels(loss, y_true, y_pred.shape[axis], xp=xp)
+
+
+def mark_invalid_labels(loss: Array, labels: Array, num_classes: int, *, xp: Any) -> Array:
+    """Put NaN where a label is outside ``[0, num_classes)``."""
+    valid = (labels >= 0) & (labels < num_classes)
+    return xp.where(valid, loss, xp.full_like(loss, float("nan")))

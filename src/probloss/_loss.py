@@ -1,0 +1,222 @@
+"""The ``Loss`` base class and ``LossFunctionWrapper``, as in Keras 3.
+
+``__call__`` resolves the array library, casts the inputs (see the dtype policy
+in :mod:`probloss._functional`), computes per-sample values with ``call``,
+checks the sample weight, and reduces with :mod:`probloss._reduction`.
+``get_config`` is derived once, here, from the constructor's signature: each
+concrete class stores every constructor argument under the same attribute name.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from ._config import check_validation_mode
+from ._functional import Inputs, prepare
+from ._namespace import dtype_name
+from ._reduction import reduce_weighted_values, squeeze_or_expand_to_same_rank, standardize_reduction
+
+__all__ = ["Loss", "LossFunctionWrapper"]
+
+Array = Any
+_BASE_PARAMETERS = ("name", "reduction", "dtype", "validate")
+_DTYPE_POLICIES = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _standardize_dtype(dtype: object) -> str | None:
+    if dtype is None:
+        return None
+    name = dtype if isinstance(dtype, str) else dtype_name(dtype)
+    name = _DTYPE_POLICIES.get(name, name)
+    if name not in _DTYPES:
+        msg = f"Invalid value for argument `dtype`. Expected one of {_DTYPES} or None. Received: dtype={dtype!r}"
+        raise ValueError(msg)
+    return name
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Loss:
+    """Base class of every loss: reduction, sample weights, dtype and config.
+
+    Args:
+        name: the loss's name; defaults to the class name in snake_case.
+        reduction: ``"sum_over_batch_size"`` (default; a mean over all elements),
+            ``"sum"``, ``"mean"`` (the same as the default),
+            ``"mean_with_sample_weight"`` (sum divided by the sum of the weights),
+            ``"none"`` or None (no reduction). tf.keras's ``"auto"`` is read as
+            ``"sum_over_batch_size"``.
+        dtype: the dtype to compute in and return (``"float32"``, ``"float64"``,
+            ``"float16"``, ``"bfloat16"``, or Keras's ``"mixed_float16"``).
+            None (default) follows ``y_pred``'s floating dtype (float32 for
+            integers and Python lists). float16 and bfloat16 are computed in
+            float32 and rounded once at the end. Integer labels of the sparse
+            loss are never cast to a float.
+        validate: data checks on eager arrays: ``"raise"``, ``"warn"`` or
+            ``"off"``; None follows :func:`probloss.validation`.
+
+    Subclasses implement ``call(y_true, y_pred)``, returning per-sample losses.
+
+    Examples:
+        >>> import numpy as np
+        >>> import probloss
+        >>> class MeanAbsoluteError(probloss.Loss):
+        ...     def call(self, y_true, y_pred):
+        ...         return np.mean(np.abs(y_true - y_pred), axis=-1)
+        >>> MeanAbsoluteError()(np.array([[1.0, 0.0]]), np.array([[0.5, 0.5]]))
+        array(0.5)
+    """
+
+    sparse_labels: ClassVar[bool] = False
+
+    def __init__(self, name: str | None = None, reduction: str | None = "sum_over_batch_size",
+                 dtype: Any = None, *, validate: str | None = None) -> None:
+        self.name = name if name is not None else _snake_case(type(self).__name__)
+        self.reduction = standardize_reduction(reduction)
+        self._dtype = _standardize_dtype(dtype)
+        self.validate = None if validate is None else check_validation_mode(validate)
+
+    @property
+    def dtype(self) -> str | None:
+        """The dtype name the loss computes in, or None to follow the inputs."""
+        return self._dtype
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Array:
+        """Compute the reduced loss.
+
+        Args:
+            y_true: the labels.
+            y_pred: the predictions.
+            sample_weight: None, a scalar, one weight per sample, or a weight
+                per element that broadcasts against the per-sample losses.
+
+        Returns:
+            A scalar, or the per-sample losses with reduction ``"none"``.
+        """
+        inputs, weight = prepare(y_true, y_pred, dtype=self._dtype, validate=self.validate,
+                                 sparse=self.sparse_labels, sample_weight=sample_weight)
+        values, mask = self.compute_values(inputs)
+        if weight is not None:
+            inputs.checker.in_range(weight, "sample_weight", 0.0, float("inf"),
+                                    hint=" Sample weights must be non-negative.")
+        xp = inputs.xp
+        result = reduce_weighted_values(values, sample_weight=weight, mask=mask,
+                                        reduction=self.reduction, xp=xp)
+        return xp.astype(result, inputs.out_dtype, copy=False)
+
+    def compute_values(self, inputs: Inputs) -> tuple[Array, Array | None]:
+        """Return ``(per-sample losses, mask or None)`` for prepared inputs."""
+        return self.call(inputs.y_true, inputs.y_pred), None
+
+    def call(self, y_true: Any, y_pred: Any) -> Array:
+        """Return the per-sample losses; implemented by subclasses."""
+        msg = f"{type(self).__name__} must implement `call(y_true, y_pred)`."
+        raise NotImplementedError(msg)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return the constructor arguments as a JSON-friendly dict (Keras 3's keys).
+
+        ``dtype`` and ``validate`` appear only when they were set.
+        """
+        config: dict[str, Any] = {"name": self.name, "reduction": self.reduction}
+        for parameter in inspect.signature(type(self).__init__).parameters.values():
+            if parameter.name in ("self", *_BASE_PARAMETERS) or parameter.kind in (
+                    parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                continue
+            config[parameter.name] = _plain(getattr(self, parameter.name))
+        if self._dtype is not None:
+            config["dtype"] = self._dtype
+        if self.validate is not None:
+            config["validate"] = self.validate
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        """Build a loss from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+class LossFunctionWrapper(Loss):
+    """A ``Loss`` that calls a function ``fn(y_true, y_pred, **kwargs)``.
+
+    As in Keras, ``y_true`` and ``y_pred`` go through the rank adjustment
+    (``(B,)`` against ``(B, 1)``) before ``fn`` is called.
+
+    Args:
+        fn: a probloss loss function, or any function of ``(y_true, y_pred)``
+            returning per-sample losses.
+        reduction, name, dtype, validate: see :class:`Loss`.
+        **kwargs: passed to ``fn`` on every call.
+
+    Examples:
+        >>> import probloss
+        >>> loss = probloss.LossFunctionWrapper(probloss.binary_crossentropy, from_logits=True)
+        >>> float(loss([[1.0, 0.0]], [[3.0, -3.0]])).__round__(4)
+        0.0486
+    """
+
+    def __init__(self, fn: Callable[..., Any], reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None, dtype: Any = None, *, validate: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(name=name if name is not None else getattr(fn, "__name__", None),
+                         reduction=reduction, dtype=dtype, validate=validate)
+        self.fn = fn
+        self._fn_kwargs = kwargs
+        self._values = getattr(fn, "_probloss_values", None)
+        if self._values is not None:
+            # Fill the options left out with the function's own defaults.
+            defaults = {
+                p.name: p.default for p in inspect.signature(fn).parameters.values()
+                if p.default is not p.empty and p.kind is p.POSITIONAL_OR_KEYWORD
+            }
+            self._values_kwargs = {**defaults, **kwargs}
+        self.sparse_labels = bool(getattr(fn, "_probloss_sparse", False))
+
+    def compute_values(self, inputs: Inputs) -> tuple[Array, Array | None]:
+        """Rank-adjust ``y_true``/``y_pred`` as Keras does, then compute the values."""
+        y_true, y_pred = squeeze_or_expand_to_same_rank(inputs.y_true, inputs.y_pred,
+                                                        xp=inputs.xp)
+        adjusted = Inputs(inputs.xp, y_true, y_pred, inputs.out_dtype, inputs.checker)
+        if self._values is not None:
+            return self._values(adjusted, **self._values_kwargs)
+        return self.fn(y_true, y_pred, **self._fn_kwargs), None
+
+    def call(self, y_true: Any, y_pred: Any) -> Array:
+        """Return the unreduced per-sample losses (Keras's ``Loss.call``)."""
+        inputs, _ = prepare(y_true, y_pred, dtype=self._dtype, validate=self.validate,
+                            sparse=self.sparse_labels)
+        values, _mask = self.compute_values(inputs)
+        return inputs.xp.astype(values, inputs.out_dtype, copy=False)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return the config; a plain wrapper also records ``fn`` by name."""
+        config = super().get_config()
+        if type(self) is LossFunctionWrapper:
+            config.pop("fn", None)
+            config["fn"] = getattr(self.fn, "__name__", repr(self.fn))
+            config.update(self._fn_kwargs)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        """Build a wrapper from its config; ``fn`` must name a registered function."""
+        if cls is LossFunctionWrapper:
+            from ._registry import get_function  # noqa: PLC0415 - registry sits above
+
+            config = dict(config)
+            config["fn"] = get_function(config["fn"])
+        return cls(**config)

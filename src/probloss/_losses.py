@@ -1,0 +1,250 @@
+"""The seven loss classes: Keras 3's constructors, in Keras 3's positional order.
+
+Each class is a docstring and an ``__init__`` that checks its options and
+forwards them to :class:`~probloss.LossFunctionWrapper`; everything else
+(``__call__``, ``call``, ``get_config``) is inherited. ``reduction``, ``name``,
+``dtype`` and ``validate`` are documented once, on :class:`~probloss.Loss`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._functional import (
+    binary_crossentropy,
+    binary_focal_crossentropy,
+    categorical_crossentropy,
+    categorical_focal_crossentropy,
+    kl_divergence,
+    poisson,
+    sparse_categorical_crossentropy,
+)
+from ._loss import LossFunctionWrapper
+from ._validation import (
+    check_alpha,
+    check_axis,
+    check_flag,
+    check_gamma,
+    check_ignore_class,
+    check_label_smoothing,
+)
+
+__all__ = [
+    "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
+    "CategoricalCrossentropy",
+    "CategoricalFocalCrossentropy",
+    "KLDivergence",
+    "Poisson",
+    "SparseCategoricalCrossentropy",
+]
+
+_SOBS = "sum_over_batch_size"
+
+
+class BinaryCrossentropy(LossFunctionWrapper):
+    """Binary cross-entropy, reduced over the batch; see :func:`probloss.binary_crossentropy`.
+
+    Args:
+        from_logits: whether ``y_pred`` holds logits.
+        label_smoothing: float in [0, 1]; labels are squeezed towards 0.5.
+        axis: the axis to average over. Defaults to -1.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+
+    Examples:
+        >>> import probloss
+        >>> bce = probloss.BinaryCrossentropy(from_logits=True)
+        >>> y_true = [[0, 1], [0, 0]]
+        >>> y_pred = [[-18.6, 0.51], [2.94, -12.8]]
+        >>> float(bce(y_true, y_pred)).__round__(3)
+        0.865
+        >>> float(bce(y_true, y_pred, sample_weight=[0.8, 0.2])).__round__(4)
+        0.2436
+        >>> probloss.BinaryCrossentropy(from_logits=True, reduction=None)(y_true, y_pred).round(3)
+        array([0.235, 1.496], dtype=float32)
+    """
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = _SOBS, name: str = "binary_crossentropy",
+                 dtype: Any = None, *, validate: str | None = None) -> None:
+        self.from_logits = check_flag(from_logits, "from_logits")
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.axis = check_axis(axis)
+        super().__init__(binary_crossentropy, reduction=reduction, name=name, dtype=dtype,
+                         validate=validate, from_logits=self.from_logits,
+                         label_smoothing=self.label_smoothing, axis=self.axis)
+
+
+class BinaryFocalCrossentropy(LossFunctionWrapper):
+    """Binary focal cross-entropy; see :func:`probloss.binary_focal_crossentropy`.
+
+    Args:
+        apply_class_balancing: whether to weight classes by ``alpha``.
+        alpha: the positive-class weight, used only with class balancing.
+        gamma: the focusing parameter, ``>= 0``.
+        from_logits: whether ``y_pred`` holds logits.
+        label_smoothing: float in [0, 1].
+        axis: the axis to average over. Defaults to -1.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+
+    Examples:
+        >>> import probloss
+        >>> loss = probloss.BinaryFocalCrossentropy(gamma=2.0, from_logits=True)
+        >>> float(loss([0, 1, 0, 0], [-18.6, 0.51, 2.94, -12.8])).__round__(3)
+        0.691
+    """
+
+    def __init__(self, apply_class_balancing: bool = False, alpha: float = 0.25,
+                 gamma: float = 2.0, from_logits: bool = False, label_smoothing: float = 0.0,
+                 axis: int = -1, reduction: str | None = _SOBS,
+                 name: str = "binary_focal_crossentropy", dtype: Any = None, *,
+                 validate: str | None = None) -> None:
+        self.apply_class_balancing = check_flag(apply_class_balancing, "apply_class_balancing")
+        self.alpha = check_alpha(alpha, per_class=False)
+        self.gamma = check_gamma(gamma)
+        self.from_logits = check_flag(from_logits, "from_logits")
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.axis = check_axis(axis)
+        super().__init__(binary_focal_crossentropy, reduction=reduction, name=name, dtype=dtype,
+                         validate=validate, apply_class_balancing=self.apply_class_balancing,
+                         alpha=self.alpha, gamma=self.gamma, from_logits=self.from_logits,
+                         label_smoothing=self.label_smoothing, axis=self.axis)
+
+
+class CategoricalCrossentropy(LossFunctionWrapper):
+    """Categorical cross-entropy; see :func:`probloss.categorical_crossentropy`.
+
+    Args:
+        from_logits: whether ``y_pred`` holds logits.
+        label_smoothing: float in [0, 1].
+        axis: the class axis. Defaults to -1.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+
+    Examples:
+        >>> import numpy as np
+        >>> import probloss
+        >>> y_true = [[0, 1, 0], [0, 0, 1]]
+        >>> y_pred = [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]
+        >>> cce = probloss.CategoricalCrossentropy()
+        >>> float(cce(y_true, y_pred)).__round__(3)
+        1.177
+        >>> float(cce(y_true, y_pred, sample_weight=np.array([0.3, 0.7]))).__round__(3)
+        0.814
+    """
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = _SOBS, name: str = "categorical_crossentropy",
+                 dtype: Any = None, *, validate: str | None = None) -> None:
+        self.from_logits = check_flag(from_logits, "from_logits")
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.axis = check_axis(axis)
+        super().__init__(categorical_crossentropy, reduction=reduction, name=name, dtype=dtype,
+                         validate=validate, from_logits=self.from_logits,
+                         label_smoothing=self.label_smoothing, axis=self.axis)
+
+
+class CategoricalFocalCrossentropy(LossFunctionWrapper):
+    """Categorical focal cross-entropy; see :func:`probloss.categorical_focal_crossentropy`.
+
+    Args:
+        alpha: a float or one weight per class.
+        gamma: the focusing parameter, ``>= 0``.
+        from_logits: whether ``y_pred`` holds logits.
+        label_smoothing: float in [0, 1].
+        axis: the class axis. Defaults to -1.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+
+    Examples:
+        >>> import probloss
+        >>> loss = probloss.CategoricalFocalCrossentropy()
+        >>> float(loss([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])).__round__(3)
+        0.233
+    """
+
+    def __init__(self, alpha: float | Sequence[float] = 0.25, gamma: float = 2.0,
+                 from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = _SOBS, name: str = "categorical_focal_crossentropy",
+                 dtype: Any = None, *, validate: str | None = None) -> None:
+        check_alpha(alpha, per_class=True)
+        self.alpha = alpha
+        self.gamma = check_gamma(gamma)
+        self.from_logits = check_flag(from_logits, "from_logits")
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.axis = check_axis(axis)
+        super().__init__(categorical_focal_crossentropy, reduction=reduction, name=name,
+                         dtype=dtype, validate=validate, alpha=alpha, gamma=self.gamma,
+                         from_logits=self.from_logits, label_smoothing=self.label_smoothing,
+                         axis=self.axis)
+
+
+class SparseCategoricalCrossentropy(LossFunctionWrapper):
+    """Sparse categorical cross-entropy; see :func:`probloss.sparse_categorical_crossentropy`.
+
+    Note Keras's positional order: ``reduction`` comes before ``axis``. Labels
+    equal to ``ignore_class`` are left out of the mean.
+
+    Args:
+        from_logits: whether ``y_pred`` holds logits.
+        ignore_class: a label value to ignore, or None.
+        reduction: see :class:`probloss.Loss`.
+        axis: the class axis. Defaults to -1.
+        name, dtype, validate: see :class:`probloss.Loss`.
+
+    Examples:
+        >>> import probloss
+        >>> scce = probloss.SparseCategoricalCrossentropy()
+        >>> float(scce([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])).__round__(3)
+        1.177
+        >>> scce = probloss.SparseCategoricalCrossentropy(ignore_class=-1)
+        >>> float(scce([-1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])).__round__(4)
+        2.3026
+    """
+
+    def __init__(self, from_logits: bool = False, ignore_class: int | None = None,
+                 reduction: str | None = _SOBS, axis: int = -1,
+                 name: str = "sparse_categorical_crossentropy", dtype: Any = None, *,
+                 validate: str | None = None) -> None:
+        self.from_logits = check_flag(from_logits, "from_logits")
+        self.ignore_class = check_ignore_class(ignore_class)
+        self.axis = check_axis(axis)
+        super().__init__(sparse_categorical_crossentropy, reduction=reduction, name=name,
+                         dtype=dtype, validate=validate, from_logits=self.from_logits,
+                         ignore_class=self.ignore_class, axis=self.axis)
+
+
+class Poisson(LossFunctionWrapper):
+    """Poisson loss; see :func:`probloss.poisson`.
+
+    Args:
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+
+    Examples:
+        >>> import probloss
+        >>> loss = probloss.Poisson()
+        >>> float(loss([[0.0, 1.0], [2.0, 0.0]], [[1.0, 1.0], [1.0, 0.5]])).__round__(4)
+        0.875
+    """
+
+    def __init__(self, reduction: str | None = _SOBS, name: str = "poisson", dtype: Any = None,
+                 *, validate: str | None = None) -> None:
+        super().__init__(poisson, reduction=reduction, name=name, dtype=dtype, validate=validate)
+
+
+class KLDivergence(LossFunctionWrapper):
+    """Kullback-Leibler divergence; see :func:`probloss.kl_divergence`.
+
+    Args:
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+
+    Examples:
+        >>> import probloss
+        >>> loss = probloss.KLDivergence()
+        >>> float(loss([[0.0, 1.0], [0.5, 0.5]], [[0.4, 0.6], [0.5, 0.5]])).__round__(4)
+        0.2554
+    """
+
+    def __init__(self, reduction: str | None = _SOBS, name: str = "kl_divergence",
+                 dtype: Any = None, *, validate: str | None = None) -> None:
+        super().__init__(kl_divergence, reduction=reduction, name=name, dtype=dtype,
+                         validate=validate)

@@ -1,0 +1,189 @@
+"""Array namespace, device and dtype resolution over array-api-compat.
+
+The public functions resolve the namespace once, here, and pass ``xp`` inward.
+No optional array library is imported by this module: a library is touched only
+when the caller's arrays already come from it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+__all__ = [
+    "FLOATX",
+    "as_arrays",
+    "compute_dtype",
+    "dtype_name",
+    "is_eager",
+    "is_floating",
+    "is_integer",
+    "library_name",
+    "resolve_dtype",
+]
+
+# Keras's floatx(): Python floats and integer predictions are computed in float32.
+FLOATX = "float32"
+_LOW_PRECISION = ("float16", "bfloat16")
+
+
+def library_name(x: object) -> str:
+    """Return a short name for the library an array comes from (``"torch"``, ...)."""
+    if array_api_compat.is_dask_array(x):
+        return "dask"
+    if array_api_compat.is_array_api_strict_namespace(_namespace_or_none(x)):
+        return "array_api_strict"
+    module = type(x).__module__.split(".", 1)[0]
+    return {"jaxlib": "jax", "builtins": "python", "cupy": "cupy"}.get(module, module)
+
+
+def _namespace_or_none(x: object) -> Any:
+    try:
+        return array_api_compat.array_namespace(x)
+    except TypeError:
+        return None
+
+
+def as_arrays(named: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Resolve one namespace for several inputs and convert non-arrays into it.
+
+    Args:
+        named: argument name -> value; ``None`` values are passed through.
+
+    Returns:
+        ``(xp, arrays)``: the array-api-compat namespace and the inputs as arrays
+        of that namespace, on the device of the first array input. Python lists
+        and scalars become arrays of that library, floats as float32 (Keras's
+        floatx), integers as the library's default integer type.
+
+    Raises:
+        TypeError: if the inputs come from two different array libraries, or an
+            input cannot be read as a numeric array.
+    """
+    arrays = {k: v for k, v in named.items() if v is not None and _is_array(v)}
+    if arrays:
+        first = next(iter(arrays))
+        try:
+            xp = array_api_compat.array_namespace(*arrays.values())
+        except TypeError:
+            libraries = {k: library_name(v) for k, v in arrays.items()}
+            other = next(k for k in arrays if libraries[k] != libraries[first])
+            msg = (
+                f"Arguments `{first}` and `{other}` come from different array libraries: "
+                f"{first} is a {libraries[first]} array and {other} is a "
+                f"{libraries[other]} array. Convert both to the same library."
+            )
+            raise TypeError(msg) from None
+        device = array_api_compat.device(arrays[first])
+    else:
+        xp = array_api_compat.array_namespace(np.empty(0))
+        device = None
+    out: dict[str, Any] = {}
+    for key, value in named.items():
+        if value is None or key in arrays:
+            out[key] = value
+        else:
+            out[key] = _convert(key, value, xp, device)
+    return xp, out
+
+
+def _is_array(value: object) -> bool:
+    return array_api_compat.is_array_api_obj(value) and not isinstance(value, np.generic)
+
+
+def _convert(name: str, value: object, xp: Any, device: Any) -> Any:
+    """Convert a list, tuple or scalar the way Keras's ``convert_to_tensor`` does."""
+    try:
+        host = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        msg = f"Argument `{name}` could not be read as a numeric array: {error}"
+        raise TypeError(msg) from None
+    if host.dtype == np.bool_:
+        host = host.astype(np.int64)
+    elif host.dtype.kind == "f" and not isinstance(value, np.ndarray | np.generic):
+        host = host.astype(FLOATX)
+    elif host.dtype.kind not in "iuf":
+        msg = (
+            f"Argument `{name}` must contain numbers. Received: {name} with dtype "
+            f"{host.dtype} ({type(value).__name__})"
+        )
+        raise TypeError(msg)
+    if array_api_compat.is_numpy_namespace(xp):
+        return host
+    return xp.asarray(host, device=device)
+
+
+def dtype_name(dtype: Any) -> str:
+    """Return the canonical name of a dtype of any library (``"float32"``, ...)."""
+    name = str(dtype)
+    for prefix in ("torch.", "dtype(", "<class 'numpy."):
+        name = name.removeprefix(prefix)
+    return name.strip("')>\"")
+
+
+def is_floating(xp: Any, dtype: Any) -> bool:
+    """Return whether ``dtype`` is a real floating dtype (bfloat16 included)."""
+    if dtype_name(dtype) in _LOW_PRECISION:
+        return True
+    try:
+        return bool(xp.isdtype(dtype, "real floating"))
+    except (TypeError, ValueError):
+        return False
+
+
+def is_integer(xp: Any, dtype: Any) -> bool:
+    """Return whether ``dtype`` is an integer dtype."""
+    try:
+        return bool(xp.isdtype(dtype, "integral"))
+    except (TypeError, ValueError):
+        return False
+
+
+def compute_dtype(xp: Any, dtype: Any) -> Any:
+    """Return the dtype arithmetic runs in: float32 for float16/bfloat16 inputs."""
+    if dtype_name(dtype) in _LOW_PRECISION:
+        return xp.float32
+    return dtype
+
+
+def resolve_dtype(xp: Any, name: str) -> Any:
+    """Return the namespace's dtype object for a dtype name such as ``"bfloat16"``."""
+    dtype = getattr(xp, name, None)
+    if dtype is not None:
+        return dtype
+    if array_api_compat.is_torch_namespace(xp):
+        return getattr(sys.modules["torch"], name)
+    if array_api_compat.is_numpy_namespace(xp) and name == "bfloat16":
+        try:
+            import ml_dtypes  # noqa: PLC0415 - optional, only for NumPy bfloat16
+        except ImportError:
+            msg = "dtype='bfloat16' with NumPy arrays needs the `ml_dtypes` package."
+            raise TypeError(msg) from None
+        return np.dtype(ml_dtypes.bfloat16)
+    msg = f"The {xp.__name__} namespace has no dtype {name!r}."
+    raise TypeError(msg)
+
+
+def is_eager(*arrays: Any) -> bool:
+    """Return whether every array holds concrete data that may be inspected.
+
+    Dask arrays, JAX tracers (inside ``jit``/``grad``/``vmap``) and tensors being
+    traced by ``torch.compile`` are not eager: inspecting them would compute a
+    graph or break tracing, so data validation skips them.
+    """
+    for x in arrays:
+        if x is None:
+            continue
+        if array_api_compat.is_jax_array(x):
+            if isinstance(x, sys.modules["jax"].core.Tracer):
+                return False
+        elif array_api_compat.is_torch_array(x):
+            torch = sys.modules["torch"]
+            if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x):
+                return False
+        elif array_api_compat.is_lazy_array(x):
+            return False
+    return True

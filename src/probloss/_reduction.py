@@ -1,0 +1,185 @@
+"""Reductions, masks and sample weights, as Keras 3's ``reduce_weighted_values``.
+
+Pure functions on ``xp``. Two deliberate differences from Keras 3, both what
+tf.keras 2.x does and what a user expects:
+
+* a per-sample weight of shape ``(B,)`` against per-timestep losses ``(B, T)``
+  weights samples (it is expanded to ``(B, 1)``); Keras 3 broadcasts it along
+  the last axis, which fails when ``T != B`` and weights timesteps when
+  ``T == B``;
+* an empty batch reduces to 0 (as tf.keras, and as Keras 3 for every empty
+  shape except ``(0,)``, where it returns the empty array).
+
+Weights that cannot broadcast raise a ``ValueError`` naming ``sample_weight``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._numerics import divide_no_nan
+
+__all__ = [
+    "REDUCTIONS",
+    "Reduction",
+    "apply_mask",
+    "reduce_values",
+    "reduce_weighted_values",
+    "squeeze_or_expand_to_same_rank",
+    "standardize_reduction",
+]
+
+Array = Any
+
+REDUCTIONS: tuple[str | None, ...] = (
+    "sum_over_batch_size",
+    "sum",
+    "mean",
+    "mean_with_sample_weight",
+    "none",
+    None,
+)
+# tf.keras 2.x spellings accepted on input and stored as their Keras 3 equivalent.
+_LEGACY = {"auto": "sum_over_batch_size"}
+_MEANS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+
+
+class Reduction:
+    """Reduction names: Keras 3's and tf.keras 2.x's ``tf.keras.losses.Reduction``.
+
+    Examples:
+        >>> import probloss
+        >>> probloss.BinaryCrossentropy(reduction=probloss.Reduction.AUTO).reduction
+        'sum_over_batch_size'
+    """
+
+    AUTO = "auto"
+    NONE = "none"
+    SUM = "sum"
+    SUM_OVER_BATCH_SIZE = "sum_over_batch_size"
+    MEAN = "mean"
+    MEAN_WITH_SAMPLE_WEIGHT = "mean_with_sample_weight"
+
+    @classmethod
+    def all(cls) -> tuple[str, ...]:
+        """Return every accepted reduction name (tf.keras's four plus Keras 3's)."""
+        return (cls.AUTO, cls.NONE, cls.SUM, cls.SUM_OVER_BATCH_SIZE, cls.MEAN,
+                cls.MEAN_WITH_SAMPLE_WEIGHT)
+
+    @classmethod
+    def validate(cls, key: object) -> None:
+        """Raise ``ValueError`` if ``key`` is not an accepted reduction."""
+        standardize_reduction(key)
+
+
+def standardize_reduction(reduction: object) -> str | None:
+    """Return the Keras 3 name of ``reduction``, accepting tf.keras's ``"auto"``."""
+    if isinstance(reduction, str) and reduction in _LEGACY:
+        return _LEGACY[reduction]
+    if reduction in REDUCTIONS:
+        return reduction  # type: ignore[return-value]
+    allowed = ", ".join(repr(r) for r in (*REDUCTIONS, "auto"))
+    msg = (
+        f"Invalid value for argument `reduction`. Expected one of {{{allowed}}}. "
+        f"Received: reduction={reduction!r}"
+    )
+    raise ValueError(msg)
+
+
+def squeeze_or_expand_to_same_rank(x1: Array, x2: Array, *, xp: Any,
+                                   expand_rank_1: bool = True) -> tuple[Array, Array]:
+    """Keras's rank adjustment: fix a rank difference of 1 with a trailing 1."""
+    if x1.ndim == x2.ndim:
+        return x1, x2
+    if x1.ndim == x2.ndim + 1 and x1.shape[-1] == 1:
+        if x2.ndim == 1 and expand_rank_1:
+            return x1, xp.expand_dims(x2, axis=-1)
+        return xp.squeeze(x1, axis=-1), x2
+    if x2.ndim == x1.ndim + 1 and x2.shape[-1] == 1:
+        if x1.ndim == 1 and expand_rank_1:
+            return xp.expand_dims(x1, axis=-1), x2
+        return x1, xp.squeeze(x2, axis=-1)
+    return x1, x2
+
+
+def _align_weight(values: Array, weight: Array, *, xp: Any) -> tuple[Array, Array]:
+    values, weight = squeeze_or_expand_to_same_rank(values, weight, xp=xp)
+    if 0 < weight.ndim < values.ndim and tuple(weight.shape) == tuple(values.shape[:weight.ndim]):
+        # Per-sample weights on per-timestep losses weight samples (tf.keras's rule).
+        weight = xp.reshape(weight, tuple(weight.shape) + (1,) * (values.ndim - weight.ndim))
+    if not _broadcastable(tuple(values.shape), tuple(weight.shape)):
+        msg = (
+            f"`sample_weight` of shape {tuple(weight.shape)} cannot be broadcast to the "
+            f"per-sample losses of shape {tuple(values.shape)}. Pass one weight per sample "
+            "(the leading dimensions of the losses) or a scalar."
+        )
+        raise ValueError(msg)
+    return values, weight
+
+
+def _broadcastable(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    for x, y in zip(reversed(a), reversed(b), strict=False):
+        if x is None or y is None or (isinstance(x, float) and math.isnan(x)):
+            continue
+        if x != y and x != 1 and y != 1:
+            return False
+    return True
+
+
+def _size(x: Array) -> int:
+    return math.prod(int(d) for d in x.shape)
+
+
+def apply_mask(sample_weight: Array | None, mask: Array, *, reduction: str | None,
+               xp: Any, dtype: Any) -> Array:
+    """Fold a boolean mask into the sample weight, as Keras 3's ``apply_mask``.
+
+    For the mean reductions the kept entries are scaled by ``total / valid``, so
+    that the later division by the element count yields a mean over valid ones.
+    """
+    if reduction in ("mean", "sum_over_batch_size"):
+        total = xp.asarray(_size(mask), dtype=dtype, device=_device(mask))
+        valid = xp.sum(xp.astype(mask, dtype))
+        scale = divide_no_nan(total, valid, xp=xp)
+        float_mask = xp.where(mask, scale, xp.zeros_like(scale))
+    else:
+        float_mask = xp.astype(mask, dtype)
+    if sample_weight is None:
+        return float_mask
+    float_mask, sample_weight = squeeze_or_expand_to_same_rank(float_mask, sample_weight, xp=xp)
+    return sample_weight * float_mask
+
+
+def reduce_values(values: Array, sample_weight: Array | None, reduction: str | None, *,
+                  xp: Any) -> Array:
+    """Reduce weighted per-sample losses: ``sum``, or ``sum`` over a divisor."""
+    if reduction in (None, "none") or values.ndim == 0:
+        return values
+    loss = xp.sum(values)
+    if reduction in _MEANS:
+        if reduction == "mean_with_sample_weight" and sample_weight is not None:
+            divisor = xp.sum(sample_weight)
+        else:
+            divisor = xp.asarray(_size(values), dtype=values.dtype, device=_device(values))
+        loss = divide_no_nan(loss, xp.astype(divisor, loss.dtype), xp=xp)
+    return loss
+
+
+def reduce_weighted_values(values: Array, *, sample_weight: Array | None, mask: Array | None,
+                           reduction: str | None, xp: Any) -> Array:
+    """Apply mask, sample weight and reduction to per-sample losses (Keras 3 §A.5)."""
+    reduction = standardize_reduction(reduction)
+    if mask is not None:
+        sample_weight = apply_mask(sample_weight, mask, reduction=reduction, xp=xp,
+                                   dtype=values.dtype)
+    if sample_weight is not None:
+        values, sample_weight = _align_weight(values, sample_weight, xp=xp)
+        values = values * sample_weight
+    return reduce_values(values, sample_weight, reduction, xp=xp)
+
+
+def _device(x: Array) -> Any:
+    import array_api_compat  # noqa: PLC0415
+
+    return array_api_compat.device(x)

@@ -1,0 +1,249 @@
+"""Argument checks (always on) and data checks (eager arrays, opt-out).
+
+Static checks look at Python arguments and shapes only, so they cost nothing
+per element and run everywhere, under ``jax.jit`` too. Data checks read array
+values; they run only on eager arrays (NumPy, eager PyTorch and JAX, CuPy,
+array-api-strict) and are skipped for Dask, JAX tracers and ``torch.compile``,
+where reading values would compute the graph or break tracing. On those, the
+kernels still never branch on data: an invalid sparse label gives NaN in its
+own slot.
+
+The common path costs one ``min`` and one ``max`` per checked array; the
+position and value of an offending element are computed only to build the
+error message.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from ._config import check_validation_mode, validation_mode
+from ._namespace import is_eager
+
+__all__ = [
+    "ProbabilitiesAsLogitsWarning",
+    "ValidationWarning",
+    "DataChecker",
+    "canonical_axis",
+    "check_axis",
+    "check_alpha",
+    "check_flag",
+    "check_gamma",
+    "check_ignore_class",
+    "check_label_smoothing",
+    "check_same_shape",
+]
+
+
+class ValidationWarning(UserWarning):
+    """Issued instead of an error for invalid data when ``validate="warn"``."""
+
+
+class ProbabilitiesAsLogitsWarning(UserWarning):
+    """``from_logits=True`` was given values that all lie in [0, 1]."""
+
+
+# ---------------------------------------------------------------- static checks
+
+
+def check_axis(axis: object) -> int:
+    """Return ``axis`` as an int; reject bools, floats and other types."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        msg = f"`axis` must be of type `int`. Received: axis={axis!r} of type {type(axis)}"
+        raise TypeError(msg)
+    return int(axis)
+
+
+def canonical_axis(axis: object, ndim: int) -> int:
+    """Return ``axis`` as a non-negative index into an array of rank ``ndim``."""
+    axis = check_axis(axis)
+    if not -ndim <= axis < ndim:
+        msg = f"axis {axis} is out of bounds for an array with dimension {ndim}."
+        raise ValueError(msg)
+    return axis % ndim
+
+
+def check_flag(value: object, argument: str) -> bool:
+    """Return ``value`` as a bool; reject non-boolean values such as strings."""
+    if isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+        return bool(value)
+    msg = f"`{argument}` must be a bool. Received: {argument}={value!r}"
+    raise TypeError(msg)
+
+
+def _real(value: object, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        msg = f"`{argument}` must be a real number. Received: {argument}={value!r}"
+        raise TypeError(msg)
+    number = float(value)
+    if math.isnan(number):
+        msg = f"`{argument}` must not be NaN. Received: {argument}={value!r}"
+        raise ValueError(msg)
+    return number
+
+
+def check_label_smoothing(value: object) -> float:
+    """Return ``label_smoothing`` as a float in ``[0, 1]``."""
+    number = _real(value, "label_smoothing")
+    if not 0.0 <= number <= 1.0:
+        msg = f"`label_smoothing` must be in [0, 1]. Received: label_smoothing={value!r}"
+        raise ValueError(msg)
+    return number
+
+
+def check_gamma(value: object) -> float:
+    """Return the focusing parameter ``gamma`` as a float ``>= 0``."""
+    number = _real(value, "gamma")
+    if not 0.0 <= number < math.inf:
+        msg = f"`gamma` must be a finite number >= 0. Received: gamma={value!r}"
+        raise ValueError(msg)
+    return number
+
+
+def check_alpha(value: object, *, per_class: bool) -> float | tuple[float, ...]:
+    """Return ``alpha``: a finite float, or (``per_class``) a sequence of them."""
+    if per_class and isinstance(value, Sequence) and not isinstance(value, str):
+        return tuple(check_alpha(v, per_class=False) for v in value)  # type: ignore[misc]
+    number = _real(value, "alpha")
+    if not math.isfinite(number):
+        msg = f"`alpha` must be finite. Received: alpha={value!r}"
+        raise ValueError(msg)
+    return number
+
+
+def check_ignore_class(value: object) -> int | None:
+    """Return ``ignore_class`` as an int, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        msg = f"`ignore_class` must be an int or None. Received: ignore_class={value!r}"
+        raise TypeError(msg)
+    return int(value)
+
+
+def check_same_shape(y_true: Any, y_pred: Any) -> None:
+    """Raise ``ValueError`` unless ``y_true`` and ``y_pred`` have the same shape."""
+    if tuple(y_true.shape) != tuple(y_pred.shape):
+        msg = (
+            "Arguments `y_true` and `y_pred` must have the same shape. Received: "
+            f"y_true.shape={_shape(y_true)}, y_pred.shape={_shape(y_pred)}"
+        )
+        raise ValueError(msg)
+
+
+def _shape(x: Any) -> tuple[int | None, ...]:
+    return tuple(None if d is None else int(d) for d in x.shape)
+
+
+# ------------------------------------------------------------------ data checks
+
+
+class DataChecker:
+    """Value checks for one call, active only for eager arrays and a mode != "off".
+
+    Args:
+        mode: the ``validate=`` argument (None: the context's mode).
+        xp: the namespace of the arrays.
+        arrays: every array of the call, to decide whether they are eager.
+    """
+
+    def __init__(self, mode: str | None, xp: Any, *arrays: Any) -> None:
+        mode = validation_mode() if mode is None else check_validation_mode(mode)
+        self.xp = xp
+        self.mode = mode
+        self.active = mode != "off" and is_eager(*arrays)
+
+    def fail(self, message: str) -> None:
+        """Raise or warn with ``message`` according to the mode."""
+        if self.mode == "raise":
+            raise ValueError(message)
+        warnings.warn(message, ValidationWarning, stacklevel=4)
+
+    def _first(self, bad: Any, x: Any) -> tuple[str, tuple[int, ...]]:
+        """Return the first offending value (as text) and its position."""
+        index = tuple(int(i[0]) for i in self.xp.nonzero(bad)) if x.ndim else ()
+        value = x[index] if index else x
+        return _format(value), index
+
+    def in_range(self, x: Any, argument: str, low: float, high: float, *,
+                 allow_neg_inf: bool = False, hint: str = "") -> None:
+        """Check that ``x`` is free of NaN/inf and lies in ``[low, high]``."""
+        if not self.active or _size(x) == 0:
+            return
+        xp = self.xp
+        lo, hi = float(xp.min(x)), float(xp.max(x))
+        # NaN fails every comparison, so one test covers NaN, inf and the range.
+        if low <= lo and hi <= high and hi < math.inf and (allow_neg_inf or lo > -math.inf):
+            return
+        if bool(xp.any(xp.isnan(x))):
+            value, where = self._first(xp.isnan(x), x)
+            self.fail(f"`{argument}` contains NaN at position {where}.")
+            return
+        infinite = (x == math.inf) if allow_neg_inf else xp.isinf(x)
+        if bool(xp.any(infinite)):
+            value, where = self._first(infinite, x)
+            self.fail(f"`{argument}` contains {value} at position {where}; it must be finite."
+                      + ("" if not allow_neg_inf else " (-inf logits are allowed)."))
+            return
+        bad = (x < low) | (x > high)
+        value, where = self._first(bad, x)
+        self.fail(
+            f"`{argument}` must lie in [{_format(low)}, {_format(high)}]. Received {value} at "
+            f"position {where}.{hint}"
+        )
+
+    def labels(self, labels: Any, num_classes: int, ignore_class: int | None) -> None:
+        """Check that sparse labels lie in ``[0, num_classes)`` or equal ``ignore_class``."""
+        if not self.active or _size(labels) == 0:
+            return
+        xp = self.xp
+        checked = labels if ignore_class is None else xp.where(
+            labels == ignore_class, xp.zeros_like(labels), labels)
+        if float(xp.min(checked)) >= 0 and float(xp.max(checked)) < num_classes:
+            return
+        value, where = self._first((checked < 0) | (checked >= num_classes), labels)
+        ignored = "" if ignore_class is None else f" and is not ignore_class={ignore_class}"
+        self.fail(
+            f"Received a label value of {value} at position {where} in `y_true`, which is "
+            f"outside the valid range [0, {num_classes}) for {num_classes} classes{ignored}."
+        )
+
+    def integral(self, labels: Any) -> None:
+        """Check that float-typed sparse labels hold whole numbers (no silent truncation)."""
+        if not self.active or _size(labels) == 0:
+            return
+        xp = self.xp
+        self.in_range(labels, "y_true", -math.inf, math.inf)
+        fractional = labels != xp.floor(labels)
+        if bool(xp.any(fractional)):
+            value, where = self._first(fractional, labels)
+            self.fail(
+                f"`y_true` must hold integer class indices. Received {value} at position "
+                f"{where}; pass integer labels (Keras would truncate this value)."
+            )
+
+    def probabilities_as_logits(self, y_pred: Any) -> None:
+        """Warn when ``from_logits=True`` gets values that all lie in [0, 1]."""
+        if not self.active or _size(y_pred) < 2:
+            return
+        xp = self.xp
+        if float(xp.min(y_pred)) >= 0.0 and float(xp.max(y_pred)) <= 1.0:
+            warnings.warn(
+                "`y_pred` lies wholly inside [0, 1] but from_logits=True: these look like "
+                "probabilities. Pass from_logits=False if they are.",
+                ProbabilitiesAsLogitsWarning,
+                stacklevel=4,
+            )
+
+
+def _size(x: Any) -> int:
+    return math.prod(int(d) for d in x.shape)
+
+
+def _format(value: Any) -> str:
+    number = float(value)
+    return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
