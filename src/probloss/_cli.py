@@ -13,7 +13,7 @@ __all__ = ["main"]
 
 
 def _demo() -> int:
-    from ._seed_examples import EXAMPLES  # noqa: PLC0415 - only this command needs them
+    from ._seed_examples import EXAMPLES
 
     print(f"{'example':<44} {'documented':<18} {'probloss':<26} match")
     failures = 0
@@ -38,7 +38,7 @@ def _decimals(values: np.ndarray) -> int:
 
 
 def _list() -> int:
-    from ._registry import ALIASES, OBJECTS  # noqa: PLC0415
+    from ._registry import ALIASES, OBJECTS
 
     for name, obj in sorted(OBJECTS.items(), key=lambda item: item[0].lower()):
         if name in ALIASES:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ._config import fast_paths_enabled
 
-__all__ = ["GENERIC", "FAST", "backend_of", "call", "fast_path", "kernel"]
+__all__ = ["FAST", "GENERIC", "backend_of", "call", "fast_path", "kernel"]
 
 Kernel = Callable[..., Any]
 

@@ -100,7 +100,7 @@ def prepare(y_true: Any, y_pred: Any, *, dtype: str | None, validate: str | None
 def _jax_without_x64(xp: Any) -> bool:
     if xp.__name__ != "jax.numpy":
         return False
-    import jax  # noqa: PLC0415 - only reached with JAX arrays
+    import jax
 
     return not jax.config.jax_enable_x64
 

@@ -17,7 +17,11 @@ from typing import Any, ClassVar
 from ._config import check_validation_mode
 from ._functional import Inputs, prepare
 from ._namespace import dtype_name
-from ._reduction import reduce_weighted_values, squeeze_or_expand_to_same_rank, standardize_reduction
+from ._reduction import (
+    reduce_weighted_values,
+    squeeze_or_expand_to_same_rank,
+    standardize_reduction,
+)
 
 __all__ = ["Loss", "LossFunctionWrapper"]
 
@@ -215,7 +219,7 @@ class LossFunctionWrapper(Loss):
     def from_config(cls, config: dict[str, Any]) -> Loss:
         """Build a wrapper from its config; ``fn`` must name a registered function."""
         if cls is LossFunctionWrapper:
-            from ._registry import get_function  # noqa: PLC0415 - registry sits above
+            from ._registry import get_function
 
             config = dict(config)
             config["fn"] = get_function(config["fn"])

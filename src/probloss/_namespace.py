@@ -17,6 +17,7 @@ __all__ = [
     "FLOATX",
     "as_arrays",
     "compute_dtype",
+    "device_of",
     "dtype_name",
     "is_eager",
     "is_floating",
@@ -116,6 +117,11 @@ def _convert(name: str, value: object, xp: Any, device: Any) -> Any:
     return xp.asarray(host, device=device)
 
 
+def device_of(x: Any) -> Any:
+    """Return the device of an array (None for jitted JAX values without one)."""
+    return array_api_compat.device(x)
+
+
 def dtype_name(dtype: Any) -> str:
     """Return the canonical name of a dtype of any library (``"float32"``, ...)."""
     name = str(dtype)
@@ -158,7 +164,7 @@ def resolve_dtype(xp: Any, name: str) -> Any:
         return getattr(sys.modules["torch"], name)
     if array_api_compat.is_numpy_namespace(xp) and name == "bfloat16":
         try:
-            import ml_dtypes  # noqa: PLC0415 - optional, only for NumPy bfloat16
+            import ml_dtypes
         except ImportError:
             msg = "dtype='bfloat16' with NumPy arrays needs the `ml_dtypes` package."
             raise TypeError(msg) from None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._namespace import device_of
+
 __all__ = [
     "clip",
     "divide_no_nan",
@@ -85,7 +87,8 @@ def one_hot_pick(x: Array, labels: Array, *, axis: int, xp: Any) -> Array:
     num_classes = x.shape[axis]
     shape = [1] * x.ndim
     shape[axis] = num_classes
-    classes = xp.reshape(xp.arange(num_classes, dtype=labels.dtype, device=_device(x)), shape)
+    classes = xp.reshape(xp.arange(num_classes, dtype=labels.dtype, device=device_of(x)),
+                         tuple(shape))
     hit = xp.expand_dims(labels, axis=axis) == classes
     return xp.sum(xp.where(hit, x, xp.zeros_like(x)), axis=axis)
 
@@ -116,8 +119,3 @@ def divide_no_nan(numerator: Array, denominator: Array, *, xp: Any) -> Array:
     safe = xp.where(zero, xp.ones_like(denominator), denominator)
     return xp.where(zero, xp.zeros_like(numerator), numerator / safe)
 
-
-def _device(x: Array) -> Any:
-    import array_api_compat  # noqa: PLC0415 - tiny, already imported by the package
-
-    return array_api_compat.device(x)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._namespace import device_of
 from ._numerics import divide_no_nan
 
 __all__ = [
@@ -139,7 +140,7 @@ def apply_mask(sample_weight: Array | None, mask: Array, *, reduction: str | Non
     that the later division by the element count yields a mean over valid ones.
     """
     if reduction in ("mean", "sum_over_batch_size"):
-        total = xp.asarray(_size(mask), dtype=dtype, device=_device(mask))
+        total = xp.asarray(_size(mask), dtype=dtype, device=device_of(mask))
         valid = xp.sum(xp.astype(mask, dtype))
         scale = divide_no_nan(total, valid, xp=xp)
         float_mask = xp.where(mask, scale, xp.zeros_like(scale))
@@ -161,7 +162,7 @@ def reduce_values(values: Array, sample_weight: Array | None, reduction: str | N
         if reduction == "mean_with_sample_weight" and sample_weight is not None:
             divisor = xp.sum(sample_weight)
         else:
-            divisor = xp.asarray(_size(values), dtype=values.dtype, device=_device(values))
+            divisor = xp.asarray(_size(values), dtype=values.dtype, device=device_of(values))
         loss = divide_no_nan(loss, xp.astype(divisor, loss.dtype), xp=xp)
     return loss
 
@@ -178,8 +179,3 @@ def reduce_weighted_values(values: Array, *, sample_weight: Array | None, mask: 
         values = values * sample_weight
     return reduce_values(values, sample_weight, reduction, xp=xp)
 
-
-def _device(x: Array) -> Any:
-    import array_api_compat  # noqa: PLC0415
-
-    return array_api_compat.device(x)

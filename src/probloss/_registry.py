@@ -95,8 +95,9 @@ def serialize(loss: Any) -> dict[str, Any]:
 
     Examples:
         >>> import probloss
-        >>> probloss.serialize(probloss.BinaryCrossentropy(from_logits=True))["config"]
-        {'name': 'binary_crossentropy', 'reduction': 'sum_over_batch_size', 'from_logits': True, 'label_smoothing': 0.0, 'axis': -1}
+        >>> config = probloss.serialize(probloss.BinaryCrossentropy(from_logits=True))
+        >>> config["module"], config["class_name"], config["config"]["from_logits"]
+        ('keras.losses', 'BinaryCrossentropy', True)
         >>> probloss.serialize(probloss.binary_crossentropy)["config"]
         'binary_crossentropy'
     """
@@ -136,8 +137,9 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
         >>> tf_keras_config = {"class_name": "BinaryCrossentropy", "config": {
         ...     "reduction": "auto", "name": "binary_crossentropy", "from_logits": True,
         ...     "label_smoothing": 0.0, "axis": -1, "fn": "binary_crossentropy"}}
-        >>> probloss.deserialize(tf_keras_config)
-        BinaryCrossentropy(name='binary_crossentropy', reduction='sum_over_batch_size', from_logits=True, label_smoothing=0.0, axis=-1)
+        >>> loss = probloss.deserialize(tf_keras_config)
+        >>> type(loss).__name__, loss.reduction, loss.from_logits
+        ('BinaryCrossentropy', 'sum_over_batch_size', True)
     """
     if isinstance(config, str):
         obj = _lookup(config, custom_objects)
@@ -148,7 +150,8 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
     module = config.get("module")
     if module is not None and str(module).split(".", 1)[0] not in _KNOWN_MODULES and not (
             custom_objects and config["class_name"] in custom_objects):
-        msg = f"Refusing to deserialize {config['class_name']!r} from module {module!r}: only Keras and probloss losses (or custom_objects) are built."
+        msg = (f"Refusing to deserialize {config['class_name']!r} from module {module!r}: only "
+               "Keras and probloss losses (or custom_objects) are built.")
         raise ValueError(msg)
     class_name = config["class_name"]
     inner = config.get("config", {})

@@ -12,7 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from ._functional import binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy
+from ._functional import (
+    binary_crossentropy,
+    categorical_crossentropy,
+    sparse_categorical_crossentropy,
+)
 from ._losses import BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy
 
 __all__ = ["EXAMPLES", "SeedExample"]

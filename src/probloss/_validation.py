@@ -25,12 +25,12 @@ from ._config import check_validation_mode, validation_mode
 from ._namespace import is_eager
 
 __all__ = [
+    "DataChecker",
     "ProbabilitiesAsLogitsWarning",
     "ValidationWarning",
-    "DataChecker",
     "canonical_axis",
-    "check_axis",
     "check_alpha",
+    "check_axis",
     "check_flag",
     "check_gamma",
     "check_ignore_class",
@@ -174,7 +174,7 @@ class DataChecker:
         """Check that ``x`` is free of NaN/inf and lies in ``[low, high]``."""
         if not self.active or _size(x) == 0:
             return
-        xp = self.xp
+        xp, x = self.xp, _detached(x)
         lo, hi = float(xp.min(x)), float(xp.max(x))
         # NaN fails every comparison, so one test covers NaN, inf and the range.
         if low <= lo and hi <= high and hi < math.inf and (allow_neg_inf or lo > -math.inf):
@@ -230,7 +230,7 @@ class DataChecker:
         """Warn when ``from_logits=True`` gets values that all lie in [0, 1]."""
         if not self.active or _size(y_pred) < 2:
             return
-        xp = self.xp
+        xp, y_pred = self.xp, _detached(y_pred)
         if float(xp.min(y_pred)) >= 0.0 and float(xp.max(y_pred)) <= 1.0:
             warnings.warn(
                 "`y_pred` lies wholly inside [0, 1] but from_logits=True: these look like "
@@ -238,6 +238,12 @@ class DataChecker:
                 ProbabilitiesAsLogitsWarning,
                 stacklevel=4,
             )
+
+
+def _detached(x: Any) -> Any:
+    """Drop autograd history before reading values (checks are not differentiated)."""
+    detach = getattr(x, "detach", None)
+    return detach() if callable(detach) else x
 
 
 def _size(x: Any) -> int:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._dispatch import kernel
+from .._namespace import device_of
 from .._numerics import clip, neg_log_softmax, pow_nonnegative, sigmoid, zero_safe_multiply
 from ._crossentropy import binary_elementwise
 
@@ -50,13 +51,8 @@ def categorical_focal_crossentropy(y_true: Array, y_pred: Array, *,
     weight = pow_nonnegative(one_minus_p, gamma, xp=xp)
     if isinstance(alpha, Sequence):
         # Keras broadcasts a per-class alpha against the last axis.
-        weight = weight * xp.asarray(alpha, dtype=y_pred.dtype, device=_device(y_pred))
+        weight = weight * xp.asarray(alpha, dtype=y_pred.dtype, device=device_of(y_pred))
     else:
         weight = weight * alpha
     return xp.sum(weight * ce, axis=axis)
 
-
-def _device(x: Array) -> Any:
-    import array_api_compat  # noqa: PLC0415
-
-    return array_api_compat.device(x)
