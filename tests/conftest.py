@@ -76,7 +76,7 @@ class Library:
             return self.module.numpy.asarray(host)
         if self.backend is Backend.DASK:
             chunks = tuple(max(1, (d + 1) // 2) for d in host.shape)
-            return self.module.array.from_array(host, chunks=chunks or None)
+            return self.module.array.from_array(host, chunks=chunks)
         if self.backend is Backend.ARRAY_API_STRICT:
             return self.module.asarray(host)
         return self.module.asarray(host)  # cupy

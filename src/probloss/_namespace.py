@@ -162,6 +162,8 @@ def resolve_dtype(xp: Any, name: str) -> Any:
         return dtype
     if array_api_compat.is_torch_namespace(xp):
         return getattr(sys.modules["torch"], name)
+    if array_api_compat.is_dask_namespace(xp) and name == "float16":
+        return np.dtype(name)  # Dask computes with NumPy dtypes; float16 is not in the standard
     if array_api_compat.is_numpy_namespace(xp) and name == "bfloat16":
         try:
             import ml_dtypes
