@@ -17,6 +17,7 @@ from ._functional import (
     poisson,
     sparse_categorical_crossentropy,
 )
+from ._interop import to_keras
 from ._loss import Loss, LossFunctionWrapper
 from ._losses import (
     BinaryCrossentropy,
@@ -67,5 +68,6 @@ __all__ = [
     "serialize",
     "set_epsilon",
     "sparse_categorical_crossentropy",
+    "to_keras",
     "validation",
 ]

@@ -50,6 +50,13 @@ def set_epsilon(value: float) -> None:
 
     Raises:
         ValueError: if ``value`` is outside ``(0, 0.5)``.
+
+    Examples:
+        >>> import probloss
+        >>> probloss.set_epsilon(1e-3)
+        >>> float(probloss.binary_crossentropy([1.0], [0.0])).__round__(4)  # -log(1e-3)
+        6.9078
+        >>> probloss.set_epsilon(1e-7)  # back to Keras's default
     """
     value = float(value)
     if not 0.0 < value < 0.5:
@@ -107,6 +114,13 @@ def fast_paths(enabled: bool) -> Iterator[None]:
 
     ``with probloss.fast_paths(False):`` forces the generic array-API kernels,
     which is useful for debugging and for parity tests.
+
+    Examples:
+        >>> import numpy as np
+        >>> import probloss
+        >>> with probloss.fast_paths(False):  # the generic kernel, same value
+        ...     probloss.sparse_categorical_crossentropy(np.array([1]), np.array([[0.5, 0.5]])).round(4)
+        array([0.6931])
     """
     token = _FAST_PATHS.set(bool(enabled))
     try:

@@ -175,6 +175,7 @@ def _binary_crossentropy(x: Inputs, *, from_logits: bool, label_smoothing: float
     label_smoothing = check_label_smoothing(label_smoothing)
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
+    _check_mean_axis(x.y_pred, axis)
     _check_binary_data(x, from_logits)
     y_true = _smooth_binary(x.y_true, label_smoothing)
     values = call("binary_crossentropy", y_true, x.y_pred, xp=x.xp, from_logits=from_logits,
@@ -192,6 +193,7 @@ def _binary_focal_crossentropy(x: Inputs, *, apply_class_balancing: bool, alpha:
     label_smoothing = check_label_smoothing(label_smoothing)
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
+    _check_mean_axis(x.y_pred, axis)
     _check_binary_data(x, from_logits)
     y_true = _smooth_binary(x.y_true, label_smoothing)
     values = call("binary_focal_crossentropy", y_true, x.y_pred, xp=x.xp,
@@ -200,18 +202,27 @@ def _binary_focal_crossentropy(x: Inputs, *, apply_class_balancing: bool, alpha:
     return values, None
 
 
+def _check_categorical_pred(checker: DataChecker, y_pred: Array, from_logits: bool,
+                            axis: int, keep: Array | None = None) -> None:
+    if from_logits:
+        checker.in_range(y_pred, "y_pred", -math.inf, math.inf, allow_neg_inf=True)
+        checker.some_finite_logit(y_pred, axis, keep)
+        checker.probabilities_as_logits(y_pred)
+    else:
+        checker.in_range(y_pred, "y_pred", 0.0, 1.0, hint=_PROBABILITY_HINT)
+        checker.positive_sums(y_pred, axis, keep)
+
+
 def _categorical_setup(x: Inputs, loss_name: str, from_logits: Any, label_smoothing: Any,
                        axis: Any) -> tuple[bool, Array, int]:
     from_logits = check_flag(from_logits, "from_logits")
     label_smoothing = check_label_smoothing(label_smoothing)
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
+    _check_mean_axis(x.y_pred, axis, "the class axis")
     _warn_single_class(loss_name, x.y_pred, axis)
     x.checker.in_range(x.y_true, "y_true", 0.0, 1.0)
-    if from_logits:
-        x.checker.in_range(x.y_pred, "y_pred", -math.inf, math.inf, allow_neg_inf=True)
-    else:
-        x.checker.in_range(x.y_pred, "y_pred", 0.0, 1.0, hint=_PROBABILITY_HINT)
+    _check_categorical_pred(x.checker, x.y_pred, from_logits, axis)
     y_true = _smooth_categorical(x.y_true, label_smoothing, x.y_pred.shape[axis])
     return from_logits, y_true, axis
 
@@ -257,20 +268,19 @@ def _sparse_categorical_crossentropy(x: Inputs, *, from_logits: bool, ignore_cla
         )
         raise ValueError(msg)
     num_classes = y_pred.shape[axis]
+    _check_mean_axis(y_pred, axis, "the class axis")
     x.checker.labels(y_true, num_classes, ignore_class)
-    if from_logits:
-        x.checker.in_range(y_pred, "y_pred", -math.inf, math.inf, allow_neg_inf=True)
-    else:
-        x.checker.in_range(y_pred, "y_pred", 0.0, 1.0, hint=_PROBABILITY_HINT)
+    _check_categorical_pred(x.checker, y_pred, from_logits, axis,
+                            None if ignore_class is None else y_true != ignore_class)
     if ignore_class is None:
         return call("sparse_categorical_crossentropy", y_true, y_pred, xp=xp,
                     from_logits=from_logits, axis=axis, epsilon=epsilon()), None
     valid = y_true != ignore_class
     labels = xp.where(valid, y_true, xp.zeros_like(y_true))
-    if not from_logits:
-        # An ignored row may be all zeros; give it finite values so that neither the
-        # value nor the gradient of the discarded branch is NaN.
-        y_pred = xp.where(xp.expand_dims(valid, axis=axis), y_pred, xp.ones_like(y_pred))
+    # An ignored row may be all zeros (or all -inf logits); give it finite values so that
+    # neither the value nor the gradient of the discarded branch is NaN.
+    filler = xp.zeros_like(y_pred) if from_logits else xp.ones_like(y_pred)
+    y_pred = xp.where(xp.expand_dims(valid, axis=axis), y_pred, filler)
     values = call("sparse_categorical_crossentropy", labels, y_pred, xp=xp,
                   from_logits=from_logits, axis=axis, epsilon=epsilon())
     return xp.where(valid, values, xp.zeros_like(values)), valid
@@ -282,9 +292,20 @@ def _check_rank_1(x: Inputs) -> None:
         raise ValueError(msg)
 
 
+def _check_mean_axis(y_pred: Array, axis: int, role: str = "the axis the loss averages over") -> None:
+    """Refuse an empty averaging or class axis: the mean of nothing is 0/0, and no class has no softmax."""
+    if y_pred.shape[axis] == 0:
+        msg = (
+            f"Argument `y_pred` has no elements along axis {axis}, {role}, so the loss is "
+            f"undefined. Received: y_pred.shape={tuple(y_pred.shape)}"
+        )
+        raise ValueError(msg)
+
+
 def _poisson(x: Inputs) -> tuple[Array, None]:
     check_same_shape(x.y_true, x.y_pred)
     _check_rank_1(x)
+    _check_mean_axis(x.y_pred, -1)
     x.checker.in_range(x.y_true, "y_true", 0.0, math.inf, hint=" Counts cannot be negative.")
     x.checker.in_range(x.y_pred, "y_pred", 0.0, math.inf, hint=" Rates cannot be negative.")
     return call("poisson", x.y_true, x.y_pred, xp=x.xp, epsilon=epsilon()), None

@@ -15,11 +15,15 @@ __all__ = [
     "clip",
     "divide_no_nan",
     "log_ratio",
+    "neg_log_normalized",
+    "neg_log_picked",
     "neg_log_softmax",
     "one_hot_pick",
+    "one_hot_rest",
     "pow_nonnegative",
     "sigmoid",
     "softplus",
+    "wide_dtype",
     "zero_safe_multiply",
 ]
 
@@ -43,13 +47,17 @@ def sigmoid(x: Array, *, xp: Any) -> Array:
 
 def zero_safe_multiply(weight: Array, value: Array, *, xp: Any) -> Array:
     """Return ``weight * value`` with ``0 * inf`` read as 0 (a zero label ignores its term)."""
-    return xp.where(weight == 0, xp.zeros_like(value), weight * value)
+    # Replace the value before multiplying, so that 0 * inf is never evaluated
+    # (NumPy warns on it) and its NaN never reaches the gradient.
+    zero = weight == 0
+    safe = xp.where(zero, xp.zeros_like(value), value)
+    return xp.where(zero, xp.zeros_like(safe), weight * safe)
 
 
 def clip(x: Array, low: float, high: float, *, xp: Any) -> Array:
     """Clip to ``[low, high]``, with the bounds made in ``x``'s dtype (NaN stays NaN)."""
-    lo = xp.asarray(low, dtype=x.dtype)
-    hi = xp.asarray(high, dtype=x.dtype)
+    lo = xp.asarray(low, dtype=x.dtype, device=device_of(x))
+    hi = xp.asarray(high, dtype=x.dtype, device=device_of(x))
     return xp.minimum(xp.maximum(x, lo), hi)
 
 
@@ -93,6 +101,21 @@ def one_hot_pick(x: Array, labels: Array, *, axis: int, xp: Any) -> Array:
     return xp.sum(xp.where(hit, x, xp.zeros_like(x)), axis=axis)
 
 
+def one_hot_rest(x: Array, labels: Array, *, axis: int, xp: Any) -> Array:
+    """Return the sum of ``x`` along ``axis`` without the entry at index ``labels``.
+
+    Summed directly rather than as ``sum - picked``, which cancels when the
+    picked entry holds nearly all of the sum.
+    """
+    num_classes = x.shape[axis]
+    shape = [1] * x.ndim
+    shape[axis] = num_classes
+    classes = xp.reshape(xp.arange(num_classes, dtype=labels.dtype, device=device_of(x)),
+                         tuple(shape))
+    hit = xp.expand_dims(labels, axis=axis) == classes
+    return xp.sum(xp.where(hit, xp.zeros_like(x), x), axis=axis)
+
+
 def pow_nonnegative(base: Array, exponent: float, *, xp: Any) -> Array:
     """Return ``base ** exponent`` for ``base >= 0`` with a finite gradient at 0.
 
@@ -110,7 +133,10 @@ def log_ratio(t: Array, p: Array, *, xp: Any) -> Array:
     """Return ``log(t / p)`` for positive ``t`` and ``p``, accurate when ``t ≈ p``."""
     # log(t/p) = log1p((t - p) / p); t - p is exact near t = p (Sterbenz), so the
     # small difference keeps its relative precision instead of rounding in t/p.
-    return xp.log1p((t - p) / p)
+    # Far from 1 (t < p/2) log1p near -1 amplifies the rounding of the ratio, so
+    # log(t/p) is used there (its condition number 1/|log(t/p)| is < 1.5).
+    near = 2 * t >= p
+    return xp.where(near, xp.log1p((t - p) / p), xp.log(t / p))
 
 
 def divide_no_nan(numerator: Array, denominator: Array, *, xp: Any) -> Array:
@@ -118,4 +144,71 @@ def divide_no_nan(numerator: Array, denominator: Array, *, xp: Any) -> Array:
     zero = denominator == 0
     safe = xp.where(zero, xp.ones_like(denominator), denominator)
     return xp.where(zero, xp.zeros_like(numerator), numerator / safe)
+
+
+def _nll_bounds(low: float, high: float, like: Array, *, xp: Any) -> tuple[Array, Array]:
+    """Return ``(-log(high), -log(low))`` for the bounds made in ``like``'s dtype."""
+    lo = xp.asarray(low, dtype=like.dtype, device=device_of(like))
+    hi = xp.asarray(high, dtype=like.dtype, device=device_of(like))
+    # 1 - hi is exact (Sterbenz), so -log1p(-(1 - hi)) is -log(hi) to the last bit.
+    return -xp.log1p(-(1 - hi)), -xp.log(lo)
+
+
+def neg_log_normalized(y: Array, low: float, high: float, *, axis: int, xp: Any) -> Array:
+    """Return ``-log(clip(y / sum(y), low, high))`` along ``axis``, accurate near 1.
+
+    For a maximal entry ``m``, ``-log(m / sum) = log1p(rest / m)`` with ``rest``
+    the sum of the other entries, so a probability near 1 keeps its tiny loss
+    (``-log`` of the rounded ratio loses it). Clipping ``p`` to ``[low, high]`` is
+    clipping ``-log p`` to ``[-log high, -log low]``. Other entries are ``<= 1/2``
+    of the sum, where ``-log`` of the ratio is accurate.
+    """
+    total = xp.sum(y, axis=axis, keepdims=True)
+    general = -xp.log(clip(y / total, low, high, xp=xp))
+    if 0 in tuple(y.shape):
+        return general  # nothing to refine; Dask cannot take the max of an empty array
+    m = xp.max(y, axis=axis, keepdims=True)
+    # A unique maximum above half the sum (ties give 2m <= total, rounding is monotone).
+    top = (y == m) & (2 * m > total)
+    rest = xp.sum(xp.where(y == m, xp.zeros_like(y), y), axis=axis, keepdims=True)
+    nll_hi, nll_lo = _nll_bounds(low, high, y, xp=xp)
+    # One log1p per row (on the reduced arrays), broadcast to the maximal entry.
+    near_one = xp.minimum(xp.maximum(xp.log1p(rest / m), nll_hi), nll_lo)
+    return xp.where(top, near_one, general)
+
+
+def neg_log_picked(picked: Array, rest: Array, low: float, high: float, *, xp: Any) -> Array:
+    """Return ``-log(clip(picked / (picked + rest), low, high))`` for ``picked, rest >= 0``.
+
+    Where ``picked >= rest`` (a probability >= 1/2) it is ``log1p(rest / picked)``
+    clipped to ``[-log high, -log low]``, exact near 1; elsewhere ``-log`` of the
+    clipped ratio, as Keras. The safe denominator keeps the unused branch's
+    gradient finite where ``picked`` is 0.
+    """
+    big = picked >= rest
+    safe = xp.where(big, picked, xp.ones_like(picked))
+    nll_hi, nll_lo = _nll_bounds(low, high, picked, xp=xp)
+    near_one = xp.minimum(xp.maximum(xp.log1p(rest / safe), nll_hi), nll_lo)
+    general = -xp.log(clip(picked / (picked + rest), low, high, xp=xp))
+    return xp.where(big, near_one, general)
+
+
+def wide_dtype(x: Array, *, xp: Any) -> Any:
+    """Return float64 for float32 ``x`` where the library computes in float64, else ``x.dtype``.
+
+    Used where float32 arithmetic cannot reach a few ulps (terms that cancel):
+    the sum runs in float64 and is rounded once. JAX without ``jax_enable_x64``
+    and PyTorch on MPS have no float64; they keep float32.
+    """
+    if x.dtype != xp.float32:
+        return x.dtype
+    if xp.__name__ == "jax.numpy":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return x.dtype
+    device = device_of(x)
+    if getattr(device, "type", None) == "mps":
+        return x.dtype
+    return xp.float64
 

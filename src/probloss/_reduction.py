@@ -109,6 +109,17 @@ def _align_weight(values: Array, weight: Array, *, xp: Any) -> tuple[Array, Arra
     if 0 < weight.ndim < values.ndim and tuple(weight.shape) == tuple(values.shape[:weight.ndim]):
         # Per-sample weights on per-timestep losses weight samples (tf.keras's rule).
         weight = xp.reshape(weight, tuple(weight.shape) + (1,) * (values.ndim - weight.ndim))
+    elif 0 < weight.ndim < values.ndim and any(d != 1 for d in weight.shape):
+        # A lower-rank weight that is not one per sample, e.g. (T,) against (B, T): plain
+        # broadcasting would weight the last axis when T != B but samples when T == B.
+        msg = (
+            f"`sample_weight` of shape {tuple(weight.shape)} does not match the leading "
+            f"dimensions of the per-sample losses of shape {tuple(values.shape)}. Pass one "
+            "weight per sample, a scalar, or a weight of the losses' full rank (for example "
+            f"shape {(1,) * (values.ndim - weight.ndim) + tuple(weight.shape)}) to weight the "
+            "trailing axes."
+        )
+        raise ValueError(msg)
     if not _broadcastable(tuple(values.shape), tuple(weight.shape)):
         msg = (
             f"`sample_weight` of shape {tuple(weight.shape)} cannot be broadcast to the "
@@ -171,6 +182,9 @@ def reduce_weighted_values(values: Array, *, sample_weight: Array | None, mask: 
                            reduction: str | None, xp: Any) -> Array:
     """Apply mask, sample weight and reduction to per-sample losses (Keras 3 §A.5)."""
     reduction = standardize_reduction(reduction)
+    if sample_weight is not None:
+        # Align first, so that a per-sample weight meets a per-timestep mask as (B, 1).
+        values, sample_weight = _align_weight(values, sample_weight, xp=xp)
     if mask is not None:
         sample_weight = apply_mask(sample_weight, mask, reduction=reduction, xp=xp,
                                    dtype=values.dtype)

@@ -21,6 +21,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ._config import check_validation_mode, validation_mode
 from ._namespace import is_eager
 
@@ -40,11 +42,31 @@ __all__ = [
 
 
 class ValidationWarning(UserWarning):
-    """Issued instead of an error for invalid data when ``validate="warn"``."""
+    """Issued instead of an error for invalid data when ``validate="warn"``.
+
+    Examples:
+        >>> import warnings
+        >>> import probloss
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     _ = probloss.binary_crossentropy([1.0], [1.5], validate="warn")
+        >>> caught[0].category.__name__
+        'ValidationWarning'
+    """
 
 
 class ProbabilitiesAsLogitsWarning(UserWarning):
-    """``from_logits=True`` was given values that all lie in [0, 1]."""
+    """``from_logits=True`` was given values that all lie in [0, 1].
+
+    Examples:
+        >>> import warnings
+        >>> import probloss
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     _ = probloss.binary_crossentropy([1.0, 0.0], [0.9, 0.2], from_logits=True)
+        >>> caught[0].category.__name__
+        'ProbabilitiesAsLogitsWarning'
+    """
 
 
 # ---------------------------------------------------------------- static checks
@@ -156,12 +178,15 @@ class DataChecker:
         self.xp = xp
         self.mode = mode
         self.active = mode != "off" and is_eager(*arrays)
+        self._bounds: tuple[Any, float, float] | None = None  # (array, min, max) of the last check
 
     def fail(self, message: str) -> None:
         """Raise or warn with ``message`` according to the mode."""
         if self.mode == "raise":
             raise ValueError(message)
         warnings.warn(message, ValidationWarning, stacklevel=4)
+        # One warning per call: later checks would mostly restate the same problem.
+        self.active = False
 
     def _first(self, bad: Any, x: Any) -> tuple[str, tuple[int, ...]]:
         """Return the first offending value (as text) and its position."""
@@ -174,27 +199,26 @@ class DataChecker:
         """Check that ``x`` is free of NaN/inf and lies in ``[low, high]``."""
         if not self.active or _size(x) == 0:
             return
-        xp, x = self.xp, _detached(x)
+        xp, original, x = self.xp, x, _detached(x)
+        if low == 0.0 and not allow_neg_inf and _nonnegative_at_most(x, high):
+            return
         lo, hi = float(xp.min(x)), float(xp.max(x))
+        self._bounds = (original, lo, hi)
         # NaN fails every comparison, so one test covers NaN, inf and the range.
         if low <= lo and hi <= high and hi < math.inf and (allow_neg_inf or lo > -math.inf):
             return
+        if allow_neg_inf:
+            valid = "a finite number or -inf (logits)"
+        else:
+            valid = f"a finite number in [{_format(low)}, {_format(high)}{')' if high == math.inf else ']'}"
         if bool(xp.any(xp.isnan(x))):
-            value, where = self._first(xp.isnan(x), x)
-            self.fail(f"`{argument}` contains NaN at position {where}.")
-            return
-        infinite = (x == math.inf) if allow_neg_inf else xp.isinf(x)
-        if bool(xp.any(infinite)):
-            value, where = self._first(infinite, x)
-            self.fail(f"`{argument}` contains {value} at position {where}; it must be finite."
-                      + ("" if not allow_neg_inf else " (-inf logits are allowed)."))
-            return
-        bad = (x < low) | (x > high)
+            bad = xp.isnan(x)
+        elif bool(xp.any((x == math.inf) if allow_neg_inf else xp.isinf(x))):
+            bad = (x == math.inf) if allow_neg_inf else xp.isinf(x)
+        else:
+            bad = (x < low) | (x > high)
         value, where = self._first(bad, x)
-        self.fail(
-            f"`{argument}` must lie in [{_format(low)}, {_format(high)}]. Received {value} at "
-            f"position {where}.{hint}"
-        )
+        self.fail(f"`{argument}` must be {valid}. Received {value} at position {where}.{hint}")
 
     def labels(self, labels: Any, num_classes: int, ignore_class: int | None) -> None:
         """Check that sparse labels lie in ``[0, num_classes)`` or equal ``ignore_class``."""
@@ -217,7 +241,10 @@ class DataChecker:
         if not self.active or _size(labels) == 0:
             return
         xp = self.xp
-        self.in_range(labels, "y_true", -math.inf, math.inf)
+        # Whole numbers beyond 2**53 are not exact, and beyond int64 the cast is undefined.
+        self.in_range(labels, "y_true", -(2.0**53), 2.0**53, hint=" Labels are class indices.")
+        if not self.active:  # warned already
+            return
         fractional = labels != xp.floor(labels)
         if bool(xp.any(fractional)):
             value, where = self._first(fractional, labels)
@@ -226,18 +253,87 @@ class DataChecker:
                 f"{where}; pass integer labels (Keras would truncate this value)."
             )
 
+    def positive_sums(self, y_pred: Any, axis: int, keep: Any = None) -> None:
+        """Check that probabilities along the class ``axis`` do not sum to 0 (0/0 on renormalising).
+
+        ``keep`` (boolean, ``y_pred``'s shape without ``axis``) limits the check to
+        rows that are used, so that ignored rows may be all zeros.
+        """
+        if not self.active or _size(y_pred) == 0:
+            return
+        xp = self.xp
+        sums = xp.sum(_detached(y_pred), axis=axis)
+        if keep is not None:
+            sums = xp.where(keep, sums, xp.ones_like(sums))
+        if float(xp.min(sums)) > 0:
+            return
+        _, where = self._first(sums <= 0, sums)
+        self.fail(
+            f"`y_pred` sums to 0 along the class axis (axis={axis}) at position {where}: "
+            "probabilities are renormalised to sum to 1, which needs a positive sum. "
+            "Received an all-zero row."
+        )
+
+    def some_finite_logit(self, y_pred: Any, axis: int, keep: Any = None) -> None:
+        """Check that no row of logits along the class ``axis`` is entirely -inf (no softmax)."""
+        if not self.active or _size(y_pred) == 0:
+            return
+        if self._bounds is not None and self._bounds[0] is y_pred and self._bounds[1] > -math.inf:
+            return  # in_range saw no -inf at all: every row has a finite logit
+        xp = self.xp
+        row_max = xp.max(_detached(y_pred), axis=axis)
+        if keep is not None:
+            row_max = xp.where(keep, row_max, xp.zeros_like(row_max))
+        if float(xp.min(row_max)) > -math.inf:
+            return
+        _, where = self._first(row_max == -math.inf, row_max)
+        self.fail(
+            f"`y_pred` is -inf for every class along the class axis (axis={axis}) at position "
+            f"{where}: the softmax of a fully masked row is undefined. At least one logit per "
+            "row must be finite."
+        )
+
     def probabilities_as_logits(self, y_pred: Any) -> None:
-        """Warn when ``from_logits=True`` gets values that all lie in [0, 1]."""
+        """Warn when ``from_logits=True`` gets values that all lie in [0, 1].
+
+        A constant array (all-zero logits, say) is not flagged: it carries no sign
+        of being probabilities, and all-zero logits are a common starting point.
+        """
         if not self.active or _size(y_pred) < 2:
             return
-        xp, y_pred = self.xp, _detached(y_pred)
-        if float(xp.min(y_pred)) >= 0.0 and float(xp.max(y_pred)) <= 1.0:
+        if self._bounds is not None and self._bounds[0] is y_pred:
+            lo, hi = self._bounds[1:]  # already computed by in_range
+        else:
+            xp, x = self.xp, _detached(y_pred)
+            lo, hi = float(xp.min(x)), float(xp.max(x))
+        if 0.0 <= lo < hi <= 1.0:
             warnings.warn(
                 "`y_pred` lies wholly inside [0, 1] but from_logits=True: these look like "
                 "probabilities. Pass from_logits=False if they are.",
                 ProbabilitiesAsLogitsWarning,
                 stacklevel=4,
             )
+
+
+_UNSIGNED = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+
+
+def _nonnegative_at_most(x: Any, high: float) -> bool:
+    """One-pass accept test for a NumPy float array in ``[0, high]`` (finite, no NaN).
+
+    Read as unsigned integers, non-negative floats keep their order, while
+    negative numbers (sign bit set), NaN and inf all compare above the bit
+    pattern of any finite ``high``; so ``max(bits) <= bits(high)`` accepts
+    exactly the valid arrays (except ones holding -0.0, which take the exact
+    path). This halves the cost of the common check, which otherwise takes a
+    ``min`` and a ``max``. False means "not proven": the caller checks exactly.
+    """
+    if type(x) is not np.ndarray or x.dtype not in _UNSIGNED or not (
+            x.flags.c_contiguous or x.flags.f_contiguous):
+        return False
+    bound = np.asarray(min(high, float(np.finfo(x.dtype).max)), dtype=x.dtype)
+    unsigned = _UNSIGNED[x.dtype]
+    return bool(x.view(unsigned).max() <= bound.view(unsigned))
 
 
 def _detached(x: Any) -> Any:
@@ -252,4 +348,6 @@ def _size(x: Any) -> int:
 
 def _format(value: Any) -> str:
     number = float(value)
+    if not math.isfinite(number):
+        return str(number)  # nan, inf, -inf
     return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._dispatch import fast_path
 from .._kernels._crossentropy import mark_invalid_labels
-from .._numerics import clip, neg_log_softmax
+from .._numerics import neg_log_picked, neg_log_softmax
 
 
 @fast_path("sparse_categorical_crossentropy", backend="numpy")
@@ -22,6 +22,8 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bo
         loss = np.squeeze(np.take_along_axis(nll, index, axis=axis), axis=axis)
     else:
         picked = np.squeeze(np.take_along_axis(y_pred, index, axis=axis), axis=axis)
-        p = clip(picked / np.sum(y_pred, axis=axis), epsilon, 1.0 - epsilon, xp=xp)
-        loss = -np.log(p)
+        # The sum without the label's entry (not sum - picked, which cancels near p = 1).
+        others = y_pred.copy()
+        np.put_along_axis(others, index, 0, axis=axis)
+        loss = neg_log_picked(picked, np.sum(others, axis=axis), epsilon, 1.0 - epsilon, xp=xp)
     return mark_invalid_labels(loss, y_true, num_classes, xp=xp)

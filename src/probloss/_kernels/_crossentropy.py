@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from .._dispatch import kernel
-from .._numerics import clip, neg_log_softmax, one_hot_pick, softplus, zero_safe_multiply
+from .._numerics import (
+    clip,
+    neg_log_normalized,
+    neg_log_picked,
+    neg_log_softmax,
+    one_hot_pick,
+    one_hot_rest,
+    softplus,
+    zero_safe_multiply,
+)
 
 Array = Any
 
@@ -40,10 +49,10 @@ def categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool,
     if from_logits:
         nll = neg_log_softmax(y_pred, axis=axis, xp=xp)
         return xp.sum(zero_safe_multiply(y_true, nll, xp=xp), axis=axis)
-    # Keras renormalises the probabilities, then clips to [ε, 1-ε].
-    p = y_pred / xp.sum(y_pred, axis=axis, keepdims=True)
-    p = clip(p, epsilon, 1.0 - epsilon, xp=xp)
-    return -xp.sum(y_true * xp.log(p), axis=axis)
+    # Keras renormalises the probabilities, then clips to [ε, 1-ε]; -log p is
+    # taken as log1p(rest / max) at the maximum, exact for p near 1.
+    nll = neg_log_normalized(y_pred, epsilon, 1.0 - epsilon, axis=axis, xp=xp)
+    return xp.sum(y_true * nll, axis=axis)
 
 
 @kernel
@@ -54,9 +63,11 @@ def sparse_categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits
     if from_logits:
         loss = one_hot_pick(neg_log_softmax(y_pred, axis=axis, xp=xp), y_true, axis=axis, xp=xp)
     else:
-        total = xp.sum(y_pred, axis=axis)
-        p = one_hot_pick(y_pred, y_true, axis=axis, xp=xp) / total
-        loss = -xp.log(clip(p, epsilon, 1.0 - epsilon, xp=xp))
+        # p = picked / (picked + rest), with rest summed without the label's entry
+        # so that -log p = log1p(rest / picked) is exact for p near 1.
+        picked = one_hot_pick(y_pred, y_true, axis=axis, xp=xp)
+        rest = one_hot_rest(y_pred, y_true, axis=axis, xp=xp)
+        loss = neg_log_picked(picked, rest, epsilon, 1.0 - epsilon, xp=xp)
     return mark_invalid_labels(loss, y_true, y_pred.shape[axis], xp=xp)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from .._dispatch import kernel
 from .._namespace import device_of
-from .._numerics import clip, neg_log_softmax, pow_nonnegative, sigmoid, zero_safe_multiply
+from .._numerics import neg_log_normalized, neg_log_softmax, pow_nonnegative, sigmoid, zero_safe_multiply
 from ._crossentropy import binary_elementwise
 
 Array = Any
@@ -44,10 +44,11 @@ def categorical_focal_crossentropy(y_true: Array, y_pred: Array, *,
         ce = zero_safe_multiply(y_true, nll, xp=xp)
         one_minus_p = -xp.expm1(-nll)
     else:
-        p = y_pred / xp.sum(y_pred, axis=axis, keepdims=True)
-        p = clip(p, epsilon, 1.0 - epsilon, xp=xp)
-        ce = -y_true * xp.log(p)
-        one_minus_p = 1 - p
+        # Renormalised and clipped as Keras; -log p and 1 - p = -expm1(-(-log p))
+        # stay exact for p near 1.
+        nll = neg_log_normalized(y_pred, epsilon, 1.0 - epsilon, axis=axis, xp=xp)
+        ce = y_true * nll
+        one_minus_p = -xp.expm1(-nll)
     weight = pow_nonnegative(one_minus_p, gamma, xp=xp)
     if isinstance(alpha, Sequence):
         # Keras broadcasts a per-class alpha against the last axis.
