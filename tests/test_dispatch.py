@@ -1,0 +1,93 @@
+"""The kernel table: every registered fast path equals its generic kernel.
+
+Parametrized from ``probloss._dispatch.FAST``, so a new fast path gets a parity
+test without touching this file. Also checks that a declining fast path falls
+through to the generic kernel and that ``probloss.fast_paths(False)`` bypasses
+fast paths.
+"""
+
+from __future__ import annotations
+
+import importlib
+import zlib
+
+import numpy as np
+import pytest
+
+import probloss
+from probloss import _dispatch
+
+# Import every backend module whose library is installed, so FAST is complete.
+for _module in _dispatch._BACKEND_MODULES.values():
+    importlib.import_module(_module)
+
+_FUNCTIONS = {
+    "sparse_categorical_crossentropy": probloss.sparse_categorical_crossentropy,
+    "binary_crossentropy": probloss.binary_crossentropy,
+    "categorical_crossentropy": probloss.categorical_crossentropy,
+}
+
+
+def _inputs(name: str, rng: np.random.Generator, shape: tuple[int, ...], axis: int):
+    logits = rng.normal(scale=8.0, size=shape).astype(np.float32)
+    probs = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    probs = (probs / probs.sum(axis=axis, keepdims=True)).astype(np.float32)
+    if name == "sparse_categorical_crossentropy":
+        labels = rng.integers(0, shape[axis], size=np.delete(np.array(shape), axis))
+        return labels, logits, probs
+    targets = (rng.random(shape) < 0.5).astype(np.float32)
+    return targets, logits, probs
+
+
+@pytest.mark.parametrize(("name", "library"), sorted(_dispatch.FAST), ids=lambda v: str(v))
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_fast_path_equals_generic_kernel(name, library, axis, from_logits):
+    assert library == "numpy", "only NumPy fast paths exist so far; extend the inputs for others"
+    rng = np.random.default_rng(zlib.crc32(f"{name}{axis}{from_logits}".encode()))
+    fn = _FUNCTIONS[name]
+    for shape in [(7, 5), (3, 4, 6), (1, 2)]:
+        y, logits, probs = _inputs(name, rng, shape, axis)
+        y_pred = logits if from_logits else probs
+        fast = fn(y, y_pred, from_logits=from_logits, axis=axis, validate="off")
+        with probloss.fast_paths(False):
+            generic = fn(y, y_pred, from_logits=from_logits, axis=axis, validate="off")
+        np.testing.assert_allclose(fast, generic, rtol=4 * np.finfo(np.float32).eps, atol=0)
+        assert fast.dtype == generic.dtype
+        assert fast.shape == generic.shape
+
+
+def test_sparse_fast_path_marks_invalid_labels_like_the_generic_kernel():
+    logits = np.array([[0.5, 1.0, -2.0], [3.0, 0.0, 1.0], [1.0, 1.0, 1.0]], dtype=np.float32)
+    labels = np.array([3, -1, 2])
+    fast = probloss.sparse_categorical_crossentropy(labels, logits, from_logits=True, validate="off")
+    with probloss.fast_paths(False):
+        generic = probloss.sparse_categorical_crossentropy(labels, logits, from_logits=True,
+                                                           validate="off")
+    assert np.isnan(fast[:2]).all()
+    assert np.isnan(generic[:2]).all()
+    np.testing.assert_allclose(fast[2], np.log(3.0), rtol=1e-6)
+    np.testing.assert_allclose(generic[2], np.log(3.0), rtol=1e-6)
+
+
+def test_declining_fast_path_falls_through_and_switch_bypasses(monkeypatch):
+    calls: list[str] = []
+
+    def declining(*arrays, xp, **static):
+        calls.append("fast")
+        return NotImplemented
+
+    name = "binary_crossentropy"
+    monkeypatch.setitem(_dispatch.FAST, (name, "numpy"), declining)
+    _dispatch._chain.cache_clear()
+    try:
+        y = np.array([[1.0, 0.0]], dtype=np.float32)
+        p = np.array([[0.8, 0.4]], dtype=np.float32)
+        got = probloss.binary_crossentropy(y, p)
+        assert calls == ["fast"]
+        np.testing.assert_allclose(got, [-(np.log(0.8) + np.log(0.6)) / 2], rtol=1e-6)
+        with probloss.fast_paths(False):
+            probloss.binary_crossentropy(y, p)
+        assert calls == ["fast"]  # the switch skipped the fast path
+    finally:
+        _dispatch._chain.cache_clear()
