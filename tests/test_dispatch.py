@@ -16,6 +16,7 @@ import pytest
 
 import probloss
 from probloss import _dispatch
+from probloss._backends import _numpy as _numpy_backend
 
 # Import every backend module whose library is installed, so FAST is complete.
 for _module in _dispatch._BACKEND_MODULES.values():
@@ -91,3 +92,41 @@ def test_declining_fast_path_falls_through_and_switch_bypasses(monkeypatch):
         assert calls == ["fast"]  # the switch skipped the fast path
     finally:
         _dispatch._chain.cache_clear()
+
+
+_SAME_SHAPE = {
+    "binary_crossentropy": (probloss.binary_crossentropy, {"label_smoothing": 0.1}),
+    "binary_focal_crossentropy": (probloss.binary_focal_crossentropy, {"apply_class_balancing": True}),
+    "categorical_crossentropy": (probloss.categorical_crossentropy, {}),
+    "categorical_focal_crossentropy": (probloss.categorical_focal_crossentropy, {"gamma": 1.5}),
+    "poisson": (probloss.poisson, None),
+    "kl_divergence": (probloss.kl_divergence, None),
+}
+
+
+_SHAPES = [((1500, 100), -1), ((100, 1500), 0), ((40, 60, 70), 1)]
+_BLOCKED_CASES = [
+    (name, shape, axis, from_logits)
+    for name, (_, options) in sorted(_SAME_SHAPE.items())
+    for shape, axis in (_SHAPES if options is not None else _SHAPES[:1])
+    for from_logits in ((True, False) if options is not None else (False,))
+]
+
+
+@pytest.mark.parametrize(("name", "shape", "axis", "from_logits"), _BLOCKED_CASES)
+def test_numpy_blocked_execution_equals_one_call(name, shape, axis, from_logits):
+    """The NumPy executor splits large inputs into blocks; the values must not change."""
+    fn, options = _SAME_SHAPE[name]
+    # poisson and kl_divergence take no options: they reduce the last axis.
+    options = {} if options is None else {**options, "from_logits": from_logits, "axis": axis}
+    size = int(np.prod(shape))
+    assert size > 2 * _numpy_backend.BLOCK_ELEMENTS  # large enough to be blocked
+    rng = np.random.default_rng(zlib.crc32(f"{name}{shape}{from_logits}".encode()))
+    y = rng.random(shape).astype(np.float32)
+    p = rng.normal(size=shape).astype(np.float32) if from_logits else rng.random(shape).astype(np.float32)
+    if name == "poisson":
+        y = rng.poisson(2.0, size=shape).astype(np.float32)
+    blocked = fn(y, p, **options, validate="off")
+    with probloss.fast_paths(False):
+        whole = fn(y, p, **options, validate="off")
+    np.testing.assert_array_equal(blocked, whole)

@@ -6,6 +6,11 @@ one library with :func:`fast_path`. :func:`call` resolves the chain for a
 back to the generic kernel when the fast path returns ``NotImplemented``. Fast
 paths decline on static arguments only, never on data, so every chain is safe
 under ``jax.jit`` and on lazy arrays.
+
+A library may also register an *executor* with :func:`executor`: a function
+that runs whichever implementation was chosen, for example block by block so
+that temporaries stay in cache (NumPy). Executors count as fast paths:
+``probloss.fast_paths(False)`` turns them off too.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from typing import Any
 
 from ._config import fast_paths_enabled
 
-__all__ = ["FAST", "GENERIC", "backend_of", "call", "fast_path", "kernel"]
+__all__ = ["EXECUTORS", "FAST", "GENERIC", "backend_of", "call", "executor", "fast_path", "kernel"]
 
 Kernel = Callable[..., Any]
+Executor = Callable[[Kernel, tuple[Any, ...], dict[str, Any], Any], Any]
 
 GENERIC: dict[str, Kernel] = {}
 FAST: dict[tuple[str, str], Kernel] = {}
+EXECUTORS: dict[str, Executor] = {}
 
 # Native namespace -> module holding its fast paths, imported on first use only
 # (so importing probloss never imports an optional array library).
@@ -57,6 +64,16 @@ def fast_path(name: str, *, backend: str) -> Callable[[Kernel], Kernel]:
     return register
 
 
+def executor(backend: str) -> Callable[[Executor], Executor]:
+    """Register how kernels run on one library: ``run(impl, arrays, static, xp)``."""
+
+    def register(fn: Executor) -> Executor:
+        EXECUTORS[backend] = fn
+        return fn
+
+    return register
+
+
 def backend_of(xp: Any) -> str:
     """Return the short library name of an array-API namespace."""
     return _NAMESPACE_NAMES.get(xp.__name__, xp.__name__)
@@ -71,11 +88,21 @@ def _chain(name: str, backend: str) -> tuple[Kernel, ...]:
     return (fast, GENERIC[name]) if fast is not None else (GENERIC[name],)
 
 
+def _run_directly(implementation: Kernel, arrays: tuple[Any, ...], static: dict[str, Any],
+                  xp: Any) -> Any:
+    return implementation(*arrays, xp=xp, **static)
+
+
 def call(name: str, *arrays: Any, xp: Any, **static: Any) -> Any:
     """Run the kernel ``name`` on ``arrays``, through a fast path where one applies."""
-    chain = _chain(name, backend_of(xp)) if fast_paths_enabled() else (GENERIC[name],)
+    if fast_paths_enabled():
+        backend = backend_of(xp)
+        chain = _chain(name, backend)  # imports the backend module, which may add an executor
+        run = EXECUTORS.get(backend, _run_directly)
+    else:
+        chain, run = (GENERIC[name],), _run_directly
     for implementation in chain:
-        out = implementation(*arrays, xp=xp, **static)
+        out = run(implementation, arrays, static, xp)
         if out is not NotImplemented:
             return out
     msg = f"No kernel accepted the call to {name!r}."  # unreachable: generic never declines
