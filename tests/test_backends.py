@@ -412,7 +412,7 @@ def _forbid_compute(*args: Any, **kwargs: Any) -> Any:
 @pytest.mark.parametrize("case", ALL_CASES, ids=CASE_IDS)
 def test_dask_stays_lazy(case: Case) -> None:
     lib = library("dask")
-    dask = pytest.importorskip("dask")
+    import dask
     y_true, y_pred = _arrays(lib, case, "float64")
     weight = None if case.function is not None else lib.asarray(WEIGHTS, "float64")
     with dask.config.set(scheduler=_forbid_compute):

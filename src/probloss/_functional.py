@@ -23,7 +23,7 @@ from typing import Any
 from . import _kernels  # noqa: F401 - registers the kernels
 from ._config import epsilon
 from ._dispatch import call
-from ._namespace import FLOATX, as_arrays, compute_dtype, is_floating, is_integer, resolve_dtype
+from ._namespace import FLOATX, as_arrays, compute_dtype, index_dtype, is_floating, is_integer, resolve_dtype
 from ._validation import (
     DataChecker,
     canonical_axis,
@@ -87,22 +87,17 @@ def prepare(y_true: Any, y_pred: Any, *, dtype: str | None, validate: str | None
     y_pred = xp.astype(y_pred, work, copy=False)
     if not sparse:
         y_true = xp.astype(y_true, work, copy=False)
-    elif not is_integer(xp, y_true.dtype):
-        # Float labels: refuse fractions (Keras truncates 1.7 to class 1).
-        checker.integral(y_true)
-        y_true = xp.astype(y_true, xp.int32 if _jax_without_x64(xp) else xp.int64)
+    else:
+        if not is_integer(xp, y_true.dtype):
+            # Float labels: refuse fractions (Keras truncates 1.7 to class 1).
+            checker.integral(y_true)
+        # One wide index type: a uint8 label cannot represent class 300, and the
+        # class comparisons would wrap around in a narrow dtype.
+        y_true = xp.astype(y_true, index_dtype(xp), copy=False)
     if sample_weight is not None:
         _check_numeric(xp, sample_weight, "sample_weight")
         sample_weight = xp.astype(sample_weight, work, copy=False)
     return Inputs(xp, y_true, y_pred, out_dtype, checker), sample_weight
-
-
-def _jax_without_x64(xp: Any) -> bool:
-    if xp.__name__ != "jax.numpy":
-        return False
-    import jax
-
-    return not jax.config.jax_enable_x64
 
 
 def _check_numeric(xp: Any, x: Array, argument: str) -> None:
@@ -253,9 +248,7 @@ def _sparse_categorical_crossentropy(x: Inputs, *, from_logits: bool, ignore_cla
     from_logits = check_flag(from_logits, "from_logits")
     ignore_class = check_ignore_class(ignore_class)
     xp, y_true, y_pred = x.xp, x.y_true, x.y_pred
-    if y_pred.ndim < 1:
-        msg = f"Argument `y_pred` must be at least rank 1. Received: y_pred.shape={tuple(y_pred.shape)}"
-        raise ValueError(msg)
+    _check_rank_1(y_pred)
     axis = canonical_axis(axis, y_pred.ndim)
     if y_true.ndim == y_pred.ndim and y_true.shape[axis] == 1:
         y_true = xp.squeeze(y_true, axis=axis)
@@ -286,9 +279,9 @@ def _sparse_categorical_crossentropy(x: Inputs, *, from_logits: bool, ignore_cla
     return xp.where(valid, values, xp.zeros_like(values)), valid
 
 
-def _check_rank_1(x: Inputs) -> None:
-    if x.y_pred.ndim < 1:
-        msg = f"Argument `y_pred` must be at least rank 1. Received: y_pred.shape={tuple(x.y_pred.shape)}"
+def _check_rank_1(y_pred: Array) -> None:
+    if y_pred.ndim < 1:
+        msg = f"Argument `y_pred` must be at least rank 1. Received: y_pred.shape={tuple(y_pred.shape)}"
         raise ValueError(msg)
 
 
@@ -304,7 +297,7 @@ def _check_mean_axis(y_pred: Array, axis: int, role: str = "the axis the loss av
 
 def _poisson(x: Inputs) -> tuple[Array, None]:
     check_same_shape(x.y_true, x.y_pred)
-    _check_rank_1(x)
+    _check_rank_1(x.y_pred)
     _check_mean_axis(x.y_pred, -1)
     x.checker.in_range(x.y_true, "y_true", 0.0, math.inf, hint=" Counts cannot be negative.")
     x.checker.in_range(x.y_pred, "y_pred", 0.0, math.inf, hint=" Rates cannot be negative.")
@@ -313,7 +306,8 @@ def _poisson(x: Inputs) -> tuple[Array, None]:
 
 def _kl_divergence(x: Inputs) -> tuple[Array, None]:
     check_same_shape(x.y_true, x.y_pred)
-    _check_rank_1(x)
+    _check_rank_1(x.y_pred)
+    _check_mean_axis(x.y_pred, -1, "the axis the divergence sums over")
     x.checker.in_range(x.y_true, "y_true", 0.0, 1.0, hint=" Both arguments are distributions.")
     x.checker.in_range(x.y_pred, "y_pred", 0.0, 1.0, hint=" Both arguments are distributions.")
     return call("kl_divergence", x.y_true, x.y_pred, xp=x.xp, epsilon=epsilon()), None

@@ -22,6 +22,9 @@ __all__ = ["to_keras"]
 def _adapter_class() -> type:
     import keras
 
+    from ._registry import deserialize, serialize
+
+    @keras.saving.register_keras_serializable(package="probloss", name="ProblossKerasLoss")
     class ProblossKerasLoss(keras.losses.Loss):  # type: ignore[misc, name-defined]
         """A ``keras.losses.Loss`` that delegates everything to a probloss loss."""
 
@@ -40,7 +43,13 @@ def _adapter_class() -> type:
             return self.probloss_loss.call(y_true, y_pred)  # type: ignore[attr-defined]
 
         def get_config(self) -> dict[str, Any]:
-            return self.probloss_loss.get_config()
+            # The probloss config rides along, so a saved Keras model reloads the loss.
+            return {"name": self.name, "reduction": self.reduction,
+                    "probloss": serialize(self.probloss_loss)}
+
+        @classmethod
+        def from_config(cls, config: dict[str, Any]) -> ProblossKerasLoss:
+            return cls(deserialize(config["probloss"]))
 
     return ProblossKerasLoss
 

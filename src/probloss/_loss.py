@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ._config import check_validation_mode
 from ._functional import Inputs, prepare
 from ._namespace import dtype_name
@@ -34,7 +36,13 @@ _DTYPES = ("float16", "bfloat16", "float32", "float64")
 def _standardize_dtype(dtype: object) -> str | None:
     if dtype is None:
         return None
-    name = dtype if isinstance(dtype, str) else dtype_name(dtype)
+    if isinstance(dtype, str):
+        name = dtype
+    else:
+        try:  # NumPy and JAX dtypes and scalar types (jnp.float32, ml_dtypes.bfloat16)
+            name = np.dtype(getattr(dtype, "dtype", dtype)).name
+        except TypeError:  # torch.float32 and other libraries' dtype objects
+            name = dtype_name(dtype)
     name = _DTYPE_POLICIES.get(name, name)
     if name not in _DTYPES:
         msg = f"Invalid value for argument `dtype`. Expected one of {_DTYPES} or None. Received: dtype={dtype!r}"
@@ -126,18 +134,19 @@ class Loss:
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments as a JSON-friendly dict (Keras 3's keys).
 
-        ``dtype`` and ``validate`` appear only when they were set.
+        Each constructor argument stored under its own name is included; ``dtype``
+        only when it was set. ``validate`` is a run-time checking policy, not part
+        of the loss, and is left out so that Keras 3 can read every probloss config.
         """
         config: dict[str, Any] = {"name": self.name, "reduction": self.reduction}
         for parameter in inspect.signature(type(self).__init__).parameters.values():
             if parameter.name in ("self", *_BASE_PARAMETERS) or parameter.kind in (
                     parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
                 continue
-            config[parameter.name] = _plain(getattr(self, parameter.name))
+            if hasattr(self, parameter.name):  # a subclass may keep an argument privately
+                config[parameter.name] = _plain(getattr(self, parameter.name))
         if self._dtype is not None:
             config["dtype"] = self._dtype
-        if self.validate is not None:
-            config["validate"] = self.validate
         return config
 
     @classmethod
@@ -182,11 +191,17 @@ class LossFunctionWrapper(Loss):
         self._fn_kwargs = kwargs
         self._values = getattr(fn, "_probloss_values", None)
         if self._values is not None:
-            # Fill the options left out with the function's own defaults.
+            # Fill the options left out with the function's own defaults, and refuse
+            # options the function does not take now rather than at the first call.
             defaults = {
                 p.name: p.default for p in inspect.signature(fn).parameters.values()
                 if p.default is not p.empty and p.kind is p.POSITIONAL_OR_KEYWORD
             }
+            unknown = sorted(set(kwargs) - set(defaults))
+            if unknown:
+                msg = (f"{fn.__name__} takes no argument(s) {unknown}. "
+                       f"Accepted: {sorted(defaults)}")
+                raise TypeError(msg)
             self._values_kwargs = {**defaults, **kwargs}
         self.sparse_labels = bool(getattr(fn, "_probloss_sparse", False))
 

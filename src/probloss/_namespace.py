@@ -7,6 +7,7 @@ when the caller's arrays already come from it.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -19,11 +20,14 @@ __all__ = [
     "compute_dtype",
     "device_of",
     "dtype_name",
+    "index_dtype",
     "is_eager",
     "is_floating",
     "is_integer",
+    "jax_without_x64",
     "library_name",
     "resolve_dtype",
+    "static_size",
 ]
 
 # Keras's floatx(): Python floats and integer predictions are computed in float32.
@@ -120,6 +124,21 @@ def _convert(name: str, value: object, xp: Any, device: Any) -> Any:
 def device_of(x: Any) -> Any:
     """Return the device of an array (None for jitted JAX values without one)."""
     return array_api_compat.device(x)
+
+
+def static_size(x: Any) -> int:
+    """Return the number of elements of ``x`` from its shape (no data is read)."""
+    return math.prod(int(d) for d in x.shape)
+
+
+def jax_without_x64(xp: Any) -> bool:
+    """Return whether ``xp`` is JAX with 64-bit types disabled (its default)."""
+    return xp.__name__ == "jax.numpy" and not sys.modules["jax"].config.jax_enable_x64
+
+
+def index_dtype(xp: Any) -> Any:
+    """Return the integer dtype for class indices: int64, or int32 on JAX without x64."""
+    return xp.int32 if jax_without_x64(xp) else xp.int64
 
 
 def dtype_name(dtype: Any) -> str:

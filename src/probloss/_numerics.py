@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._namespace import device_of
+from ._namespace import device_of, jax_without_x64
 
 __all__ = [
     "clip",
@@ -85,6 +85,15 @@ def neg_log_softmax(x: Array, *, axis: int, xp: Any) -> Array:
     return -shifted + xp.log1p(rest)
 
 
+def _class_hits(x: Array, labels: Array, *, axis: int, xp: Any) -> Array:
+    """Return the boolean one-hot of ``labels`` along ``axis``, broadcast against ``x``."""
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    classes = xp.reshape(xp.arange(x.shape[axis], dtype=labels.dtype, device=device_of(x)),
+                         tuple(shape))
+    return xp.expand_dims(labels, axis=axis) == classes
+
+
 def one_hot_pick(x: Array, labels: Array, *, axis: int, xp: Any) -> Array:
     """Return ``x`` at index ``labels`` along ``axis`` (which is removed).
 
@@ -92,12 +101,7 @@ def one_hot_pick(x: Array, labels: Array, *, axis: int, xp: Any) -> Array:
     entry is selected by comparing with ``arange(num_classes)``. A label outside
     ``[0, num_classes)`` selects nothing and yields 0; callers mark it invalid.
     """
-    num_classes = x.shape[axis]
-    shape = [1] * x.ndim
-    shape[axis] = num_classes
-    classes = xp.reshape(xp.arange(num_classes, dtype=labels.dtype, device=device_of(x)),
-                         tuple(shape))
-    hit = xp.expand_dims(labels, axis=axis) == classes
+    hit = _class_hits(x, labels, axis=axis, xp=xp)
     return xp.sum(xp.where(hit, x, xp.zeros_like(x)), axis=axis)
 
 
@@ -107,12 +111,7 @@ def one_hot_rest(x: Array, labels: Array, *, axis: int, xp: Any) -> Array:
     Summed directly rather than as ``sum - picked``, which cancels when the
     picked entry holds nearly all of the sum.
     """
-    num_classes = x.shape[axis]
-    shape = [1] * x.ndim
-    shape[axis] = num_classes
-    classes = xp.reshape(xp.arange(num_classes, dtype=labels.dtype, device=device_of(x)),
-                         tuple(shape))
-    hit = xp.expand_dims(labels, axis=axis) == classes
+    hit = _class_hits(x, labels, axis=axis, xp=xp)
     return xp.sum(xp.where(hit, xp.zeros_like(x), x), axis=axis)
 
 
@@ -202,11 +201,8 @@ def wide_dtype(x: Array, *, xp: Any) -> Any:
     """
     if x.dtype != xp.float32:
         return x.dtype
-    if xp.__name__ == "jax.numpy":
-        import jax
-
-        if not jax.config.jax_enable_x64:
-            return x.dtype
+    if jax_without_x64(xp):
+        return x.dtype
     device = device_of(x)
     if getattr(device, "type", None) == "mps":
         return x.dtype

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._namespace import device_of
+from ._namespace import device_of, static_size
 from ._numerics import divide_no_nan
 
 __all__ = [
@@ -139,10 +139,6 @@ def _broadcastable(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return True
 
 
-def _size(x: Array) -> int:
-    return math.prod(int(d) for d in x.shape)
-
-
 def apply_mask(sample_weight: Array | None, mask: Array, *, reduction: str | None,
                xp: Any, dtype: Any) -> Array:
     """Fold a boolean mask into the sample weight, as Keras 3's ``apply_mask``.
@@ -151,7 +147,7 @@ def apply_mask(sample_weight: Array | None, mask: Array, *, reduction: str | Non
     that the later division by the element count yields a mean over valid ones.
     """
     if reduction in ("mean", "sum_over_batch_size"):
-        total = xp.asarray(_size(mask), dtype=dtype, device=device_of(mask))
+        total = xp.asarray(static_size(mask), dtype=dtype, device=device_of(mask))
         valid = xp.sum(xp.astype(mask, dtype))
         scale = divide_no_nan(total, valid, xp=xp)
         float_mask = xp.where(mask, scale, xp.zeros_like(scale))
@@ -173,7 +169,7 @@ def reduce_values(values: Array, sample_weight: Array | None, reduction: str | N
         if reduction == "mean_with_sample_weight" and sample_weight is not None:
             divisor = xp.sum(sample_weight)
         else:
-            divisor = xp.asarray(_size(values), dtype=values.dtype, device=device_of(values))
+            divisor = xp.asarray(static_size(values), dtype=values.dtype, device=device_of(values))
         loss = divide_no_nan(loss, xp.astype(divisor, loss.dtype), xp=xp)
     return loss
 

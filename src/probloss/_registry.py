@@ -155,16 +155,25 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
         raise ValueError(msg)
     class_name = config["class_name"]
     inner = config.get("config", {})
-    if class_name == "function":
+    if class_name == "function" and isinstance(inner, str):
         return get_function(inner) if not custom_objects or inner not in custom_objects else (
             custom_objects[inner])
+    if not isinstance(class_name, str) or not isinstance(inner, Mapping):
+        msg = (f"Could not deserialize {config!r}: 'class_name' must be a string and 'config' "
+               "a dict of constructor arguments.")
+        raise ValueError(msg)
     cls = _lookup(class_name, custom_objects)
     if not (inspect.isclass(cls) and issubclass(cls, Loss)):
         raise _unknown(class_name)
     arguments = dict(inner)
-    if cls is not LossFunctionWrapper:
-        # tf.keras records the wrapped function's name; the class implies it.
-        arguments.pop("fn", None)
+    if cls is LossFunctionWrapper:
+        # The wrapped function is named, never imported: a registered one or the caller's.
+        name = arguments.get("fn")
+        arguments["fn"] = (custom_objects[name] if custom_objects and isinstance(name, str)
+                           and name in custom_objects else get_function(name))
+        return LossFunctionWrapper(**arguments)
+    # tf.keras records the wrapped function's name; the class implies it.
+    arguments.pop("fn", None)
     accepted = inspect.signature(cls.__init__).parameters
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     unknown = sorted(set(arguments) - set(accepted) - {"self"})

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._config import check_validation_mode, validation_mode
-from ._namespace import is_eager
+from ._namespace import dtype_name, is_eager, static_size
 
 __all__ = [
     "DataChecker",
@@ -197,7 +197,7 @@ class DataChecker:
     def in_range(self, x: Any, argument: str, low: float, high: float, *,
                  allow_neg_inf: bool = False, hint: str = "") -> None:
         """Check that ``x`` is free of NaN/inf and lies in ``[low, high]``."""
-        if not self.active or _size(x) == 0:
+        if not self.active or static_size(x) == 0:
             return
         xp, original, x = self.xp, x, _detached(x)
         if low == 0.0 and not allow_neg_inf and _nonnegative_at_most(x, high):
@@ -222,7 +222,7 @@ class DataChecker:
 
     def labels(self, labels: Any, num_classes: int, ignore_class: int | None) -> None:
         """Check that sparse labels lie in ``[0, num_classes)`` or equal ``ignore_class``."""
-        if not self.active or _size(labels) == 0:
+        if not self.active or static_size(labels) == 0:
             return
         xp = self.xp
         checked = labels if ignore_class is None else xp.where(
@@ -238,7 +238,7 @@ class DataChecker:
 
     def integral(self, labels: Any) -> None:
         """Check that float-typed sparse labels hold whole numbers (no silent truncation)."""
-        if not self.active or _size(labels) == 0:
+        if not self.active or static_size(labels) == 0:
             return
         xp = self.xp
         # Whole numbers beyond 2**53 are not exact, and beyond int64 the cast is undefined.
@@ -259,7 +259,7 @@ class DataChecker:
         ``keep`` (boolean, ``y_pred``'s shape without ``axis``) limits the check to
         rows that are used, so that ignored rows may be all zeros.
         """
-        if not self.active or _size(y_pred) == 0:
+        if not self.active or static_size(y_pred) == 0:
             return
         xp = self.xp
         sums = xp.sum(_detached(y_pred), axis=axis)
@@ -276,7 +276,7 @@ class DataChecker:
 
     def some_finite_logit(self, y_pred: Any, axis: int, keep: Any = None) -> None:
         """Check that no row of logits along the class ``axis`` is entirely -inf (no softmax)."""
-        if not self.active or _size(y_pred) == 0:
+        if not self.active or static_size(y_pred) == 0:
             return
         if self._bounds is not None and self._bounds[0] is y_pred and self._bounds[1] > -math.inf:
             return  # in_range saw no -inf at all: every row has a finite logit
@@ -299,7 +299,7 @@ class DataChecker:
         A constant array (all-zero logits, say) is not flagged: it carries no sign
         of being probabilities, and all-zero logits are a common starting point.
         """
-        if not self.active or _size(y_pred) < 2:
+        if not self.active or static_size(y_pred) < 2:
             return
         if self._bounds is not None and self._bounds[0] is y_pred:
             lo, hi = self._bounds[1:]  # already computed by in_range
@@ -342,12 +342,16 @@ def _detached(x: Any) -> Any:
     return detach() if callable(detach) else x
 
 
-def _size(x: Any) -> int:
-    return math.prod(int(d) for d in x.shape)
+_SHORTEST = {"float32": np.float32, "float16": np.float16}
 
 
 def _format(value: Any) -> str:
+    """Print a value as the user wrote it: 1.4, not float32's 1.399999976158142."""
     number = float(value)
     if not math.isfinite(number):
         return str(number)  # nan, inf, -inf
-    return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
+    if number.is_integer() and abs(number) < 2**53:
+        return str(int(number))
+    # The shortest repr that round-trips in the array's own precision.
+    shortest = _SHORTEST.get(dtype_name(getattr(value, "dtype", "float64")))
+    return repr(float(str(shortest(number)))) if shortest else repr(number)
