@@ -7,9 +7,8 @@ forms) covering every option (``from_logits``, ``label_smoothing``, ``axis``,
 ``"mean"``, ``"mean_with_sample_weight"``, ``"none"``, None), sample weights (None, scalar,
 ``(B,)``, ``(B, 1)``, one per element), ranks 1 to 4, logits up to +-100 and
 probabilities of exactly 0 and 1, all in float32. Each Keras reference is computed once
-(module cache) and every backend is compared with it, to rtol 1e-5 / atol 1e-6. NumPy,
-array-api-strict and PyTorch run all 2,030 cases; JAX and Dask, whose per-call cost is
-compilation and graph building, run every ``SLOW_STRIDE``-th case of the same grid.
+(module cache) and every backend (NumPy, array-api-strict, PyTorch, JAX, Dask) is
+compared with it on all 2,030 cases, to rtol 1e-5 / atol 1e-6.
 
 Where probloss deliberately differs from Keras 3 (see the project's list), the reference
 is still independent of probloss, and the case says which rule applies:
@@ -64,12 +63,6 @@ FUNCTIONS = {
 }
 FUNCTION_CASES = 80  # per loss
 CLASS_CASES = 210  # per loss
-# Dask builds a task graph of tens of operations per call (20-40 ms a call, against well
-# under 1 ms on NumPy) and eager JAX compiles every operation once per new shape and dtype;
-# to keep the module fast those two run every SLOW_STRIDE-th case of the same grid, which
-# still spans every loss, form, option, reduction and weight layout.
-SLOW_STRIDE = 8
-SLOW_BACKENDS = ("dask", "jax")
 
 
 @dataclass
@@ -391,11 +384,11 @@ def _probloss_value(case: Case, backend: Any) -> Any:
     return loss(y_true, y_pred, sample_weight=weight)
 
 
-def compare(loss: str, backend: Any, stride: int = 1) -> dict[str, float]:
+def compare(loss: str, backend: Any) -> dict[str, float]:
     """Run one loss's cases on ``backend``; return the worst errors, fail on any mismatch."""
     failures: list[str] = []
     worst = {"abs": 0.0, "rel": 0.0, "cases": 0}
-    for case in cases_for(loss)[::stride]:
+    for case in cases_for(loss):
         expected = keras_reference(loss, case.index)
         result = _probloss_value(case, backend)
         assert backend.is_native(result), case.describe()
@@ -469,7 +462,6 @@ def test_case_grid_is_large_and_covers_every_option() -> None:
 @pytest.mark.parametrize("loss", LOSSES)
 def test_matches_keras(loss: str, backend: Any) -> None:
     """Every case of ``loss`` agrees with Keras 3 (or the documented rule) on ``backend``."""
-    stride = SLOW_STRIDE if backend.name in SLOW_BACKENDS else 1
-    worst = compare(loss, backend, stride)
-    assert worst["cases"] >= len(cases_for(loss)) // stride
+    worst = compare(loss, backend)
+    assert worst["cases"] == len(cases_for(loss))
 
