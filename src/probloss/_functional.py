@@ -106,23 +106,35 @@ def _check_numeric(xp: Any, x: Array, argument: str) -> None:
         raise TypeError(msg)
 
 
+@dataclass(frozen=True)
+class LossSpec:
+    """How a public loss function computes: its values function, and its label kind."""
+
+    values: ValuesFn
+    sparse: bool = False
+
+
+#: public loss function -> its spec; the classes look their function up here.
+SPECS: dict[Callable[..., Any], LossSpec] = {}
+
+
 def implemented_by(values: ValuesFn, *, sparse: bool = False) -> Callable[[Callable[..., Any]],
                                                                           Callable[..., Any]]:
-    """Attach a loss's values function to its public function (used by the classes)."""
+    """Register ``values`` as the computation behind a public loss function."""
 
-    def attach(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn._probloss_values = values  # type: ignore[attr-defined]
-        fn._probloss_sparse = sparse  # type: ignore[attr-defined]
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        SPECS[fn] = LossSpec(values, sparse)
         return fn
 
-    return attach
+    return register
 
 
-def evaluate(values: ValuesFn, y_true: Any, y_pred: Any, *, validate: str | None,
-             sparse: bool = False, **options: Any) -> Array:
-    """Run a values function and return its result in the output dtype."""
-    inputs, _ = prepare(y_true, y_pred, dtype=None, validate=validate, sparse=sparse)
-    result, _mask = values(inputs, **options)
+def evaluate(fn: Callable[..., Any], y_true: Any, y_pred: Any, *, validate: str | None,
+             **options: Any) -> Array:
+    """Compute the public loss function ``fn`` and return its result in the output dtype."""
+    spec = SPECS[fn]
+    inputs, _ = prepare(y_true, y_pred, dtype=None, validate=validate, sparse=spec.sparse)
+    result, _mask = spec.values(inputs, **options)
     return inputs.xp.astype(result, inputs.out_dtype, copy=False)
 
 
@@ -301,7 +313,9 @@ def _poisson(x: Inputs) -> tuple[Array, None]:
     _check_mean_axis(x.y_pred, -1)
     x.checker.in_range(x.y_true, "y_true", 0.0, math.inf, hint=" Counts cannot be negative.")
     x.checker.in_range(x.y_pred, "y_pred", 0.0, math.inf, hint=" Rates cannot be negative.")
-    return call("poisson", x.y_true, x.y_pred, xp=x.xp, epsilon=epsilon()), None
+    # Keras reduces the last axis; the kernel is told so, like every other kernel.
+    return call("poisson", x.y_true, x.y_pred, xp=x.xp, axis=x.y_pred.ndim - 1,
+                epsilon=epsilon()), None
 
 
 def _kl_divergence(x: Inputs) -> tuple[Array, None]:
@@ -310,7 +324,8 @@ def _kl_divergence(x: Inputs) -> tuple[Array, None]:
     _check_mean_axis(x.y_pred, -1, "the axis the divergence sums over")
     x.checker.in_range(x.y_true, "y_true", 0.0, 1.0, hint=" Both arguments are distributions.")
     x.checker.in_range(x.y_pred, "y_pred", 0.0, 1.0, hint=" Both arguments are distributions.")
-    return call("kl_divergence", x.y_true, x.y_pred, xp=x.xp, epsilon=epsilon()), None
+    return call("kl_divergence", x.y_true, x.y_pred, xp=x.xp, axis=x.y_pred.ndim - 1,
+                epsilon=epsilon()), None
 
 
 # ------------------------------------------------------------ public functions
@@ -350,7 +365,7 @@ def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
     References:
         Keras 3, ``keras.losses.binary_crossentropy``.
     """
-    return evaluate(_binary_crossentropy, y_true, y_pred, validate=validate,
+    return evaluate(binary_crossentropy, y_true, y_pred, validate=validate,
                     from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
 
 
@@ -390,7 +405,7 @@ def binary_focal_crossentropy(y_true: Any, y_pred: Any, apply_class_balancing: b
     References:
         Lin et al., "Focal Loss for Dense Object Detection", 2017.
     """
-    return evaluate(_binary_focal_crossentropy, y_true, y_pred, validate=validate,
+    return evaluate(binary_focal_crossentropy, y_true, y_pred, validate=validate,
                     apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
                     from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
 
@@ -424,7 +439,7 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False
         >>> probloss.categorical_crossentropy(y_true, y_pred).round(4)
         array([0.0513, 2.3026], dtype=float32)
     """
-    return evaluate(_categorical_crossentropy, y_true, y_pred, validate=validate,
+    return evaluate(categorical_crossentropy, y_true, y_pred, validate=validate,
                     from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
 
 
@@ -460,7 +475,7 @@ def categorical_focal_crossentropy(y_true: Any, y_pred: Any,
         >>> probloss.categorical_focal_crossentropy(y_true, y_pred).round(4)
         array([0.    , 0.4663], dtype=float32)
     """
-    return evaluate(_categorical_focal_crossentropy, y_true, y_pred, validate=validate,
+    return evaluate(categorical_focal_crossentropy, y_true, y_pred, validate=validate,
                     alpha=alpha, gamma=gamma, from_logits=from_logits,
                     label_smoothing=label_smoothing, axis=axis)
 
@@ -499,8 +514,8 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool 
         >>> probloss.sparse_categorical_crossentropy(y_true, y_pred).round(4)
         array([0.0513, 2.3026], dtype=float32)
     """
-    return evaluate(_sparse_categorical_crossentropy, y_true, y_pred, validate=validate,
-                    sparse=True, from_logits=from_logits, ignore_class=ignore_class, axis=axis)
+    return evaluate(sparse_categorical_crossentropy, y_true, y_pred, validate=validate,
+                    from_logits=from_logits, ignore_class=ignore_class, axis=axis)
 
 
 @implemented_by(_poisson)
@@ -520,7 +535,7 @@ def poisson(y_true: Any, y_pred: Any, *, validate: str | None = None) -> Array:
         >>> probloss.poisson([[0.0, 1.0], [2.0, 0.0]], [[1.0, 1.0], [1.0, 0.5]]).round(4)
         array([1.  , 0.75], dtype=float32)
     """
-    return evaluate(_poisson, y_true, y_pred, validate=validate)
+    return evaluate(poisson, y_true, y_pred, validate=validate)
 
 
 @implemented_by(_kl_divergence)
@@ -543,4 +558,4 @@ def kl_divergence(y_true: Any, y_pred: Any, *, validate: str | None = None) -> A
         >>> probloss.kl_divergence([[0.0, 1.0], [0.5, 0.5]], [[0.4, 0.6], [0.5, 0.5]]).round(4)
         array([0.5108, 0.    ], dtype=float32)
     """
-    return evaluate(_kl_divergence, y_true, y_pred, validate=validate)
+    return evaluate(kl_divergence, y_true, y_pred, validate=validate)

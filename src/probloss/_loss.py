@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._config import check_validation_mode
-from ._functional import Inputs, prepare
+from ._functional import SPECS, Inputs, prepare
 from ._namespace import dtype_name
 from ._reduction import (
     reduce_weighted_values,
@@ -189,7 +189,8 @@ class LossFunctionWrapper(Loss):
                          reduction=reduction, dtype=dtype, validate=validate)
         self.fn = fn
         self._fn_kwargs = kwargs
-        self._values = getattr(fn, "_probloss_values", None)
+        spec = SPECS.get(fn)
+        self._values = None if spec is None else spec.values
         if self._values is not None:
             # Fill the options left out with the function's own defaults, and refuse
             # options the function does not take now rather than at the first call.
@@ -203,7 +204,7 @@ class LossFunctionWrapper(Loss):
                        f"Accepted: {sorted(defaults)}")
                 raise TypeError(msg)
             self._values_kwargs = {**defaults, **kwargs}
-        self.sparse_labels = bool(getattr(fn, "_probloss_sparse", False))
+        self.sparse_labels = spec is not None and spec.sparse
 
     def compute_values(self, inputs: Inputs) -> tuple[Array, Array | None]:
         """Rank-adjust ``y_true``/``y_pred`` as Keras does, then compute the values."""

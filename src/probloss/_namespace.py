@@ -209,8 +209,15 @@ def is_eager(*arrays: Any) -> bool:
                 return False
         elif array_api_compat.is_torch_array(x):
             torch = sys.modules["torch"]
-            if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x):
+            if torch.compiler.is_compiling() or _is_functorch_wrapped(torch, x):
                 return False
         elif array_api_compat.is_lazy_array(x):
             return False
     return True
+
+
+def _is_functorch_wrapped(torch: Any, x: Any) -> bool:
+    """Whether ``x`` is a ``torch.func`` (grad/vmap) wrapper, whose values cannot be read."""
+    # A private helper of PyTorch's: if a release removes it, assume a plain tensor.
+    check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(check(x)) if check is not None else False

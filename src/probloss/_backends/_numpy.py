@@ -22,14 +22,15 @@ def run_in_blocks(implementation: Kernel, arrays: tuple[Any, ...], static: dict[
 
     The reduction runs along ``axis`` inside each block, so every per-sample
     value is computed exactly as in one call. Kernels whose arrays differ in
-    shape (sparse labels), small inputs and per-class ``alpha`` run unblocked.
+    shape (sparse labels), small inputs, kernels without an ``axis`` and per-class
+    ``alpha`` run unblocked.
     """
     first = arrays[0]
-    if (first.ndim < 2 or first.size <= 2 * BLOCK_ELEMENTS
+    axis = static.get("axis")  # the axis the kernel reduces (canonical, non-negative)
+    if (axis is None or first.ndim < 2 or first.size <= 2 * BLOCK_ELEMENTS
             or any(a.shape != first.shape for a in arrays)
             or isinstance(static.get("alpha"), tuple | list)):
         return implementation(*arrays, xp=xp, **static)
-    axis = static.get("axis", first.ndim - 1)  # kernels without `axis` reduce the last one
     block_axis = 1 if axis == 0 else 0
     step = max(1, BLOCK_ELEMENTS * first.shape[block_axis] // first.size)
     pieces = []
