@@ -82,3 +82,33 @@ def test_jax_default_32_bit_mode():
     y, p = np.array([1.0, 2.0]), np.array([0.5, 3.0])
     np.testing.assert_allclose(out["poisson"], [np.mean(p - y * np.log(p + 1e-7))], rtol=2e-6)
     assert out["grad_finite"]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_labels_are_not_rounded_through_a_low_precision_loss_dtype(backend, dtype):
+    # Keras 3 casts labels to the loss dtype: in float16, 2049 becomes 2048, another
+    # class (keras-semantics.md A.8). probloss keeps integer labels as integers.
+    missing = backend.name == "array_api_strict" or (backend.name == "dask" and dtype == "bfloat16")
+    if missing:  # the library has no such dtype: a clear error
+        with pytest.raises(TypeError, match=dtype):
+            probloss.SparseCategoricalCrossentropy(dtype=dtype)(backend.asarray(np.array([1])),
+                                                                backend.asarray(np.ones((1, 3), np.float32)))
+        return
+    num_classes = 2100
+    labels = np.array([2049, 2051, 2099])
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(3, num_classes)).astype(np.float32)
+    logits[np.arange(3), labels] += 6.0  # the right class is likely; its neighbours are not
+    loss = probloss.SparseCategoricalCrossentropy(from_logits=True, reduction=None, dtype=dtype)
+    got = backend.to_numpy(loss(backend.asarray(labels), backend.asarray(logits))).astype(np.float64)
+    want = _sparse_nll64(labels, logits.astype(np.float32))
+    rounding = 2.0**-8 if dtype == "float16" else 2.0**-7  # one rounding to the loss dtype
+    np.testing.assert_allclose(got, want, rtol=rounding)
+    # The classes Keras would pick after rounding the labels through the loss dtype:
+    import ml_dtypes
+
+    rounded = labels.astype(np.float16 if dtype == "float16" else ml_dtypes.bfloat16).astype(np.int64)
+    moved = (rounded != labels) & (rounded < num_classes)
+    assert moved.any()
+    wrong = _sparse_nll64(rounded[moved], logits[moved])
+    assert np.all(np.abs(got[moved] - wrong) > 1.0)
