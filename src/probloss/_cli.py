@@ -23,18 +23,13 @@ def _demo() -> int:
         # The pages print 3 or 4 decimals, some rounded and some truncated (0.2436
         # is printed 0.243): agree within one unit of the last printed decimal.
         ok = value.shape == documented.shape and bool(
-            np.all(np.abs(value - documented) < 10.0 ** -_decimals(documented)))
+            np.all(np.abs(value - documented) < 10.0 ** -example.decimals))
         failures += not ok
         shown = ", ".join(f"{v:.6f}" for v in value)
         given = ", ".join(f"{d:g}" for d in documented)
         print(f"{example.source:<44} {given:<18} {shown:<26} {'yes' if ok else 'NO'}")
     print(f"\n{len(EXAMPLES) - failures} of {len(EXAMPLES)} documented examples reproduced.")
     return 1 if failures else 0
-
-
-def _decimals(values: np.ndarray) -> int:
-    """The number of decimals printed for the least precise documented value."""
-    return min(len(f"{v:g}".split(".")[1]) if "." in f"{v:g}" else 0 for v in values)
 
 
 def _list() -> int:
@@ -45,8 +40,15 @@ def _list() -> int:
             print(f"{name:<34} alias of {ALIASES[name]}")
         else:
             kind = "class" if inspect.isclass(obj) else "function"
-            print(f"{name:<34} {kind}{inspect.signature(obj)}")
+            print(f"{name:<34} {kind}{_plain_signature(obj)}")
     return 0
+
+
+def _plain_signature(obj: object) -> inspect.Signature:
+    """The signature as a user writes the call: names and defaults, no annotations."""
+    signature = inspect.signature(obj)  # type: ignore[arg-type]
+    parameters = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
+    return signature.replace(parameters=parameters, return_annotation=signature.empty)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The examples documented on the Keras and tf.keras loss pages, as data.
 
-Each entry is (title, expression builder, documented value, digits documented).
+Each entry is (title, expression, builder, documented values, decimals printed on the page).
 The demo prints probloss's value beside the documented one.
 """
 
