@@ -195,3 +195,20 @@ def test_thread_safety_eight_threads() -> None:
     assert all(r == want for r in results)
     np.testing.assert_allclose(want[0], ref.loss_class("binary_focal_crossentropy", *inputs[0], from_logits=True,
                                                        gamma=1.5, clip_dtype="float32"), rtol=1e-5)
+
+
+def test_set_epsilon_is_process_wide_like_keras() -> None:
+    # Keras's set_epsilon is global: a value set here must reach worker threads.
+    import threading
+
+    y, p = np.array([[1.0]], np.float32), np.array([[0.0]], np.float32)
+    seen: list[float] = []
+    probloss.set_epsilon(1e-3)
+    try:
+        worker = threading.Thread(target=lambda: seen.append(float(probloss.binary_crossentropy(y, p)[0])))
+        worker.start()
+        worker.join()
+    finally:
+        probloss.set_epsilon(1e-7)
+    np.testing.assert_allclose(seen, [-np.log(np.float32(1e-3))], rtol=1e-6)
+    assert probloss.epsilon() == 1e-7

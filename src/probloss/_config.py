@@ -1,8 +1,9 @@
-"""Context-scoped settings: epsilon, data validation and fast paths.
+"""Settings: epsilon (process-wide), data validation and fast paths (context-scoped).
 
-Each setting lives in a :class:`contextvars.ContextVar`, so a ``with`` block
-changes it for the current thread or task only, and the default is restored on
-exit even when the block raises.
+``set_epsilon`` changes the fuzz factor for the whole process, as Keras's does.
+Validation and fast paths live in :class:`contextvars.ContextVar` objects set by
+``with`` blocks: a block changes them for the current thread or task only, and
+the previous value is restored on exit even when the block raises.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ __all__ = [
 ValidationMode = Literal["raise", "warn", "off"]
 VALIDATION_MODES: tuple[str, ...] = ("raise", "warn", "off")
 
-# Keras's fuzz factor (keras.config.epsilon()), read at call time as Keras does.
-_EPSILON: ContextVar[float] = ContextVar("probloss_epsilon", default=1e-7)
+# Keras's fuzz factor (keras.config.epsilon()), read at call time as Keras does. It is
+# process-wide, as in Keras: a value set in the main thread must reach data-loader and
+# worker threads (a ContextVar would leave new threads at the default).
+_EPSILON = 1e-7
 _VALIDATION: ContextVar[str] = ContextVar("probloss_validation", default="raise")
 _FAST_PATHS: ContextVar[bool] = ContextVar("probloss_fast_paths", default=True)
 
@@ -39,11 +42,11 @@ def epsilon() -> float:
         >>> probloss.epsilon()
         1e-07
     """
-    return _EPSILON.get()
+    return _EPSILON
 
 
 def set_epsilon(value: float) -> None:
-    """Set the fuzz factor for the current context, as ``keras.config.set_epsilon``.
+    """Set the fuzz factor for the whole process, as ``keras.config.set_epsilon``.
 
     Args:
         value: a float in ``(0, 0.5)``.
@@ -62,7 +65,8 @@ def set_epsilon(value: float) -> None:
     if not 0.0 < value < 0.5:
         msg = f"Invalid value for argument `epsilon`. Expected a float in (0, 0.5). Received: epsilon={value!r}"
         raise ValueError(msg)
-    _EPSILON.set(value)
+    global _EPSILON  # a process-wide setting, as Keras's
+    _EPSILON = value
 
 
 def check_validation_mode(mode: object) -> str:
