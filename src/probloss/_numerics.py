@@ -199,12 +199,6 @@ def wide_dtype(x: Array, *, xp: Any) -> Any:
     the sum runs in float64 and is rounded once. JAX without ``jax_enable_x64``
     and PyTorch on MPS have no float64; they keep float32.
     """
-    if x.dtype != xp.float32:
-        return x.dtype
-    if jax_without_x64(xp):
-        return x.dtype
-    device = device_of(x)
-    if getattr(device, "type", None) == "mps":
-        return x.dtype
-    return xp.float64
+    no_float64 = jax_without_x64(xp) or getattr(device_of(x), "type", None) == "mps"
+    return x.dtype if x.dtype != xp.float32 or no_float64 else xp.float64
 
