@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ._namespace import device_of, jax_without_x64
 
 __all__ = [
     "clip",
+    "clip_bounds",
     "divide_no_nan",
     "log_ratio",
     "neg_log_normalized",
@@ -23,7 +26,9 @@ __all__ = [
     "pow_nonnegative",
     "sigmoid",
     "softplus",
+    "two_difference",
     "wide_dtype",
+    "widen",
     "zero_safe_multiply",
 ]
 
@@ -61,6 +66,19 @@ def clip(x: Array, low: float, high: float, *, xp: Any) -> Array:
     return xp.minimum(xp.maximum(x, lo), hi)
 
 
+def two_difference(a: Array, b: Array, *, xp: Any) -> tuple[Array, Array]:
+    """Return ``(d, err)`` with ``d = fl(a - b)`` and ``a - b = d + err`` exactly.
+
+    Knuth's TwoSum on ``a + (-b)``: six roundings that are all exact, for any
+    magnitudes (no ordering of ``|a|`` and ``|b|`` needed). ``err`` is NaN where
+    ``d`` is infinite; callers mask it.
+    """
+    d = a - b
+    a_part = d + b  # the part of d that came from a
+    b_part = d - a_part  # ... and from -b
+    return d, (a - a_part) - (b + b_part)
+
+
 def neg_log_softmax(x: Array, *, axis: int, xp: Any) -> Array:
     """Return ``-log_softmax(x)`` along ``axis``, accurate when one class dominates.
 
@@ -68,20 +86,35 @@ def neg_log_softmax(x: Array, *, axis: int, xp: Any) -> Array:
     ``S'`` is ``sum(exp(x - m))`` without one maximal entry. Both terms are
     non-negative, so the tiny loss of a confident correct class is not lost to
     ``logsumexp(x) - x_j`` cancelling (which rounds it to 0 in float32).
+
+    ``S'`` is the whole loss of a confident correct class, so each of its terms
+    must keep its relative precision: ``exp`` turns the rounding error ``err`` of
+    ``x - m`` (up to ``|x - m|/2`` ulps) into the same relative error of the term.
+    The exact ``err`` (TwoSum) restores it: ``exp(d + err) = exp(d)·(1 + err)``
+    to first order, as ``|err| <= 2⁻²⁴·|d|``.
+
+    A row whose maximum is not finite (+inf, NaN, or all -inf: no softmax) is NaN.
     """
-    m = xp.max(x, axis=axis, keepdims=True)
-    # All -inf (or a +inf) maximum would make x - m NaN; shift by 0 there instead.
-    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    shifted = x - m
+    top = xp.max(x, axis=axis, keepdims=True)
+    row_ok = xp.isfinite(top)
+    m = xp.where(row_ok, top, xp.zeros_like(top))
+    # TwoSum on finite entries only (inf - inf would be NaN, and NumPy warns);
+    # an infinite entry has nothing to refine, and keeps its infinity in `shifted`.
+    finite = xp.isfinite(x)
+    x_finite = xp.where(finite, x, m)
+    d, err = two_difference(x_finite, m, xp=xp)
+    shifted = d + (x - x_finite)  # d where finite, x - m (±inf) elsewhere
     at_max = shifted == 0
-    e = xp.exp(shifted)
+    # Capped at 0 so that e is in [0, 1] and e·err is never inf·0: only +inf
+    # entries exceed 0, in rows already marked NaN.
+    e = xp.exp(xp.minimum(shifted, xp.zeros_like(shifted)))
     zeros = xp.zeros_like(e)
-    others = xp.sum(xp.where(at_max, zeros, e), axis=axis, keepdims=True)
+    others = xp.sum(xp.where(at_max, zeros, e + e * err), axis=axis, keepdims=True)
     # Entries at the maximum have e == 1 exactly, so `sum - 1` below is an exact
     # integer (the number of ties beyond one). Keeping them in the graph, rather
     # than as a constant, leaves autodiff the usual softmax gradient.
     ties = xp.sum(xp.where(at_max, e, zeros), axis=axis, keepdims=True) - 1
-    rest = others + ties
+    rest = xp.where(row_ok, others + ties, xp.full_like(others, float("nan")))
     return -shifted + xp.log1p(rest)
 
 
@@ -190,6 +223,25 @@ def neg_log_picked(picked: Array, rest: Array, low: float, high: float, *, xp: A
     near_one = xp.minimum(xp.maximum(xp.log1p(rest / safe), nll_hi), nll_lo)
     general = -xp.log(clip(picked / (picked + rest), low, high, xp=xp))
     return xp.where(big, near_one, general)
+
+
+def clip_bounds(epsilon: float, dtype: Any, *, xp: Any) -> tuple[float, float]:
+    """Return Keras's clip bounds ``(ε, 1 - ε)`` rounded to ``dtype``, as Python floats.
+
+    A float32 loss computed in float64 must clip where float32 clips: 1 - 1e-7 is
+    0.99999988 in float32, not 0.9999999. Python floats carry the rounded bounds
+    exactly into any wider dtype.
+    """
+    rounded = np.float32 if dtype == xp.float32 else np.float64
+    return float(rounded(epsilon)), float(rounded(1.0 - epsilon))
+
+
+def widen(y_true: Array, y_pred: Array, *, xp: Any) -> tuple[Array, Array]:
+    """Return both arrays in :func:`wide_dtype` of ``y_pred`` (integer labels unchanged)."""
+    wide = wide_dtype(y_pred, xp=xp)
+    if y_true.dtype == y_pred.dtype:
+        y_true = xp.astype(y_true, wide, copy=False)
+    return y_true, xp.astype(y_pred, wide, copy=False)
 
 
 def wide_dtype(x: Array, *, xp: Any) -> Any:

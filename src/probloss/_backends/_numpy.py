@@ -1,14 +1,23 @@
-"""NumPy fast paths: blocked execution, and ``take_along_axis`` for sparse labels."""
+"""NumPy fast paths: blocked execution, and fused softmax cross-entropy from logits.
+
+The fused paths compute float32 logits in float64, one cache-sized block of rows
+at a time: ``x - max`` is then exact (a difference of two float32 numbers fits in
+float64), so the loss keeps its last bits with no TwoSum correction, and the few
+full passes (argmax, shift, exp, sum) never leave the cache. Rows with a
+non-finite entry or result are recomputed by the generic kernel, which defines
+the behaviour there (NaN rows, ``0 * inf`` read as 0).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .._dispatch import Kernel, executor, fast_path
 from .._kernels._crossentropy import mark_invalid_labels
-from .._numerics import neg_log_picked, neg_log_softmax
+from .._numerics import neg_log_picked, neg_log_softmax, one_hot_pick
 
 # Elements per block: the dozen or so temporaries of a block (256 KiB each in float32)
 # stay in cache, instead of streaming several full-size temporaries through memory.
@@ -43,6 +52,77 @@ def run_in_blocks(implementation: Kernel, arrays: tuple[Any, ...], static: dict[
     return np.concatenate(pieces, axis=block_axis if block_axis < axis else block_axis - 1)
 
 
+# ------------------------------------------------------------ fused softmax cross-entropy
+
+# (labels block, logits block (rows, classes) float32, shifted = logits - max in float64)
+#   -> sum over classes of label * (max - logit), per row, in float64
+LabelTerm = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _classes_last(x: np.ndarray, axis: int) -> np.ndarray:
+    """Return ``x`` as a 2-D ``(rows, classes)`` array (a view when ``axis`` is last)."""
+    return np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+
+
+def _softmax_cross_entropy_rows(labels: np.ndarray, logits: np.ndarray, label_term: LabelTerm,
+                                label_mass: Callable[[np.ndarray], np.ndarray | float]) -> np.ndarray:
+    """Return ``label_term + label_mass · log1p(S')`` per row of float32 ``logits`` (float64 result).
+
+    ``S'`` is the sum of ``exp(x - max)`` without the argmax entry: with the
+    label's share of ``max - x`` this is ``sum(label · -log_softmax(x))``.
+    Rows that come out non-finite are left NaN for the caller to recompute.
+    """
+    rows, classes = logits.shape
+    out = np.empty(rows, np.float64)
+    step = max(1, BLOCK_ELEMENTS // max(classes, 1))
+    # inf - inf (rows without a finite maximum) and 0 * inf (a zero label on a -inf
+    # logit) make NaN rows here, which the caller recomputes: no warning for them.
+    with np.errstate(invalid="ignore"):
+        for start in range(0, rows, step):
+            block = logits[start:start + step]
+            index = np.arange(block.shape[0])
+            top = np.argmax(block, axis=1)
+            shifted = block.astype(np.float64)
+            shifted -= shifted[index, top][:, None]
+            term = label_term(labels[start:start + step], block, shifted)
+            shifted[index, top] = -np.inf  # one maximal entry leaves the sum (ties stay in it as 1s)
+            rest = np.exp(shifted, out=shifted).sum(axis=1)
+            out[start:start + step] = term + label_mass(labels[start:start + step]) * np.log1p(rest)
+    return out
+
+
+def _finish(values: np.ndarray, redo: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...],
+            dtype: Any) -> np.ndarray:
+    """Recompute the non-finite rows of ``values`` with ``redo(row_mask)``; round once to ``dtype``."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        values[bad] = redo(bad)
+    return values.astype(dtype).reshape(shape)
+
+
+@fast_path("categorical_crossentropy", backend="numpy")
+def categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
+                             epsilon: float, xp: Any) -> Any:
+    if not from_logits or y_pred.dtype != np.float32 or 0 in y_pred.shape:
+        return NotImplemented
+    labels, logits = _classes_last(y_true, axis), _classes_last(y_pred, axis)
+
+    def label_term(t: np.ndarray, z: np.ndarray, shifted: np.ndarray) -> np.ndarray:
+        # A batched dot product (matmul) is the fastest row-wise dot in NumPy 1.x and 2.x.
+        return -np.matmul(t.astype(np.float64)[:, None, :], shifted[:, :, None])[:, 0, 0]
+
+    values = _softmax_cross_entropy_rows(labels, logits, label_term,
+                                         lambda t: t.sum(axis=1, dtype=np.float64))
+
+    def redo(bad: np.ndarray) -> np.ndarray:
+        nll = neg_log_softmax(logits[bad].astype(np.float64), axis=1, xp=xp)
+        t = labels[bad].astype(np.float64)
+        return np.sum(np.where(t == 0, 0.0, t * np.where(t == 0, 0.0, nll)), axis=1)
+
+    shape = y_pred.shape[:axis] + y_pred.shape[axis + 1:]
+    return _finish(values, redo, shape, y_pred.dtype)
+
+
 @fast_path("sparse_categorical_crossentropy", backend="numpy")
 def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
                                     epsilon: float, xp: Any) -> Any:
@@ -50,8 +130,20 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bo
     # Clamp the index so that invalid labels can be gathered; they become NaN below.
     index = np.expand_dims(np.clip(y_true, 0, max(num_classes - 1, 0)), axis)
     if from_logits:
-        nll = neg_log_softmax(y_pred, axis=axis, xp=xp)
-        loss = np.squeeze(np.take_along_axis(nll, index, axis=axis), axis=axis)
+        if y_pred.dtype != np.float32 or 0 in y_pred.shape:
+            return NotImplemented
+        logits, labels = _classes_last(y_pred, axis), index.reshape(-1)
+
+        def label_term(k: np.ndarray, z: np.ndarray, shifted: np.ndarray) -> np.ndarray:
+            return -shifted[np.arange(k.shape[0]), k]
+
+        values = _softmax_cross_entropy_rows(labels, logits, label_term, lambda k: 1.0)
+
+        def redo(bad: np.ndarray) -> np.ndarray:
+            nll = neg_log_softmax(logits[bad].astype(np.float64), axis=1, xp=xp)
+            return one_hot_pick(nll, labels[bad], axis=1, xp=xp)
+
+        loss = _finish(values, redo, y_true.shape, y_pred.dtype)
     else:
         picked = np.squeeze(np.take_along_axis(y_pred, index, axis=axis), axis=axis)
         # The sum without the label's entry (not sum - picked, which cancels near p = 1).

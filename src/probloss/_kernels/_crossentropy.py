@@ -19,16 +19,19 @@ from .._numerics import (
 Array = Any
 
 
-def binary_elementwise(y_true: Array, y_pred: Array, *, from_logits: bool, epsilon: float,
+def binary_elementwise(y_true: Array, y_pred: Array, *, from_logits: bool, low: float, high: float,
                        xp: Any) -> Array:
-    """Elementwise binary cross-entropy (no mean), shared with the focal kernel."""
+    """Elementwise binary cross-entropy (no mean), shared with the focal kernel.
+
+    Probabilities are clipped to ``[low, high]`` (Keras's ``[ε, 1-ε]``).
+    """
     if from_logits:
         # -[y log σ(x) + (1-y) log σ(-x)] = y·softplus(-x) + (1-y)·softplus(x):
         # two non-negative terms, so a confident correct logit keeps its tiny loss.
         return zero_safe_multiply(y_true, softplus(-y_pred, xp=xp), xp=xp) + zero_safe_multiply(
             1 - y_true, softplus(y_pred, xp=xp), xp=xp
         )
-    p = clip(y_pred, epsilon, 1.0 - epsilon, xp=xp)  # Keras: [ε, 1-ε]
+    p = clip(y_pred, low, high, xp=xp)
     # log1p(-p) rather than log(1 - p): exact for small p.
     return -(y_true * xp.log(p) + (1 - y_true) * xp.log1p(-p))
 
@@ -37,8 +40,8 @@ def binary_elementwise(y_true: Array, y_pred: Array, *, from_logits: bool, epsil
 def binary_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int,
                         epsilon: float, xp: Any) -> Array:
     # See probloss.binary_crossentropy for the contract.
-    per_element = binary_elementwise(y_true, y_pred, from_logits=from_logits, epsilon=epsilon,
-                                     xp=xp)
+    per_element = binary_elementwise(y_true, y_pred, from_logits=from_logits, low=epsilon,
+                                     high=1.0 - epsilon, xp=xp)
     return xp.mean(per_element, axis=axis)
 
 
