@@ -109,7 +109,7 @@ def neg_log_softmax(x: Array, *, axis: int, xp: Any) -> Array:
     # entries exceed 0, in rows already marked NaN.
     e = xp.exp(xp.minimum(shifted, xp.zeros_like(shifted)))
     zeros = xp.zeros_like(e)
-    others = xp.sum(xp.where(at_max, zeros, e + e * err), axis=axis, keepdims=True)
+    others = xp.sum(xp.where(at_max, zeros, e * (1 + err)), axis=axis, keepdims=True)
     # Entries at the maximum have e == 1 exactly, so `sum - 1` below is an exact
     # integer (the number of ties beyond one). Keeping them in the graph, rather
     # than as a constant, leaves autodiff the usual softmax gradient.
