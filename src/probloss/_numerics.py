@@ -7,17 +7,19 @@ inside ``torch.compile``. The comment on each states the identity it relies on.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ._namespace import device_of, jax_without_x64
 
 __all__ = [
+    "LogitParts",
     "clip",
     "clip_bounds",
     "divide_no_nan",
     "log_ratio",
+    "logit_parts",
     "neg_log_normalized",
     "neg_log_picked",
     "neg_log_softmax",
@@ -25,6 +27,7 @@ __all__ = [
     "one_hot_rest",
     "pow_nonnegative",
     "sigmoid",
+    "sigmoid_pair",
     "softplus",
     "two_difference",
     "wide_dtype",
@@ -35,28 +38,54 @@ __all__ = [
 Array = Any
 
 
+class LogitParts(NamedTuple):
+    """The pieces of a logit ``x`` that both softplus and sigmoid are made of.
+
+    ``softplus(±x) = relu(±x) + log1p_e`` and ``sigmoid(±x)`` are all built from
+    one ``exp`` and one ``log1p``; every piece is >= 0, so sums of them never
+    cancel and tiny results keep their relative precision.
+    """
+
+    relu: Array  # max(x, 0)
+    relu_neg: Array  # max(-x, 0)
+    e: Array  # exp(-|x|), in [0, 1]
+    log1p_e: Array  # log1p(exp(-|x|))
+
+
+def logit_parts(x: Array, *, xp: Any) -> LogitParts:
+    """Return the :class:`LogitParts` of ``x`` (one ``exp``, one ``log1p``)."""
+    relu = xp.maximum(x, xp.zeros_like(x))
+    relu_neg = relu - x  # exact: 0 or -x
+    e = xp.exp(-(relu + relu_neg))  # relu + relu_neg = |x| exactly
+    return LogitParts(relu, relu_neg, e, xp.log1p(e))
+
+
 def softplus(x: Array, *, xp: Any) -> Array:
     """Return ``log(1 + exp(x))`` without overflow and with full relative precision."""
-    # softplus(x) = max(x, 0) + log1p(exp(-|x|)): both terms are >= 0, so nothing
-    # cancels, and exp never sees a positive argument.
-    return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+    parts = logit_parts(x, xp=xp)
+    return parts.relu + parts.log1p_e
+
+
+def sigmoid_pair(parts: LogitParts, x: Array, *, xp: Any) -> tuple[Array, Array]:
+    """Return ``(sigmoid(x), sigmoid(-x))`` with full relative precision in both tails."""
+    # With e = exp(-|x|): sigmoid(|x|) = 1/(1+e) and sigmoid(-|x|) = e/(1+e), ratios
+    # of positive numbers, so a tiny probability keeps its bits (1 - p never forms).
+    near_one = 1.0 / (1.0 + parts.e)
+    near_zero = parts.e * near_one
+    positive = x >= 0
+    return xp.where(positive, near_one, near_zero), xp.where(positive, near_zero, near_one)
 
 
 def sigmoid(x: Array, *, xp: Any) -> Array:
     """Return ``1 / (1 + exp(-x))`` with full relative precision in both tails."""
-    # For x >= 0 use 1/(1+e^-x); for x < 0 use e^x/(1+e^x). With e = exp(-|x|)
-    # both are a ratio of positive numbers, so tiny results keep their bits.
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return sigmoid_pair(logit_parts(x, xp=xp), x, xp=xp)[0]
 
 
 def zero_safe_multiply(weight: Array, value: Array, *, xp: Any) -> Array:
     """Return ``weight * value`` with ``0 * inf`` read as 0 (a zero label ignores its term)."""
     # Replace the value before multiplying, so that 0 * inf is never evaluated
-    # (NumPy warns on it) and its NaN never reaches the gradient.
-    zero = weight == 0
-    safe = xp.where(zero, xp.zeros_like(value), value)
-    return xp.where(zero, xp.zeros_like(safe), weight * safe)
+    # (NumPy warns on it) and its NaN never reaches the gradient: 0 * 0 is 0.
+    return weight * xp.where(weight == 0, xp.zeros_like(value), value)
 
 
 def clip(x: Array, low: float, high: float, *, xp: Any) -> Array:

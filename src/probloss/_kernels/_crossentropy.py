@@ -6,13 +6,14 @@ from typing import Any
 
 from .._dispatch import kernel
 from .._numerics import (
+    LogitParts,
     clip,
+    logit_parts,
     neg_log_normalized,
     neg_log_picked,
     neg_log_softmax,
     one_hot_pick,
     one_hot_rest,
-    softplus,
     zero_safe_multiply,
 )
 
@@ -26,14 +27,20 @@ def binary_elementwise(y_true: Array, y_pred: Array, *, from_logits: bool, low: 
     Probabilities are clipped to ``[low, high]`` (Keras's ``[ε, 1-ε]``).
     """
     if from_logits:
-        # -[y log σ(x) + (1-y) log σ(-x)] = y·softplus(-x) + (1-y)·softplus(x):
-        # two non-negative terms, so a confident correct logit keeps its tiny loss.
-        return zero_safe_multiply(y_true, softplus(-y_pred, xp=xp), xp=xp) + zero_safe_multiply(
-            1 - y_true, softplus(y_pred, xp=xp), xp=xp
-        )
+        return binary_from_logit_parts(y_true, logit_parts(y_pred, xp=xp), xp=xp)
     p = clip(y_pred, low, high, xp=xp)
     # log1p(-p) rather than log(1 - p): exact for small p.
     return -(y_true * xp.log(p) + (1 - y_true) * xp.log1p(-p))
+
+
+def binary_from_logit_parts(y_true: Array, parts: LogitParts, *, xp: Any) -> Array:
+    """Elementwise binary cross-entropy from the :class:`LogitParts` of the logits."""
+    # -[y log σ(x) + (1-y) log σ(-x)] = y·softplus(-x) + (1-y)·softplus(x)
+    #                                 = log1p(e^-|x|) + y·relu(-x) + (1-y)·relu(x):
+    # non-negative terms for y in [0, 1], so a confident correct logit keeps its
+    # tiny loss; one exp and one log1p per element.
+    return (parts.log1p_e + zero_safe_multiply(y_true, parts.relu_neg, xp=xp)
+            + zero_safe_multiply(1 - y_true, parts.relu, xp=xp))
 
 
 @kernel

@@ -15,14 +15,15 @@ from .._dispatch import kernel
 from .._namespace import device_of
 from .._numerics import (
     clip_bounds,
+    logit_parts,
     neg_log_normalized,
     neg_log_softmax,
     pow_nonnegative,
-    sigmoid,
+    sigmoid_pair,
     widen,
     zero_safe_multiply,
 )
-from ._crossentropy import binary_elementwise
+from ._crossentropy import binary_elementwise, binary_from_logit_parts
 
 Array = Any
 
@@ -35,11 +36,14 @@ def binary_focal_crossentropy(y_true: Array, y_pred: Array, *, apply_class_balan
     dtype = y_pred.dtype
     low, high = clip_bounds(epsilon, dtype, xp=xp)
     y_true, y_pred = widen(y_true, y_pred, xp=xp)
-    bce = binary_elementwise(y_true, y_pred, from_logits=from_logits, low=low, high=high, xp=xp)
     if from_logits:
+        parts = logit_parts(y_pred, xp=xp)
+        bce = binary_from_logit_parts(y_true, parts, xp=xp)
         # 1 - p_t = y·σ(-x) + (1-y)·σ(x): no 1 - (something close to 1).
-        one_minus_pt = y_true * sigmoid(-y_pred, xp=xp) + (1 - y_true) * sigmoid(y_pred, xp=xp)
+        sig_pos, sig_neg = sigmoid_pair(parts, y_pred, xp=xp)
+        one_minus_pt = y_true * sig_neg + (1 - y_true) * sig_pos
     else:
+        bce = binary_elementwise(y_true, y_pred, from_logits=False, low=low, high=high, xp=xp)
         # Keras takes p_t from the unclipped probability.
         one_minus_pt = y_true * (1 - y_pred) + (1 - y_true) * y_pred
     focal = pow_nonnegative(one_minus_pt, gamma, xp=xp) * bce
