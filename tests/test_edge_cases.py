@@ -212,3 +212,29 @@ def test_set_epsilon_is_process_wide_like_keras() -> None:
         probloss.set_epsilon(1e-7)
     np.testing.assert_allclose(seen, [-np.log(np.float32(1e-3))], rtol=1e-6)
     assert probloss.epsilon() == 1e-7
+
+
+_INFINITE_LOGITS = np.array([[np.inf, -np.inf, np.inf, -np.inf, 3.0, -2.0]] * 3, np.float32).T
+
+
+@pytest.mark.parametrize("name", ["binary_crossentropy", "binary_focal_crossentropy"])
+def test_infinite_logits_give_their_limits_without_warnings(backend, name) -> None:
+    """validate="off": a logit of ±inf on the right side costs 0, on the wrong side inf (no NaN).
+
+    The limits of the formula in the test: y·softplus(-x) + (1-y)·softplus(x) at x = ±inf.
+    Runs under ``filterwarnings = error``: no ``inf - inf`` or ``0 * inf`` is evaluated.
+    """
+    y = np.array([[1.0, 0.0, 0.0, 1.0, 1.0, 0.0]] * 3, np.float32).T
+    fn = getattr(probloss, name)
+    got = backend.to_numpy(fn(backend.asarray(y), backend.asarray(_INFINITE_LOGITS), from_logits=True,
+                              validate="off"))
+    x = _INFINITE_LOGITS[:, 0].astype(np.float64)
+    with np.errstate(over="ignore"):
+        bce = np.where(y[:, 0] == 1, np.logaddexp(0, -x), np.logaddexp(0, x))
+    assert got.shape == (6,)
+    np.testing.assert_array_equal(got[:2], [0.0, 0.0])
+    np.testing.assert_array_equal(got[2:4], [np.inf, np.inf])
+    if name == "binary_crossentropy":
+        np.testing.assert_allclose(got[4:], bce[4:], rtol=1e-6)
+    else:
+        assert np.all((got[4:] > 0) & (got[4:] < bce[4:]))

@@ -54,8 +54,9 @@ class LogitParts(NamedTuple):
 
 def logit_parts(x: Array, *, xp: Any) -> LogitParts:
     """Return the :class:`LogitParts` of ``x`` (one ``exp``, one ``log1p``)."""
-    relu = xp.maximum(x, xp.zeros_like(x))
-    relu_neg = relu - x  # exact: 0 or -x
+    zeros = xp.zeros_like(x)
+    relu = xp.maximum(x, zeros)
+    relu_neg = xp.maximum(-x, zeros)  # not relu - x, which is inf - inf at x = +inf
     e = xp.exp(-(relu + relu_neg))  # relu + relu_neg = |x| exactly
     return LogitParts(relu, relu_neg, e, xp.log1p(e))
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._dispatch import Kernel, executor, fast_path
+from .._dispatch import GENERIC, Kernel, executor, fast_path
 from .._kernels._crossentropy import mark_invalid_labels
 from .._numerics import neg_log_picked, neg_log_softmax, one_hot_pick
 
@@ -50,6 +50,38 @@ def run_in_blocks(implementation: Kernel, arrays: tuple[Any, ...], static: dict[
             return NotImplemented
         pieces.append(piece)
     return np.concatenate(pieces, axis=block_axis if block_axis < axis else block_axis - 1)
+
+
+@fast_path("binary_crossentropy", backend="numpy")
+def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int, epsilon: float,
+                        xp: Any) -> Any:
+    """The generic kernel's logits formula with in-place ufuncs and no ``where``.
+
+    ``np.where`` on a random mask (binary labels) costs more than ``exp`` in
+    NumPy; the only ``0 * inf`` it guards against (an infinite logit) makes the
+    sample NaN here, and such samples are recomputed by the generic kernel.
+    """
+    if not from_logits or y_pred.dtype != np.float32:
+        return NotImplemented
+    x, y = y_pred, y_true
+    with np.errstate(invalid="ignore"):
+        magnitude = np.abs(x)
+        relu = np.add(x, magnitude)
+        relu *= 0.5  # max(x, 0), exactly
+        relu_neg = np.subtract(relu, x)  # max(-x, 0), exactly
+        loss = np.negative(magnitude, out=magnitude)
+        np.exp(loss, out=loss)
+        np.log1p(loss, out=loss)  # log1p(exp(-|x|))
+        relu_neg *= y
+        loss += relu_neg
+        relu *= 1 - y
+        loss += relu
+    values = np.mean(loss, axis=axis)
+    if not np.isfinite(values).all():  # rare: recompute everything generically, keep what was finite
+        generic = GENERIC["binary_crossentropy"](y_true, y_pred, from_logits=True, axis=axis,
+                                                 epsilon=epsilon, xp=xp)
+        values = np.where(np.isfinite(values), values, generic)
+    return values
 
 
 # ------------------------------------------------------------ fused softmax cross-entropy
@@ -100,24 +132,66 @@ def _finish(values: np.ndarray, redo: Callable[[np.ndarray], np.ndarray], shape:
     return values.astype(dtype).reshape(shape)
 
 
+def _row_dot(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Return ``sum(labels * values)`` per row, accumulated in float64."""
+    # A batched matmul is the fastest row-wise dot in NumPy 1.x and 2.x.
+    return np.matmul(labels.astype(np.float64)[:, None, :], values.astype(np.float64)[:, :, None])[:, 0, 0]
+
+
+def _normalized_cross_entropy_rows(labels: np.ndarray, probs: np.ndarray, low: float,
+                                   high: float) -> np.ndarray:
+    """Return ``sum(label · -log(clip(p / sum(p), low, high)))`` per row of float32 ``probs``.
+
+    As :func:`probloss._numerics.neg_log_normalized`: a unique maximum above half
+    the row's sum takes ``log1p(rest / max)``, exact for ``p`` near 1. Rows that
+    come out non-finite are left so for the caller to recompute.
+    """
+    rows, classes = probs.shape
+    out = np.empty(rows, np.float64)
+    dtype = probs.dtype.type
+    lo, hi = dtype(low), dtype(high)
+    nll_hi, nll_lo = -np.log1p(-(1 - hi)), -np.log(lo)
+    step = max(1, BLOCK_ELEMENTS // max(classes, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):  # zero or NaN rows: recomputed by the caller
+        for start in range(0, rows, step):
+            block = probs[start:start + step]
+            index = np.arange(block.shape[0])
+            top = np.argmax(block, axis=1)
+            m = block[index, top]
+            nll = block.copy()
+            nll[index, top] = 0
+            rest = nll.sum(axis=1)
+            total = np.sum(block, axis=1)
+            np.divide(block, total[:, None], out=nll)
+            np.clip(nll, lo, hi, out=nll)
+            np.log(nll, out=nll)
+            np.negative(nll, out=nll)
+            near_one = np.clip(np.log1p(rest / m), nll_hi, nll_lo)
+            # Ties make 2m <= total (rounding is monotone): those rows keep -log of the ratio.
+            nll[index, top] = np.where(2 * m > total, near_one, nll[index, top])
+            out[start:start + step] = _row_dot(labels[start:start + step], nll)
+    return out
+
+
 @fast_path("categorical_crossentropy", backend="numpy")
 def categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
                              epsilon: float, xp: Any) -> Any:
-    if not from_logits or y_pred.dtype != np.float32 or 0 in y_pred.shape:
+    if y_pred.dtype != np.float32 or 0 in y_pred.shape:
         return NotImplemented
-    labels, logits = _classes_last(y_true, axis), _classes_last(y_pred, axis)
+    labels, preds = _classes_last(y_true, axis), _classes_last(y_pred, axis)
+    if from_logits:
 
-    def label_term(t: np.ndarray, z: np.ndarray, shifted: np.ndarray) -> np.ndarray:
-        # A batched dot product (matmul) is the fastest row-wise dot in NumPy 1.x and 2.x.
-        return -np.matmul(t.astype(np.float64)[:, None, :], shifted[:, :, None])[:, 0, 0]
+        def label_term(t: np.ndarray, z: np.ndarray, shifted: np.ndarray) -> np.ndarray:
+            return -_row_dot(t, shifted)
 
-    values = _softmax_cross_entropy_rows(labels, logits, label_term,
-                                         lambda t: t.sum(axis=1, dtype=np.float64))
+        values = _softmax_cross_entropy_rows(labels, preds, label_term,
+                                             lambda t: t.sum(axis=1, dtype=np.float64))
+    else:
+        values = _normalized_cross_entropy_rows(labels, preds, epsilon, 1.0 - epsilon)
 
     def redo(bad: np.ndarray) -> np.ndarray:
-        nll = neg_log_softmax(logits[bad].astype(np.float64), axis=1, xp=xp)
-        t = labels[bad].astype(np.float64)
-        return np.sum(np.where(t == 0, 0.0, t * np.where(t == 0, 0.0, nll)), axis=1)
+        return GENERIC["categorical_crossentropy"](labels[bad], preds[bad], from_logits=from_logits, axis=1,
+                                                   epsilon=epsilon, xp=xp)
 
     shape = y_pred.shape[:axis] + y_pred.shape[axis + 1:]
     return _finish(values, redo, shape, y_pred.dtype)
