@@ -515,3 +515,105 @@ def test_skipped_points_are_few() -> None:
         skipped += int(np.sum(~normal))
     assert total > 5000
     assert skipped < 0.1 * total, f"{skipped} of {total} points skipped"
+
+
+# ----------------------------------------------------------------- gradients
+# The gradient of the per-sample loss with respect to the logits, from the array
+# library's autodiff of probloss's formulas, against mpmath at 200 bits with
+# cancellation-free forms: sigmoid(x) - y as -1/(1 + e^x) (y = 1) or 1/(1 + e^-x)
+# (y = 0); softmax - onehot with the dominant label's entry as -S'/(1 + S').
+
+_GRAD_PREC = 200
+
+
+def _exact_binary_grad(x: float, y: float) -> float:
+    v = _mp(x)
+    if y == 1:
+        return float(-1 / (1 + mpmath.exp(v)))
+    if y == 0:
+        return float(1 / (1 + mpmath.exp(-v)))
+    return float(1 / (1 + mpmath.exp(-v)) - _mp(y))
+
+
+def _exact_softmax_grad(z: np.ndarray, label: int) -> np.ndarray:
+    zs = [_mp(v) for v in z]
+    top = max(range(len(zs)), key=lambda i: zs[i])
+    e = [mpmath.exp(v - zs[top]) for v in zs]
+    rest = mpmath.fsum(e[i] for i in range(len(zs)) if i != top)
+    grad = [ei / (1 + rest) for ei in e]
+    grad[label] = -rest / (1 + rest) if label == top else grad[label] - 1
+    return np.array([float(g) for g in grad])
+
+
+@functools.cache
+def _gradient_cases() -> tuple[tuple[str, np.ndarray, np.ndarray, np.ndarray], ...]:
+    """(kind, labels, float32 logits, exact float64 gradient) for BCE and softmax CE from logits."""
+    cases = []
+    with mpmath.workprec(_GRAD_PREC):
+        x = logit_grid(per_decade=4)
+        for y in (0.0, 1.0, 0.9):
+            exact = np.array([_exact_binary_grad(float(v), y) for v in x])
+            cases.append(("binary", np.full(x.size, y, np.float32), x, exact))
+        for k in (2, 10, 100):
+            z, _, _ = _categorical_inputs(k)
+            z = z[::2]
+            exact = np.stack([_exact_softmax_grad(row, 0) for row in z])
+            cases.append(("softmax", np.zeros(z.shape[0], np.int64), z, exact))
+    return tuple(cases)
+
+
+def _grad_errors(got: np.ndarray, exact: np.ndarray, *, cancellation: float = 0.0) -> tuple[float, int]:
+    """Worst ulp error over entries whose exact gradient is a normal float32, and their count.
+
+    ``cancellation`` is an absolute error forgiven first: a soft label's
+    ``sigmoid(x) - y`` is a difference of two numbers near ``y``, which float32
+    inputs cannot resolve below ``y``'s own ulp (the label itself is rounded).
+    """
+    rounded = exact.astype(np.float32)
+    normal = np.isfinite(rounded) & (np.abs(exact) >= np.finfo(np.float32).tiny)
+    ulp = np.abs(np.spacing(rounded)).astype(np.float64)
+    err = np.maximum(np.abs(got.astype(np.float64) - exact) - cancellation, 0.0)[normal] / ulp[normal]
+    return float(err.max()), int(normal.sum())
+
+
+def _summed_loss(kind: str, labels: Any, logits: Any) -> Any:
+    """The sum of the per-sample losses (each sample's gradient is its own)."""
+    if kind == "binary":
+        values = probloss.binary_crossentropy(labels[:, None], logits[:, None], from_logits=True, validate="off")
+    else:
+        values = probloss.sparse_categorical_crossentropy(labels, logits, from_logits=True, validate="off")
+    return values.sum()
+
+
+def _autodiff_gradient(library: str, kind: str, labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    if library == "jax":
+        jax = pytest.importorskip("jax")
+        jnp = pytest.importorskip("jax.numpy")
+        targets = jnp.asarray(labels)
+        return np.asarray(jax.grad(functools.partial(_summed_loss, kind, targets))(jnp.asarray(logits)))
+    torch = pytest.importorskip("torch")
+    v = torch.tensor(logits, requires_grad=True)
+    _summed_loss(kind, torch.tensor(labels), v).backward()
+    return v.grad.numpy()
+
+
+@pytest.mark.parametrize("library", ["jax", "torch"])
+def test_autodiff_gradients_keep_their_last_bits(library: str) -> None:
+    """sigmoid(x) - y and softmax - onehot within 4 ulps, tiny ones included (no 1 - (1 - tiny))."""
+    for kind, labels, logits, exact in _gradient_cases():
+        got = _autodiff_gradient(library, kind, labels, logits)
+        if kind == "binary":
+            soft = labels[0] not in (0, 1)
+            worst, checked = _grad_errors(got, exact, cancellation=2 * float(np.spacing(labels[0])) if soft else 0)
+            assert checked > 50
+            assert worst <= MAX_ULPS, f"{library} binary label={labels[0]}: {worst:.3g} ulps"
+            continue
+        # The label's entry, p - 1: as small as 1e-38 when the label dominates.
+        worst, checked = _grad_errors(got[:, 0], exact[:, 0])
+        assert checked > 20
+        assert worst <= MAX_ULPS, f"{library} softmax label entry K={logits.shape[1]}: {worst:.3g} ulps"
+        # The other entries, p_i. The maximum's p is formed by autodiff as 1 - (the
+        # others' share) when it is not the label: an absolute error of ~2⁻²⁴ (up to
+        # ~12 ulps of a p near 1/K), documented in docs/accuracy.md.
+        worst, _ = _grad_errors(got[:, 1:], exact[:, 1:], cancellation=float(np.finfo(np.float32).eps))
+        assert worst <= MAX_ULPS, f"{library} softmax other entries K={logits.shape[1]}: {worst:.3g} ulps"

@@ -140,12 +140,18 @@ def neg_log_softmax(x: Array, *, axis: int, xp: Any) -> Array:
     e = xp.exp(xp.minimum(shifted, xp.zeros_like(shifted)))
     zeros = xp.zeros_like(e)
     others = xp.sum(xp.where(at_max, zeros, e * (1 + err)), axis=axis, keepdims=True)
-    # Entries at the maximum have e == 1 exactly, so `sum - 1` below is an exact
-    # integer (the number of ties beyond one). Keeping them in the graph, rather
-    # than as a constant, leaves autodiff the usual softmax gradient.
-    ties = xp.sum(xp.where(at_max, e, zeros), axis=axis, keepdims=True) - 1
+    # Ties at the maximum: their e == 1 exactly, so `sum - 1` below is an exact
+    # integer (the number of ties beyond one). Kept in the graph, rather than as a
+    # constant, so that autodiff gives tied entries the usual softmax gradient; a
+    # unique maximum stays out of it, and 0 at the maximum is a constant in `gap`:
+    # otherwise autodiff of a dominant class's loss would form 1/(1 + S') - 1 from
+    # the maximum's paths, which rounds a tiny gradient -S'/(1 + S') to 0.
+    at_max_f = xp.astype(at_max, e.dtype)
+    tied = xp.sum(at_max_f, axis=axis, keepdims=True) > 1
+    ties = xp.sum(xp.where(at_max & tied, e, zeros), axis=axis, keepdims=True) - xp.astype(tied, e.dtype)
     rest = xp.where(row_ok, others + ties, xp.full_like(others, float("nan")))
-    return -shifted + xp.log1p(rest)
+    gap = xp.where(at_max, zeros, -shifted)  # m - x_j
+    return gap + xp.log1p(rest)
 
 
 def _class_hits(x: Array, labels: Array, *, axis: int, xp: Any) -> Array:
