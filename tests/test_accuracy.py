@@ -617,3 +617,17 @@ def test_autodiff_gradients_keep_their_last_bits(library: str) -> None:
         # ~12 ulps of a p near 1/K), documented in docs/accuracy.md.
         worst, _ = _grad_errors(got[:, 1:], exact[:, 1:], cancellation=float(np.finfo(np.float32).eps))
         assert worst <= MAX_ULPS, f"{library} softmax other entries K={logits.shape[1]}: {worst:.3g} ulps"
+
+
+@pytest.mark.parametrize("library", ["jax", "torch"])
+def test_autodiff_gradient_at_tied_maxima_is_softmax_minus_onehot(library: str) -> None:
+    """Rows with two or three equal maximal logits, the label on a tied entry and off them."""
+    logits = np.array([[2.0, 2.0, 0.0, -1.0], [2.0, 2.0, 0.0, -1.0], [0.5, 3.0, 3.0, 3.0], [1.0, 1.0, 1.0, 1.0]],
+                      np.float32)
+    labels = np.array([0, 3, 2, 1])
+    got = _autodiff_gradient(library, "softmax", labels, logits)
+    z = logits.astype(np.float64)
+    want = np.exp(z - z.max(axis=1, keepdims=True))
+    want /= want.sum(axis=1, keepdims=True)
+    want[np.arange(4), labels] -= 1
+    np.testing.assert_allclose(got, want, rtol=4 * np.finfo(np.float32).eps, atol=1e-7)

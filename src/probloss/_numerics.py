@@ -142,15 +142,15 @@ def neg_log_softmax(x: Array, *, axis: int, xp: Any) -> Array:
     others = xp.sum(xp.where(at_max, zeros, e * (1 + err)), axis=axis, keepdims=True)
     # Ties at the maximum: their e == 1 exactly, so `sum - 1` below is an exact
     # integer (the number of ties beyond one). Kept in the graph, rather than as a
-    # constant, so that autodiff gives tied entries the usual softmax gradient; a
-    # unique maximum stays out of it, and 0 at the maximum is a constant in `gap`:
+    # constant, so that autodiff gives tied entries the usual softmax gradient. A
+    # unique maximum stays out of it, and its gap m - x_j (0) is a constant:
     # otherwise autodiff of a dominant class's loss would form 1/(1 + S') - 1 from
     # the maximum's paths, which rounds a tiny gradient -S'/(1 + S') to 0.
     at_max_f = xp.astype(at_max, e.dtype)
     tied = xp.sum(at_max_f, axis=axis, keepdims=True) > 1
     ties = xp.sum(xp.where(at_max & tied, e, zeros), axis=axis, keepdims=True) - xp.astype(tied, e.dtype)
     rest = xp.where(row_ok, others + ties, xp.full_like(others, float("nan")))
-    gap = xp.where(at_max, zeros, -shifted)  # m - x_j
+    gap = xp.where(at_max & ~tied, zeros, -shifted)  # m - x_j
     return gap + xp.log1p(rest)
 
 
