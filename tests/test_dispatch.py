@@ -26,6 +26,7 @@ _FUNCTIONS = {
     "sparse_categorical_crossentropy": probloss.sparse_categorical_crossentropy,
     "binary_crossentropy": probloss.binary_crossentropy,
     "categorical_crossentropy": probloss.categorical_crossentropy,
+    "categorical_focal_crossentropy": probloss.categorical_focal_crossentropy,
 }
 
 
@@ -45,6 +46,21 @@ _WITHOUT_AXIS = {"kl_divergence"}  # reduce the last axis, no from_logits: teste
 
 def test_every_fast_path_has_a_parity_test():
     assert {name for name, _ in _dispatch.FAST} <= set(_FUNCTIONS) | _WITHOUT_AXIS
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 1.5, 2.0, 3.0])
+@pytest.mark.parametrize("per_class", [False, True])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_focal_fast_path_options_equal_generic_kernel(gamma, per_class, axis):
+    rng = np.random.default_rng(int(gamma * 10) + per_class)
+    logits = rng.normal(scale=6.0, size=(40, 7)).astype(np.float32)
+    labels = rng.dirichlet(np.ones(7), size=40).astype(np.float32)
+    alpha = tuple(np.linspace(0.1, 0.9, 7 if axis == -1 else 7)) if per_class else 0.3
+    kwargs = {"gamma": gamma, "alpha": alpha, "from_logits": True, "axis": axis, "validate": "off"}
+    fast = probloss.categorical_focal_crossentropy(labels, logits, **kwargs)
+    with probloss.fast_paths(False):
+        generic = probloss.categorical_focal_crossentropy(labels, logits, **kwargs)
+    np.testing.assert_allclose(fast, generic, rtol=2 * np.finfo(np.float32).eps, atol=0)
 
 
 def test_kl_divergence_fast_path_equals_generic_kernel():
@@ -83,7 +99,8 @@ def test_fast_path_equals_generic_kernel(name, library, axis, from_logits):
         assert fast.shape == generic.shape
 
 
-@pytest.mark.parametrize("name", ["categorical_crossentropy", "sparse_categorical_crossentropy"])
+@pytest.mark.parametrize("name", ["categorical_crossentropy", "sparse_categorical_crossentropy",
+                                  "categorical_focal_crossentropy"])
 def test_fused_softmax_rows_with_infinities_match_the_generic_kernel(name):
     """-inf logits (masked classes), a zero label on one, and rows with no softmax at all."""
     logits = np.array([[2.0, -np.inf, 0.5, 1.0], [-np.inf, -np.inf, -np.inf, -np.inf],
@@ -91,7 +108,7 @@ def test_fused_softmax_rows_with_infinities_match_the_generic_kernel(name):
                        [1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
     logits = np.tile(logits, (200, 1))  # several blocks
     labels = np.tile(np.array([0, 0, 1, 2, 1, 1]), 200)
-    if name == "categorical_crossentropy":
+    if name != "sparse_categorical_crossentropy":
         labels = np.eye(4, dtype=np.float32)[labels]
         labels[5::6] = [0.0, 0.5, 0.25, 0.25]
     fn = _FUNCTIONS[name]

@@ -229,6 +229,63 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axi
     return _finish(values, redo, shape, y_pred.dtype)
 
 
+def _focal_softmax_rows(labels: np.ndarray, logits: np.ndarray, gamma: float,
+                        alpha: float | np.ndarray) -> np.ndarray:
+    """Return ``sum(alpha · (1 - p)^gamma · label · -log p)`` per row of float32 logits, in float64.
+
+    ``p = e / (1 + S')`` with ``e = exp(x - max)``, so ``1 - p`` is ``1 - p``
+    where ``p <= 1/2`` and ``S'/(1 + S')`` at the maximum: no ``expm1`` and no
+    ``1 - (something near 1)``. Non-finite rows are left for the caller.
+    """
+    rows, classes = logits.shape
+    out = np.empty(rows, np.float64)
+    step = max(1, BLOCK_ELEMENTS // max(classes, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for start in range(0, rows, step):
+            block = logits[start:start + step]
+            index = np.arange(block.shape[0])
+            top = np.argmax(block, axis=1)
+            shifted = block.astype(np.float64)
+            shifted -= shifted[index, top][:, None]
+            p = np.exp(shifted)
+            p[index, top] = 0
+            rest = p.sum(axis=1)
+            total = 1 + rest
+            nll = np.subtract(np.log1p(rest)[:, None], shifted, out=shifted)  # -log p
+            p /= total[:, None]
+            weight = np.subtract(1.0, p, out=p)  # 1 - p
+            weight[index, top] = rest / total
+            if gamma == 2:
+                weight *= weight
+            elif gamma != 1:
+                np.power(weight, gamma, out=weight)
+            weight *= nll
+            out[start:start + step] = _row_dot(labels[start:start + step] * alpha, weight)
+    return out
+
+
+@fast_path("categorical_focal_crossentropy", backend="numpy")
+def categorical_focal_crossentropy(y_true: Any, y_pred: Any, *, alpha: float | tuple[float, ...],
+                                   gamma: float, from_logits: bool, axis: int, epsilon: float,
+                                   xp: Any) -> Any:
+    # A per-class alpha broadcasts against the last axis (Keras); handled here only
+    # where that is the class axis.
+    per_class = isinstance(alpha, tuple | list)
+    if (not from_logits or y_pred.dtype != np.float32 or 0 in y_pred.shape
+            or (per_class and axis != y_pred.ndim - 1)):
+        return NotImplemented
+    labels, logits = _classes_last(y_true, axis), _classes_last(y_pred, axis)
+    weights = np.asarray(alpha, np.float64) if per_class else float(alpha)
+    values = _focal_softmax_rows(labels, logits, gamma, weights)
+
+    def redo(bad: np.ndarray) -> np.ndarray:
+        return GENERIC["categorical_focal_crossentropy"](labels[bad], logits[bad], alpha=alpha, gamma=gamma,
+                                                         from_logits=True, axis=1, epsilon=epsilon, xp=xp)
+
+    shape = y_pred.shape[:axis] + y_pred.shape[axis + 1:]
+    return _finish(values, redo, shape, y_pred.dtype)
+
+
 @fast_path("sparse_categorical_crossentropy", backend="numpy")
 def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
                                     epsilon: float, xp: Any) -> Any:
