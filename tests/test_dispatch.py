@@ -55,7 +55,8 @@ def test_focal_fast_path_options_equal_generic_kernel(gamma, per_class, axis):
     rng = np.random.default_rng(int(gamma * 10) + per_class)
     logits = rng.normal(scale=6.0, size=(40, 7)).astype(np.float32)
     labels = rng.dirichlet(np.ones(7), size=40).astype(np.float32)
-    alpha = tuple(np.linspace(0.1, 0.9, 7 if axis == -1 else 7)) if per_class else 0.3
+    # Per-class alpha broadcasts against the last axis (7 entries) whatever the class axis.
+    alpha = tuple(np.linspace(0.1, 0.9, 7)) if per_class else 0.3
     kwargs = {"gamma": gamma, "alpha": alpha, "from_logits": True, "axis": axis, "validate": "off"}
     fast = probloss.categorical_focal_crossentropy(labels, logits, **kwargs)
     with probloss.fast_paths(False):
