@@ -27,6 +27,7 @@ _FUNCTIONS = {
     "binary_crossentropy": probloss.binary_crossentropy,
     "categorical_crossentropy": probloss.categorical_crossentropy,
     "categorical_focal_crossentropy": probloss.categorical_focal_crossentropy,
+    "binary_focal_crossentropy": probloss.binary_focal_crossentropy,
 }
 
 
@@ -61,6 +62,22 @@ def test_focal_fast_path_options_equal_generic_kernel(gamma, per_class, axis):
     fast = probloss.categorical_focal_crossentropy(labels, logits, **kwargs)
     with probloss.fast_paths(False):
         generic = probloss.categorical_focal_crossentropy(labels, logits, **kwargs)
+    np.testing.assert_allclose(fast, generic, rtol=2 * np.finfo(np.float32).eps, atol=0)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 1.5, 2.0])
+@pytest.mark.parametrize("balanced", [False, True])
+def test_binary_focal_fast_path_options_equal_generic_kernel(gamma, balanced):
+    rng = np.random.default_rng(int(gamma * 10) + balanced)
+    logits = rng.normal(scale=6.0, size=(30, 9)).astype(np.float32)
+    logits[0, :4] = [np.inf, -np.inf, 60.0, -60.0]
+    labels = rng.random((30, 9)).astype(np.float32)
+    labels[0, :4] = [1.0, 0.0, 1.0, 0.0]
+    kwargs = {"gamma": gamma, "alpha": 0.3, "apply_class_balancing": balanced, "from_logits": True,
+              "validate": "off"}
+    fast = probloss.binary_focal_crossentropy(labels, logits, **kwargs)
+    with probloss.fast_paths(False):
+        generic = probloss.binary_focal_crossentropy(labels, logits, **kwargs)
     np.testing.assert_allclose(fast, generic, rtol=2 * np.finfo(np.float32).eps, atol=0)
 
 

@@ -9,8 +9,10 @@ The paths here take float32 inputs (others fall through to the generic kernel):
   difference of two float32 numbers fits in float64), so the loss keeps its last
   bits with no TwoSum correction, and the few passes (argmax, shift, exp, sum)
   stay in cache;
-- categorical cross-entropy from probabilities, binary cross-entropy from logits
-  and KL divergence: the generic formulas with in-place ufuncs and no ``where``.
+- categorical focal cross-entropy from logits, the same way;
+- categorical cross-entropy from probabilities, binary (focal) cross-entropy
+  from logits and KL divergence: the generic formulas with in-place ufuncs and
+  no ``where`` (float64 where the generic kernel computes in float64).
 
 Rows whose result comes out non-finite (an infinite logit, a zero label on a
 -inf logit, a zero row) are recomputed by the generic kernel, which defines the
@@ -91,6 +93,53 @@ def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: in
                                                  epsilon=epsilon, xp=xp)
         values = np.where(np.isfinite(values), values, generic)
     return values
+
+
+@fast_path("binary_focal_crossentropy", backend="numpy")
+def binary_focal_crossentropy(y_true: Any, y_pred: Any, *, apply_class_balancing: bool, alpha: float,
+                              gamma: float, from_logits: bool, axis: int, epsilon: float, xp: Any) -> Any:
+    """The generic kernel's float64 logits formula, with sigmoid's two branches chosen by arithmetic.
+
+    With ``e = exp(-|x|)`` and ``r = 1/(1+e)``, ``sigmoid(x)`` is ``r`` for
+    ``x >= 0`` and ``e·r`` below; ``pos·r + (1-pos)·e·r`` with ``pos`` 0 or 1
+    selects exactly (all terms finite), without ``np.where``.
+    """
+    if not from_logits or y_pred.dtype != np.float32:
+        return NotImplemented
+    x, y = y_pred.astype(np.float64), y_true.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        magnitude = np.abs(x)
+        e = np.exp(-magnitude)
+        bce = np.log1p(e)
+        relu = np.add(x, magnitude)
+        relu *= 0.5  # max(x, 0), exactly
+        relu_neg = np.subtract(relu, x)  # max(-x, 0), exactly (NaN at ±inf: recomputed below)
+        not_y = 1 - y
+        bce += y * relu_neg
+        bce += not_y * relu
+        near_one = np.add(1.0, e)
+        np.divide(1.0, near_one, out=near_one)  # sigmoid(|x|)
+        near_zero = e * near_one  # sigmoid(-|x|)
+        pos = (x >= 0).astype(np.float64)
+        sig_pos = pos * near_one + (1 - pos) * near_zero
+        sig_neg = pos * near_zero + (1 - pos) * near_one
+        one_minus_pt = y * sig_neg + not_y * sig_pos
+        if gamma == 2:
+            one_minus_pt *= one_minus_pt
+        elif gamma == 0:
+            one_minus_pt[...] = 1.0
+        elif gamma != 1:
+            np.power(one_minus_pt, gamma, out=one_minus_pt)
+        bce *= one_minus_pt
+        if apply_class_balancing:
+            bce *= y * alpha + not_y * (1 - alpha)
+    values = np.mean(bce, axis=axis)
+    if not np.isfinite(values).all():  # rare: recompute generically, keep what was finite
+        generic = GENERIC["binary_focal_crossentropy"](y_true, y_pred, apply_class_balancing=apply_class_balancing,
+                                                       alpha=alpha, gamma=gamma, from_logits=True, axis=axis,
+                                                       epsilon=epsilon, xp=xp)
+        values = np.where(np.isfinite(values), values, generic)
+    return values.astype(y_pred.dtype)
 
 
 @fast_path("kl_divergence", backend="numpy")
