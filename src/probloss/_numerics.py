@@ -109,6 +109,23 @@ def two_difference(a: Array, b: Array, *, xp: Any) -> tuple[Array, Array]:
     return d, (a - a_part) - (b + b_part)
 
 
+def _without_gradient(err: Array, *, xp: Any) -> Array:
+    """Return the rounding error ``err`` of ``x - m`` as a value autodiff sees as constant.
+
+    ``err`` is exactly 0 in exact arithmetic, and so is its derivative, but autodiff
+    still sends ``±ct·e`` through TwoSum's six steps; where the library flushes
+    subnormals to zero (XLA on CPU), their differences vanish and the backward pass
+    loses the correction. Rounding to a fixed grid (``round`` has derivative 0)
+    cuts that path. The grid, 2⁻⁴⁰ (float32) or 2⁻⁶⁹ (float64), is far below
+    ``err``'s own precision needs: only ``exp(d)·(1 + err)`` to 2⁻²⁴ or 2⁻⁵³.
+    ``|err| > 2⁻¹⁶`` only for ``|x - m| >= 256`` (float32) or ``2³⁷`` (float64),
+    where ``exp`` is 0 anyway; clipping there keeps ``err·grid`` finite.
+    """
+    scale = 2.0**40 if err.dtype == xp.float32 else 2.0**69
+    bound = 2.0**-16
+    return xp.round(xp.clip(err, -bound, bound) * scale) / scale
+
+
 def neg_log_softmax(x: Array, *, axis: int, xp: Any) -> Array:
     """Return ``-log_softmax(x)`` along ``axis``, accurate when one class dominates.
 
@@ -139,7 +156,8 @@ def neg_log_softmax(x: Array, *, axis: int, xp: Any) -> Array:
     # entries exceed 0, in rows already marked NaN.
     e = xp.exp(xp.minimum(shifted, xp.zeros_like(shifted)))
     zeros = xp.zeros_like(e)
-    others = xp.sum(xp.where(at_max, zeros, e * (1 + err)), axis=axis, keepdims=True)
+    others = xp.sum(xp.where(at_max, zeros, e * (1 + _without_gradient(err, xp=xp))), axis=axis,
+                    keepdims=True)
     # Ties at the maximum: their e == 1 exactly, so `sum - 1` below is an exact
     # integer (the number of ties beyond one). Kept in the graph, rather than as a
     # constant, so that autodiff gives tied entries the usual softmax gradient. A
