@@ -121,7 +121,12 @@ def _without_gradient(err: Array, *, xp: Any) -> Array:
     ``|err| > 2⁻¹⁶`` only for ``|x - m| >= 256`` (float32) or ``2³⁷`` (float64),
     where ``exp`` is 0 anyway; clipping there keeps ``err·grid`` finite.
     """
-    scale = 2.0**40 if err.dtype == xp.float32 else 2.0**69
+    if err.dtype == xp.float32:
+        scale = 2.0**40
+    elif err.dtype == xp.float64:
+        scale = 2.0**69
+    else:  # float16 / bfloat16 (computed in float32 by the public functions): no correction
+        return xp.zeros_like(err)
     bound = 2.0**-16
     return xp.round(xp.clip(err, -bound, bound) * scale) / scale
 
