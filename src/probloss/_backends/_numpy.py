@@ -21,7 +21,7 @@ behaviour there, so the fast paths never need the guards that cost the time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -185,23 +185,33 @@ def _softmax_cross_entropy_rows(labels: np.ndarray, logits: np.ndarray, label_te
     label's share of ``max - x`` this is ``sum(label · -log_softmax(x))``.
     Rows that come out non-finite are left NaN for the caller to recompute.
     """
-    rows, classes = logits.shape
-    out = np.empty(rows, np.float64)
-    step = max(1, BLOCK_ELEMENTS // max(classes, 1))
+    out = np.empty(logits.shape[0], np.float64)
     # inf - inf (rows without a finite maximum) and 0 * inf (a zero label on a -inf
     # logit) make NaN rows here, which the caller recomputes: no warning for them.
     with np.errstate(invalid="ignore"):
-        for start in range(0, rows, step):
-            block = logits[start:start + step]
-            index = np.arange(block.shape[0])
-            top = np.argmax(block, axis=1)
-            shifted = block.astype(np.float64)
-            shifted -= shifted[index, top][:, None]
-            term = label_term(labels[start:start + step], block, shifted)
+        for rows, block, index, top, shifted in _shifted_row_blocks(logits):
+            term = label_term(labels[rows], block, shifted)
             shifted[index, top] = -np.inf  # one maximal entry leaves the sum (ties stay in it as 1s)
             rest = np.exp(shifted, out=shifted).sum(axis=1)
-            out[start:start + step] = term + label_mass(labels[start:start + step]) * np.log1p(rest)
+            out[rows] = term + label_mass(labels[rows]) * np.log1p(rest)
     return out
+
+
+def _shifted_row_blocks(logits: np.ndarray) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray,
+                                                              np.ndarray]]:
+    """Yield ``(rows, block, row index, argmax, block - max in float64)`` per cache-sized block.
+
+    The shift is exact: a difference of two float32 numbers fits in float64.
+    """
+    step = max(1, BLOCK_ELEMENTS // max(logits.shape[1], 1))
+    for start in range(0, logits.shape[0], step):
+        rows = slice(start, start + step)
+        block = logits[rows]
+        index = np.arange(block.shape[0])
+        top = np.argmax(block, axis=1)
+        shifted = block.astype(np.float64)
+        shifted -= shifted[index, top][:, None]
+        yield rows, block, index, top, shifted
 
 
 def _finish(values: np.ndarray, redo: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...],
@@ -286,16 +296,9 @@ def _focal_softmax_rows(labels: np.ndarray, logits: np.ndarray, gamma: float,
     where ``p <= 1/2`` and ``S'/(1 + S')`` at the maximum: no ``expm1`` and no
     ``1 - (something near 1)``. Non-finite rows are left for the caller.
     """
-    rows, classes = logits.shape
-    out = np.empty(rows, np.float64)
-    step = max(1, BLOCK_ELEMENTS // max(classes, 1))
+    out = np.empty(logits.shape[0], np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        for start in range(0, rows, step):
-            block = logits[start:start + step]
-            index = np.arange(block.shape[0])
-            top = np.argmax(block, axis=1)
-            shifted = block.astype(np.float64)
-            shifted -= shifted[index, top][:, None]
+        for rows, _, index, top, shifted in _shifted_row_blocks(logits):
             p = np.exp(shifted)
             p[index, top] = 0
             rest = p.sum(axis=1)
@@ -309,7 +312,7 @@ def _focal_softmax_rows(labels: np.ndarray, logits: np.ndarray, gamma: float,
             elif gamma != 1:
                 np.power(weight, gamma, out=weight)
             weight *= nll
-            out[start:start + step] = _row_dot(labels[start:start + step] * alpha, weight)
+            out[rows] = _row_dot(labels[rows] * alpha, weight)
     return out
 
 
