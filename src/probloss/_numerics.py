@@ -26,9 +26,7 @@ __all__ = [
     "one_hot_pick",
     "one_hot_rest",
     "pow_nonnegative",
-    "sigmoid",
     "sigmoid_pair",
-    "softplus",
     "two_difference",
     "wide_dtype",
     "widen",
@@ -61,12 +59,6 @@ def logit_parts(x: Array, *, xp: Any) -> LogitParts:
     return LogitParts(relu, relu_neg, e, xp.log1p(e))
 
 
-def softplus(x: Array, *, xp: Any) -> Array:
-    """Return ``log(1 + exp(x))`` without overflow and with full relative precision."""
-    parts = logit_parts(x, xp=xp)
-    return parts.relu + parts.log1p_e
-
-
 def sigmoid_pair(parts: LogitParts, x: Array, *, xp: Any) -> tuple[Array, Array]:
     """Return ``(sigmoid(x), sigmoid(-x))`` with full relative precision in both tails."""
     # With e = exp(-|x|): sigmoid(|x|) = 1/(1+e) and sigmoid(-|x|) = e/(1+e), ratios
@@ -75,11 +67,6 @@ def sigmoid_pair(parts: LogitParts, x: Array, *, xp: Any) -> tuple[Array, Array]
     near_zero = parts.e * near_one
     positive = x >= 0
     return xp.where(positive, near_one, near_zero), xp.where(positive, near_zero, near_one)
-
-
-def sigmoid(x: Array, *, xp: Any) -> Array:
-    """Return ``1 / (1 + exp(-x))`` with full relative precision in both tails."""
-    return sigmoid_pair(logit_parts(x, xp=xp), x, xp=xp)[0]
 
 
 def zero_safe_multiply(weight: Array, value: Array, *, xp: Any) -> Array:

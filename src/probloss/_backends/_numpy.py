@@ -28,7 +28,7 @@ import numpy as np
 
 from .._dispatch import GENERIC, Kernel, executor, fast_path
 from .._kernels._crossentropy import mark_invalid_labels
-from .._numerics import neg_log_picked, neg_log_softmax, one_hot_pick
+from .._numerics import neg_log_picked
 
 # Elements per block: the dozen or so temporaries of a block (256 KiB each in float32)
 # stay in cache, instead of streaming several full-size temporaries through memory.
@@ -63,10 +63,44 @@ def run_in_blocks(implementation: Kernel, arrays: tuple[Any, ...], static: dict[
     return np.concatenate(pieces, axis=block_axis if block_axis < axis else block_axis - 1)
 
 
+def _binary_from_logits(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(bce, e)``: elementwise BCE of logits ``x`` and ``e = exp(-|x|)``, in ``x``'s dtype.
+
+    The generic kernel's ``log1p(e) + y·relu(-x) + (1-y)·relu(x)`` with in-place
+    ufuncs and no ``where``: ``relu`` is ``(x + |x|)/2``, exact. An infinite
+    logit gives NaN (``inf - inf``), which the caller recomputes generically.
+    """
+    magnitude = np.abs(x)
+    e = np.exp(-magnitude)
+    bce = np.log1p(e)
+    relu = np.add(x, magnitude)
+    relu *= 0.5  # max(x, 0)
+    relu_neg = np.subtract(relu, x)  # max(-x, 0)
+    relu_neg *= y
+    bce += relu_neg
+    relu *= 1 - y
+    bce += relu
+    return bce, e
+
+
+def _power_in_place(base: np.ndarray, gamma: float) -> None:
+    """Raise ``base >= 0`` to ``gamma`` in place (``0**0`` is 1, as the generic kernel)."""
+    if gamma == 2:
+        base *= base
+    elif gamma != 1:
+        np.power(base, gamma, out=base)
+
+
+def _finite_or_generic(values: np.ndarray, generic: Callable[[], np.ndarray]) -> np.ndarray:
+    """Return ``values``, with its non-finite entries (rare) taken from ``generic()``."""
+    finite = np.isfinite(values)
+    return values if finite.all() else np.where(finite, values, generic())
+
+
 @fast_path("binary_crossentropy", backend="numpy")
 def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int, epsilon: float,
                         xp: Any) -> Any:
-    """The generic kernel's logits formula with in-place ufuncs and no ``where``.
+    """The generic kernel's logits formula in float32, without ``where``.
 
     ``np.where`` on a random mask (binary labels) costs more than ``exp`` in
     NumPy; the only ``0 * inf`` it guards against (an infinite logit) makes the
@@ -74,25 +108,10 @@ def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: in
     """
     if not from_logits or y_pred.dtype != np.float32:
         return NotImplemented
-    x, y = y_pred, y_true
     with np.errstate(invalid="ignore"):
-        magnitude = np.abs(x)
-        relu = np.add(x, magnitude)
-        relu *= 0.5  # max(x, 0), exactly
-        relu_neg = np.subtract(relu, x)  # max(-x, 0), exactly
-        loss = np.negative(magnitude, out=magnitude)
-        np.exp(loss, out=loss)
-        np.log1p(loss, out=loss)  # log1p(exp(-|x|))
-        relu_neg *= y
-        loss += relu_neg
-        relu *= 1 - y
-        loss += relu
-    values = np.mean(loss, axis=axis)
-    if not np.isfinite(values).all():  # rare: recompute everything generically, keep what was finite
-        generic = GENERIC["binary_crossentropy"](y_true, y_pred, from_logits=True, axis=axis,
-                                                 epsilon=epsilon, xp=xp)
-        values = np.where(np.isfinite(values), values, generic)
-    return values
+        bce, _ = _binary_from_logits(y_pred, y_true)
+    return _finite_or_generic(np.mean(bce, axis=axis), lambda: GENERIC["binary_crossentropy"](
+        y_true, y_pred, from_logits=True, axis=axis, epsilon=epsilon, xp=xp))
 
 
 @fast_path("binary_focal_crossentropy", backend="numpy")
@@ -108,37 +127,21 @@ def binary_focal_crossentropy(y_true: Any, y_pred: Any, *, apply_class_balancing
         return NotImplemented
     x, y = y_pred.astype(np.float64), y_true.astype(np.float64)
     with np.errstate(invalid="ignore"):
-        magnitude = np.abs(x)
-        e = np.exp(-magnitude)
-        bce = np.log1p(e)
-        relu = np.add(x, magnitude)
-        relu *= 0.5  # max(x, 0), exactly
-        relu_neg = np.subtract(relu, x)  # max(-x, 0), exactly (NaN at ±inf: recomputed below)
-        not_y = 1 - y
-        bce += y * relu_neg
-        bce += not_y * relu
+        focal, e = _binary_from_logits(x, y)
         near_one = np.add(1.0, e)
         np.divide(1.0, near_one, out=near_one)  # sigmoid(|x|)
         near_zero = e * near_one  # sigmoid(-|x|)
         pos = (x >= 0).astype(np.float64)
         sig_pos = pos * near_one + (1 - pos) * near_zero
         sig_neg = pos * near_zero + (1 - pos) * near_one
-        one_minus_pt = y * sig_neg + not_y * sig_pos
-        if gamma == 2:
-            one_minus_pt *= one_minus_pt
-        elif gamma == 0:
-            one_minus_pt[...] = 1.0
-        elif gamma != 1:
-            np.power(one_minus_pt, gamma, out=one_minus_pt)
-        bce *= one_minus_pt
+        one_minus_pt = y * sig_neg + (1 - y) * sig_pos
+        _power_in_place(one_minus_pt, gamma)
+        focal *= one_minus_pt
         if apply_class_balancing:
-            bce *= y * alpha + not_y * (1 - alpha)
-    values = np.mean(bce, axis=axis)
-    if not np.isfinite(values).all():  # rare: recompute generically, keep what was finite
-        generic = GENERIC["binary_focal_crossentropy"](y_true, y_pred, apply_class_balancing=apply_class_balancing,
-                                                       alpha=alpha, gamma=gamma, from_logits=True, axis=axis,
-                                                       epsilon=epsilon, xp=xp)
-        values = np.where(np.isfinite(values), values, generic)
+            focal *= y * alpha + (1 - y) * (1 - alpha)
+    values = _finite_or_generic(np.mean(focal, axis=axis), lambda: GENERIC["binary_focal_crossentropy"](
+        y_true, y_pred, apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma, from_logits=True,
+        axis=axis, epsilon=epsilon, xp=xp))
     return values.astype(y_pred.dtype)
 
 
@@ -307,10 +310,7 @@ def _focal_softmax_rows(labels: np.ndarray, logits: np.ndarray, gamma: float,
             p /= total[:, None]
             weight = np.subtract(1.0, p, out=p)  # 1 - p
             weight[index, top] = rest / total
-            if gamma == 2:
-                weight *= weight
-            elif gamma != 1:
-                np.power(weight, gamma, out=weight)
+            _power_in_place(weight, gamma)
             weight *= nll
             out[rows] = _row_dot(labels[rows] * alpha, weight)
     return out
@@ -355,8 +355,8 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bo
         values = _softmax_cross_entropy_rows(labels, logits, label_term, lambda k: 1.0)
 
         def redo(bad: np.ndarray) -> np.ndarray:
-            nll = neg_log_softmax(logits[bad].astype(np.float64), axis=1, xp=xp)
-            return one_hot_pick(nll, labels[bad], axis=1, xp=xp)
+            return GENERIC["sparse_categorical_crossentropy"](labels[bad], logits[bad], from_logits=True, axis=1,
+                                                              epsilon=epsilon, xp=xp)
 
         loss = _finish(values, redo, y_true.shape, y_pred.dtype)
     else:
