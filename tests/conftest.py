@@ -4,12 +4,24 @@ Every value test takes the ``backend`` fixture and so runs on each installed
 library. ``PROBLOSS_TEST_BACKENDS=numpy,torch`` selects a subset; a backend
 that is requested (or expected, by default) but fails to import is an error,
 never a skip.
+
+No test inherits global state from the tests that ran before it: every test
+starts from the defaults of the settings in ``_SETTINGS`` (probloss's epsilon,
+validation and fast-path modes, JAX's ``jax_enable_x64``, PyTorch's default
+dtype, threads and grad mode, NumPy's error handling, Keras's floatx and
+epsilon), and a test that leaves one changed fails. A test that needs another
+value sets it for itself and restores it: the ``jax_x64`` fixture (which the
+``backend`` fixture requests on JAX), ``with probloss.validation(...)``,
+``try``/``finally`` around ``probloss.set_epsilon``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -128,8 +140,6 @@ def _load(backend: Backend) -> Library:
     except ImportError as error:  # requested backends must be there: an error, not a skip
         msg = f"Backend {backend.value!r} was requested but does not import: {error}"
         raise pytest.UsageError(msg) from error
-    if backend is Backend.JAX:
-        module.config.update("jax_enable_x64", True)
     if backend is Backend.CUPY and module.cuda.runtime.getDeviceCount() == 0:
         msg = "Backend 'cupy' was requested but no GPU is present."
         raise pytest.UsageError(msg)
@@ -152,13 +162,141 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(params=requested_backends(), ids=lambda b: b.value)
 def backend(request: pytest.FixtureRequest) -> Library:
-    """Each requested array library in turn."""
+    """Each requested array library in turn; JAX with float64 enabled (``jax_x64``)."""
+    if request.param is Backend.JAX:
+        request.getfixturevalue("jax_x64")
     return _LIBRARIES[request.param]
 
 
 def library(name: str) -> Library:
-    """The loaded library called ``name``, for tests about one library."""
+    """The loaded library called ``name``, for tests about one library.
+
+    It changes no setting: a test that uses JAX's float64 also takes ``jax_x64``.
+    """
     backend = Backend(name)
     if backend not in _LIBRARIES:
         pytest.skip(f"backend {name!r} not selected by PROBLOSS_TEST_BACKENDS")
     return _LIBRARIES[backend]
+
+
+# ------------------------------------------------------------------ JAX's modes
+
+
+@contextlib.contextmanager
+def jax_x64_mode(enabled: bool) -> Iterator[None]:
+    """JAX with float64 enabled or not (``jax_enable_x64``) inside the block, the previous mode after it.
+
+    The switch is process-wide (``jax.config.update``), not JAX's thread-local
+    context manager, so that threads started inside the block see it too.
+    """
+    import jax
+
+    previous = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", enabled)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture
+def jax_x64() -> Iterator[None]:
+    """Run the test with JAX's float64 enabled, as the value tests on JAX assume.
+
+    Outside it a test sees JAX's default, float32-only mode (``_SETTINGS``).
+    Nothing to do, and no skip, where JAX is not installed: the tests that use
+    JAX skip or fail on their own then.
+    """
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        yield
+        return
+    with jax_x64_mode(True):
+        yield
+
+
+# ---------------------------------------------------------------- global state
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """A setting outside any test: read and written only once ``module`` is imported."""
+
+    name: str
+    module: str
+    get: Callable[[], Any]
+    set: Callable[[Any], None]
+    default: Callable[[], Any]
+
+
+def _probloss_config() -> Any:
+    from probloss import _config
+
+    return _config
+
+
+def _mod(name: str) -> Any:
+    return sys.modules[name]
+
+
+def _first_seen(read: Callable[[], Any]) -> Callable[[], Any]:
+    """A default that is the value when the setting is first read (a thread count, an error mode)."""
+    seen: list[Any] = []
+
+    def default() -> Any:
+        if not seen:
+            seen.append(read())
+        return seen[0]
+
+    return default
+
+
+_SETTINGS: tuple[_Setting, ...] = (
+    _Setting("probloss epsilon", "probloss", lambda: _mod("probloss").epsilon(),
+             lambda v: _mod("probloss").set_epsilon(v), lambda: 1e-7),
+    _Setting("probloss validation mode", "probloss", lambda: _probloss_config().validation_mode(),
+             lambda v: _probloss_config()._VALIDATION.set(v), lambda: "raise"),
+    _Setting("probloss fast paths", "probloss", lambda: _probloss_config().fast_paths_enabled(),
+             lambda v: _probloss_config()._FAST_PATHS.set(v), lambda: True),
+    _Setting("jax_enable_x64", "jax", lambda: bool(_mod("jax").config.jax_enable_x64),
+             lambda v: _mod("jax").config.update("jax_enable_x64", v), lambda: False),
+    _Setting("torch default dtype", "torch", lambda: _mod("torch").get_default_dtype(),
+             lambda v: _mod("torch").set_default_dtype(v), lambda: _mod("torch").float32),
+    _Setting("torch grad mode", "torch", lambda: _mod("torch").is_grad_enabled(),
+             lambda v: _mod("torch").set_grad_enabled(v), lambda: True),
+    _Setting("torch threads", "torch", lambda: _mod("torch").get_num_threads(),
+             lambda v: _mod("torch").set_num_threads(v), _first_seen(lambda: _mod("torch").get_num_threads())),
+    _Setting("numpy error handling", "numpy", np.geterr, lambda v: np.seterr(**v), _first_seen(np.geterr)),
+    _Setting("keras floatx", "keras", lambda: _mod("keras").config.floatx(),
+             lambda v: _mod("keras").config.set_floatx(v), lambda: "float32"),
+    _Setting("keras epsilon", "keras", lambda: _mod("keras").config.epsilon(),
+             lambda v: _mod("keras").config.set_epsilon(v), lambda: 1e-7),
+)
+
+
+def _restore_defaults() -> list[str]:
+    """Put every setting back to its default; return what was changed (``name: value``)."""
+    changed = []
+    for setting in _SETTINGS:
+        if setting.module not in sys.modules:
+            continue
+        value, default = setting.get(), setting.default()
+        if value != default:
+            setting.set(default)
+            changed.append(f"{setting.name}: {value!r} (default {default!r})")
+    return changed
+
+
+@pytest.fixture(autouse=True)
+def _default_global_state() -> Iterator[None]:
+    """Start each test from the default settings, and fail one that leaves them changed.
+
+    Doctests and imports run outside this fixture; whatever they left is reset
+    before the next test.
+    """
+    _restore_defaults()
+    yield
+    leaked = _restore_defaults()
+    if leaked:
+        pytest.fail("the test left global settings changed (restored now): " + "; ".join(leaked), pytrace=False)

@@ -272,7 +272,7 @@ LOW_PRECISION = [("numpy", "float16"), ("torch", "float16"), ("torch", "bfloat16
 
 @pytest.mark.parametrize(("name", "dtype"), LOW_PRECISION, ids=[f"{n}-{d}" for n, d in LOW_PRECISION])
 @pytest.mark.parametrize("case", ALL_CASES, ids=CASE_IDS)
-def test_low_precision_is_float32_rounded_once(name: str, dtype: str, case: Case) -> None:
+def test_low_precision_is_float32_rounded_once(name: str, dtype: str, case: Case, jax_x64: None) -> None:
     lib = library(name)
     y_true, y_pred = _arrays(lib, case, dtype)
     weight = None if case.function is not None else lib.asarray(WEIGHTS, dtype)

@@ -70,7 +70,7 @@ def test_extreme_values_are_finite_and_match_float64(case, loss, name, y_true, y
 
 
 @pytest.mark.parametrize(("case", "loss", "name", "y_true", "y_pred", "opts"), EXTREME, ids=[c[0] for c in EXTREME])
-def test_extreme_values_have_finite_gradients(case, loss, name, y_true, y_pred, opts) -> None:
+def test_extreme_values_have_finite_gradients(case, loss, name, y_true, y_pred, opts, jax_x64) -> None:
     torch, jax = library("torch").module, library("jax").module
     true_dtype = np.int64 if name.startswith("sparse") else np.float32
     yt, yp = np.asarray(y_true, true_dtype), np.asarray(y_pred, np.float32)
@@ -99,7 +99,7 @@ LOW = [
 @pytest.mark.parametrize("lib", ["numpy", "torch", "jax"])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize(("name", "y_true", "y_pred", "opts"), LOW, ids=[f"{c[0]}-{i}" for i, c in enumerate(LOW)])
-def test_low_precision_is_float32_rounded_once(lib, dtype, name, y_true, y_pred, opts) -> None:
+def test_low_precision_is_float32_rounded_once(lib, dtype, name, y_true, y_pred, opts, jax_x64) -> None:
     b = library(lib)
     true_dtype = "int64" if name.startswith("sparse") else dtype
     got = getattr(probloss, name)(b.asarray(y_true, true_dtype), b.asarray(y_pred, dtype), **opts)
@@ -146,7 +146,7 @@ def test_batch_of_one_and_rank_one_inputs() -> None:
 
 
 @pytest.mark.parametrize("from_logits", [False, True])
-def test_all_ignored_is_zero_with_zero_gradient(from_logits) -> None:
+def test_all_ignored_is_zero_with_zero_gradient(from_logits, jax_x64) -> None:
     torch, jax = library("torch").module, library("jax").module
     labels = np.array([[-1, -1], [-1, -1]])
     y_pred = np.zeros((2, 2, 3), np.float32) if not from_logits else np.full((2, 2, 3), -np.inf, np.float32)
@@ -203,15 +203,16 @@ def test_set_epsilon_is_process_wide_like_keras() -> None:
 
     y, p = np.array([[1.0]], np.float32), np.array([[0.0]], np.float32)
     seen: list[float] = []
+    previous = probloss.epsilon()
     probloss.set_epsilon(1e-3)
     try:
         worker = threading.Thread(target=lambda: seen.append(float(probloss.binary_crossentropy(y, p)[0])))
         worker.start()
         worker.join()
     finally:
-        probloss.set_epsilon(1e-7)
+        probloss.set_epsilon(previous)
     np.testing.assert_allclose(seen, [-np.log(np.float32(1e-3))], rtol=1e-6)
-    assert probloss.epsilon() == 1e-7
+    assert probloss.epsilon() == previous
 
 
 _INFINITE_LOGITS = np.array([[np.inf, -np.inf, np.inf, -np.inf, 3.0, -2.0]] * 3, np.float32).T

@@ -1,8 +1,9 @@
 """Function transforms: jax.jit/grad/vmap, PyTorch autograd, torch.compile, torch.func.
 
 Every loss function and class (classes with a sample weight) is run under
-``jax.jit``, ``jax.grad`` and ``jax.vmap``, and under PyTorch autograd; values
-and gradients are compared with float64 references written here:
+``jax.jit``, ``jax.grad`` and ``jax.vmap`` (float64 enabled, the ``jax_x64``
+fixture), and under PyTorch autograd; values and gradients are compared with
+float64 references written here:
 
 * values: the loss formulas below, written once on the array-API names
   (``xp.log``, ``xp.sum``...), evaluated in float64 NumPy;
@@ -28,7 +29,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 import pytest
-from conftest import library
+from conftest import jax_x64_mode, library
 
 import probloss
 
@@ -223,10 +224,13 @@ def _expected_gradient(case: Case, weighted: bool) -> np.ndarray:
     y_true, y_pred = case.formula_true(), case.inputs()[1]
     if case.gradient is not None:
         grad = case.gradient(y_true, y_pred, **case.options)
-    else:  # focal losses: the gradient of the float64 formula itself
-        jax, jnp = _jax()
-        grad = np.asarray(jax.grad(lambda p: jnp.sum(case.values64(jnp.asarray(y_true), p, jnp)))(
-            jnp.asarray(y_pred)))
+    else:  # focal losses: the gradient of the float64 formula itself, by JAX (a test dependency)
+        import jax
+        import jax.numpy as jnp
+
+        with jax_x64_mode(True):
+            grad = np.asarray(jax.grad(lambda p: jnp.sum(case.values64(jnp.asarray(y_true), p, jnp)))(
+                jnp.asarray(y_pred)))
     return grad * WEIGHTS[:, None] / B if weighted else grad
 
 
@@ -245,7 +249,7 @@ def _jax_arrays(case: Case) -> tuple[Any, Any, Any]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_jax_jit_function_and_class(case: Case) -> None:
+def test_jax_jit_function_and_class(case: Case, jax_x64: None) -> None:
     jax, _ = _jax()
     y_true, y_pred, weight = _jax_arrays(case)
     fn = jax.jit(lambda t, p: case.function(t, p, **case.options))
@@ -261,7 +265,7 @@ def test_jax_jit_function_and_class(case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_jax_grad_function_and_class(case: Case) -> None:
+def test_jax_grad_function_and_class(case: Case, jax_x64: None) -> None:
     jax, jnp = _jax()
     y_true, y_pred, weight = _jax_arrays(case)
     grad = jax.grad(lambda p: jnp.sum(case.function(y_true, p, **case.options)))(y_pred)
@@ -272,7 +276,7 @@ def test_jax_grad_function_and_class(case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_jax_vmap_function_and_class(case: Case) -> None:
+def test_jax_vmap_function_and_class(case: Case, jax_x64: None) -> None:
     """vmap over a leading replica axis: two input sets, each reduced on its own."""
     jax, jnp = _jax()
     y_true, y_pred = case.inputs()

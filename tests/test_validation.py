@@ -301,7 +301,7 @@ def test_dask_invalid_sparse_label_gives_nan_in_its_slot() -> None:
     np.testing.assert_allclose(values[[0, 3]], np.log(3.0), rtol=1e-12)
 
 
-def test_jit_invalid_label_gives_nan_without_raising() -> None:
+def test_jit_invalid_label_gives_nan_without_raising(jax_x64: None) -> None:
     jax = library("jax").module
     labels = jax.numpy.asarray([0, 3, -1, 2])
     probs = jax.numpy.asarray(np.full((4, 3), 1 / 3))
@@ -316,7 +316,7 @@ def test_jit_invalid_label_gives_nan_without_raising() -> None:
     assert np.isnan(float(jax.jit(loss)(labels, probs)))  # the invalid slot poisons the mean: not a plausible number
 
 
-def test_jit_skips_data_checks() -> None:
+def test_jit_skips_data_checks(jax_x64: None) -> None:
     jax = library("jax").module
     y_true = jax.numpy.asarray([[0.0, 2.0]])
     y_pred = jax.numpy.asarray([[0.5, 0.25]])
