@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Install everything the tests need into .venv-test and run the whole suite.
-# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k keras`).
+# Install everything the tests need into .venv-test, run ruff, then pytest twice:
+#   1. the whole suite in file order, on the backends of PROBLOSS_TEST_BACKENDS
+#      (default: numpy, array_api_strict, torch, jax, dask);
+#   2. the whole suite again with NumPy as the only backend and in random order
+#      (pytest-randomly), so that a test whose verdict depends on which backends
+#      or tests ran before it fails here.
+# Extra arguments go to both runs (e.g. `bash scripts/test.sh -k keras`).
+# The second run prints its seed; PROBLOSS_TEST_SEED=<seed> replays that order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv-test
@@ -8,3 +14,6 @@ python3 -m venv .venv-test
 .venv-test/bin/python -m ruff check src tests benchmarks
 # pytest exits 5 when it collects no test; set -e turns that into a failure.
 .venv-test/bin/python -m pytest -n 2 -q "$@"
+seed="${PROBLOSS_TEST_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
+echo "NumPy only, random order: PROBLOSS_TEST_SEED=$seed replays this order"
+PROBLOSS_TEST_BACKENDS=numpy .venv-test/bin/python -m pytest -n 2 -q -p randomly --randomly-seed="$seed" "$@"
