@@ -66,7 +66,7 @@ print(json.dumps({"values": np.asarray(values).tolist(), "dtype": str(values.dty
 
 
 def test_jax_default_32_bit_mode():
-    """conftest turns on jax_enable_x64; JAX's default (x64 off) runs here, in a subprocess."""
+    """JAX's default (x64 off), in a fresh process: no test or import of this one can have changed it."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("JAX_ENABLE_X64", None)
     result = subprocess.run([sys.executable, "-c", _JAX_DEFAULT_MODE], capture_output=True, text=True,
