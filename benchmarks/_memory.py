@@ -13,7 +13,8 @@ Two measures:
   instead of keeping it in a heap that a later call reuses without growing the resident set.
   PyTorch's CPU allocator does not cache, so it allocates through glibc as NumPy does.
   The measure runs in a fresh process per case (:func:`run_probe`), after a warm-up call
-  (lazy initialisation, thread pools, compiled code) and takes the smaller of two calls.
+  (lazy initialisation, thread pools, compiled code) and takes the smaller of two calls
+  (one where a call takes over 5 seconds).
 - traced memory (NumPy only): ``tracemalloc``'s peak over the call, which counts NumPy's array
   buffers exactly, independently of the allocator and of page granularity.
 
@@ -29,6 +30,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -58,11 +60,20 @@ def rss_supported() -> str:
     return ""
 
 
+def warm_up(call: Callable[[], Any], prepare: Callable[[], None] | None = None) -> float:
+    """Call once (lazy initialisation, thread pools, compilation) and return the seconds it took."""
+    if prepare is not None:
+        prepare()
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
 def peak_rss_extra(call: Callable[[], Any], prepare: Callable[[], None] | None = None, tries: int = 2) -> int:
     """Peak resident memory added by ``call()``, in bytes: the smallest over ``tries`` calls.
 
     Args:
-        call: the work; its result is kept until the peak is read, then dropped.
+        call: the work, already warmed up; its result is kept until the peak is read, then dropped.
         prepare: run before each measurement, outside it (e.g. drop the previous gradient).
         tries: calls measured.
     """

@@ -88,7 +88,7 @@ from _harness import (
     time_rounds,
     write_reports,
 )
-from _memory import mib, peak_rss_extra, rss_supported, run_probe
+from _memory import mib, peak_rss_extra, rss_supported, run_probe, warm_up
 
 import probloss
 
@@ -304,11 +304,7 @@ def numpy_suite(args: argparse.Namespace, log: Callable[[str], None]) -> list[di
     """Time the per-sample forward suite on NumPy-sized default shapes; one record per case."""
     records = []
     cases = [c for c in CASES if c.loss in args.losses and (not args.cases or c.id in args.cases)]
-    seen: set[str] = set()
     for case in cases:
-        if case.name in seen:  # the numpy suite times each function once, at its default shape
-            continue
-        seen.add(case.name)
         width = args.classes if case.data in ("categorical", "sparse") else args.features
         batch = args.batch
         if args.small:
@@ -334,7 +330,7 @@ def run_case(suite: str, case: Case, contenders: list[Contender], args: argparse
             c.run, c.skip = None, f"not timed: {contenders[0].name} failed ({type(exc).__name__}: {exc})"
         return case_record(suite, case_id, case.name, contenders, 0, **extra)
     check(contenders[1:], reference, log)
-    rounds = time_rounds(contenders, args.repeats, args.budget)
+    rounds = time_rounds(contenders, args.repeats, args.budget, args.min_rounds)
     record = case_record(suite, case_id, case.name, contenders, rounds, **extra)
     for line in ratio_table(record, contenders[0].key, f"{suite}: {case.name} {extra.get('mode', '')}"):
         log(line)
@@ -385,13 +381,16 @@ def _torch_call(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], t: tor
 
 
 def torch_contenders(case: Case, y_true: np.ndarray, y_pred: np.ndarray, backward: bool) -> list[Contender]:
-    """probloss's Loss class (default validation first: the reference), validate="off", torch's own, yardsticks."""
+    """probloss's Loss class (default validation first: the reference; validate="off" too, forward only),
+    torch's own function, and for the focal losses probloss's cross-entropy on the same data."""
     t = torch.from_numpy(y_true)
     p = torch.from_numpy(y_pred).requires_grad_(backward)
     cls = getattr(probloss, case.class_name)
     out = []
-    for key, label, loss in (("probloss", "probloss (validate default)", cls(**case.kwargs)),
-                             ("probloss_off", "probloss (validate=off)", cls(**case.kwargs, validate="off"))):
+    variants = [("probloss", "probloss (validate default)", cls(**case.kwargs))]
+    if not backward:  # validation's cost is the same with and without backward: timed once
+        variants.append(("probloss_off", "probloss (validate=off)", cls(**case.kwargs, validate="off")))
+    for key, label, loss in variants:
         run, result = _torch_call(loss, t, p, backward)
         out.append(Contender(key, f"{label} {case.class_name}", run, result, role=PROBLOSS))
     label, fn, skip = torch_mean_peer(case)
@@ -474,13 +473,13 @@ def memory_probe_child(spec: str, args: argparse.Namespace) -> None:
         if c.run is None:
             continue
         p = _torch_pred(c)
-        c.run()  # warm-up: lazy initialisation, thread pools
 
         def prepare(p: torch.Tensor | None = p) -> None:
             if p is not None:
                 p.grad = None
 
-        out[c.key] = peak_rss_extra(c.run, prepare)
+        seconds = warm_up(c.run, prepare)
+        out[c.key] = peak_rss_extra(c.run, prepare, tries=1 if seconds > 5 else 2)
     print(json.dumps(out))
 
 
@@ -575,6 +574,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=30, help="timed rounds per case (default 30)")
     parser.add_argument("--budget", type=float, default=10.0,
                         help="seconds of timed rounds per case before --repeats is cut down (min 3 rounds; default 10)")
+    parser.add_argument("--min-rounds", type=int, default=3, help="timed rounds per case at least (default 3)")
     parser.add_argument("--threads", "--torch-threads", type=int, metavar="N", dest="threads",
                         help="torch.set_num_threads(N) and probloss.set_num_threads(N) where it exists "
                              "(default: the libraries' own choice)")
@@ -602,7 +602,8 @@ def main(argv: list[str] | None = None) -> None:
         print(line, flush=True)
 
     info = machine()
-    settings = {"repeats": args.repeats, "budget_s": args.budget, "seed": args.seed, "small": args.small,
+    settings = {"repeats": args.repeats, "budget_s": args.budget, "min_rounds": args.min_rounds, "seed": args.seed,
+                "small": args.small,
                 "suites": args.suite, "numpy_suite_shapes": f"batch {args.batch}, {args.classes} classes, "
                 f"{args.features} features", "dtype": "float32"}
     for line in machine_lines(info):
