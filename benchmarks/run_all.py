@@ -102,7 +102,8 @@ def speedup(issue: str, what: str, record: dict[str, Any] | None, base: str, lim
         return Target(issue, what, None, limit, True, "case not measured")
     if b is None or f is None:
         return Target(issue, what, None, limit, True, "probloss not timed" if b is None else "no peer timed")
-    return Target(issue, what, f[1] / b, limit, True, f"{f[0]} {f[1]:.3f} ms / probloss {b:.3f} ms")
+    return Target(issue, what, f[1] / b, limit, True,
+                  f"{f[0]} {f[1]:.3f} ms / probloss {b:.3f} ms ({record.get('shape')}, {record['rounds']} rounds)")
 
 
 def fraction(issue: str, what: str, record: dict[str, Any] | None, num: str, den: str, limit: float,
@@ -111,7 +112,8 @@ def fraction(issue: str, what: str, record: dict[str, Any] | None, num: str, den
     n, d = _min(record, num), _min(record, den)
     if n is None or d is None:
         return Target(issue, what, None, limit, at_least, "case not measured" if record is None else "not timed")
-    return Target(issue, what, n / d, limit, at_least, f"{label}: {n:.3f} ms / {d:.3f} ms")
+    return Target(issue, what, n / d, limit, at_least,
+                  f"{label}: {n:.3f} ms / {d:.3f} ms ({record.get('shape')}, {record['rounds']} rounds)")
 
 
 def issue9(torch_data: dict[str, Any] | None, jax_data: dict[str, Any] | None) -> list[Target]:
@@ -138,7 +140,11 @@ def issue9(torch_data: dict[str, Any] | None, jax_data: dict[str, Any] | None) -
         what = f"torch fwd+bwd peak extra memory {names[cid]} <= torch's (probloss / torch)"
         if "probloss" in mem and "torch" in mem and mem["torch"] > 0:
             out.append(Target("9", what, mem["probloss"] / mem["torch"], 1.0, False,
-                              f"probloss {mem['probloss'] / 2**20:.1f} MiB / torch {mem['torch'] / 2**20:.1f} MiB"))
+                              f"probloss {mem['probloss'] / 2**20:.1f} MiB / torch {mem['torch'] / 2**20:.1f} MiB"
+                              f" ({record.get('shape')})"))
+        elif mem.get("torch") == 0:
+            out.append(Target("9", what, None, 1.0, False, f"torch's peak is 0 (below the page granularity), "
+                              f"probloss {mem.get('probloss', 0) / 2**20:.1f} MiB ({record.get('shape')})"))
         else:
             out.append(Target("9", what, None, 1.0, False, mem.get("error", "not measured")))
     for cid in ("binary_focal", "categorical_focal"):
