@@ -4,6 +4,11 @@ NumPy runs one full pass per ufunc, and ``np.where`` on a random mask costs more
 than ``exp``; the generic kernels, written for every library, use both freely.
 The paths here take float32 inputs (others fall through to the generic kernel):
 
+- the softmax family (sparse, categorical and categorical focal cross-entropy
+  from logits; sparse and categorical cross-entropy from probabilities) runs on
+  the compiled kernels of :mod:`probloss._backends._native_softmax` where they
+  are available (one to three passes per row, multi-threaded), with the class
+  axis moved last (a copy only when it is not last already). Without them:
 - softmax cross-entropy (dense and sparse labels) from logits is computed in
   float64, one cache-sized block of rows at a time: ``x - max`` is then exact (a
   difference of two float32 numbers fits in float64), so the loss keeps its last
@@ -28,7 +33,8 @@ import numpy as np
 
 from .._dispatch import GENERIC, Kernel, executor, fast_path
 from .._kernels._crossentropy import mark_invalid_labels
-from .._numerics import neg_log_picked
+from .._numerics import clip_bounds, neg_log_picked
+from . import _native_softmax as native_softmax
 
 # Elements per block: the dozen or so temporaries of a block (256 KiB each in float32)
 # stay in cache, instead of streaming several full-size temporaries through memory.
@@ -89,6 +95,11 @@ def _power_in_place(base: np.ndarray, gamma: float) -> None:
         base *= base
     elif gamma != 1:
         np.power(base, gamma, out=base)
+
+
+def _is_float32(x: np.ndarray) -> bool:
+    """Whether ``x`` holds float32 numbers, in either byte order (the compiled kernels take both)."""
+    return x.dtype.kind == "f" and x.dtype.itemsize == 4
 
 
 def _finite_or_generic(values: np.ndarray, generic: Callable[[], np.ndarray]) -> np.ndarray:
@@ -223,7 +234,7 @@ def _finish(values: np.ndarray, redo: Callable[[np.ndarray], np.ndarray], shape:
     bad = ~np.isfinite(values)
     if bad.any():
         values[bad] = redo(bad)
-    return values.astype(dtype).reshape(shape)
+    return values.astype(dtype, copy=False).reshape(shape)
 
 
 def _row_dot(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -270,10 +281,16 @@ def _normalized_cross_entropy_rows(labels: np.ndarray, probs: np.ndarray, low: f
 @fast_path("categorical_crossentropy", backend="numpy")
 def categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
                              epsilon: float, xp: Any) -> Any:
-    if y_pred.dtype != np.float32 or 0 in y_pred.shape:
+    native = native_softmax.AVAILABLE and _is_float32(y_pred)
+    if not (native or y_pred.dtype == np.float32) or 0 in y_pred.shape:
         return NotImplemented
     labels, preds = _classes_last(y_true, axis), _classes_last(y_pred, axis)
-    if from_logits:
+    low, high = clip_bounds(epsilon, np.float32, xp=np)
+    if native and from_logits:
+        values = native_softmax.softmax_cross_entropy(preds, labels)
+    elif native:
+        values = native_softmax.normalized_cross_entropy(preds, labels, low=low, high=high)
+    elif from_logits:
 
         def label_term(t: np.ndarray, z: np.ndarray, shifted: np.ndarray) -> np.ndarray:
             return -_row_dot(t, shifted)
@@ -323,12 +340,16 @@ def categorical_focal_crossentropy(y_true: Any, y_pred: Any, *, alpha: float | t
     # A per-class alpha broadcasts against the last axis (Keras); handled here only
     # where that is the class axis.
     per_class = isinstance(alpha, tuple | list)
-    if (not from_logits or y_pred.dtype != np.float32 or 0 in y_pred.shape
+    native = native_softmax.AVAILABLE and _is_float32(y_pred)
+    if (not from_logits or not (native or y_pred.dtype == np.float32) or 0 in y_pred.shape
             or (per_class and axis != y_pred.ndim - 1)):
         return NotImplemented
     labels, logits = _classes_last(y_true, axis), _classes_last(y_pred, axis)
     weights = np.asarray(alpha, np.float64) if per_class else float(alpha)
-    values = _focal_softmax_rows(labels, logits, gamma, weights)
+    if native:
+        values = native_softmax.focal_softmax_cross_entropy(logits, labels, alpha=weights, gamma=gamma)
+    else:
+        values = _focal_softmax_rows(labels, logits, gamma, weights)
 
     def redo(bad: np.ndarray) -> np.ndarray:
         return GENERIC["categorical_focal_crossentropy"](labels[bad], logits[bad], alpha=alpha, gamma=gamma,
@@ -342,6 +363,8 @@ def categorical_focal_crossentropy(y_true: Any, y_pred: Any, *, alpha: float | t
 def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
                                     epsilon: float, xp: Any) -> Any:
     num_classes = y_pred.shape[axis]
+    if native_softmax.AVAILABLE and _is_float32(y_pred) and 0 not in y_pred.shape:
+        return _sparse_native(y_true, y_pred, from_logits=from_logits, axis=axis, epsilon=epsilon, xp=xp)
     # Clamp the index so that invalid labels can be gathered; they become NaN below.
     index = np.expand_dims(np.clip(y_true, 0, max(num_classes - 1, 0)), axis)
     if from_logits:
@@ -366,3 +389,25 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bo
         np.put_along_axis(others, index, 0, axis=axis)
         loss = neg_log_picked(picked, np.sum(others, axis=axis), epsilon, 1.0 - epsilon, xp=xp)
     return mark_invalid_labels(loss, y_true, num_classes, xp=xp)
+
+
+def _sparse_native(y_true: np.ndarray, y_pred: np.ndarray, *, from_logits: bool, axis: int, epsilon: float,
+                   xp: Any) -> np.ndarray:
+    """Sparse cross-entropy of float32 ``y_pred`` on the compiled kernels.
+
+    They give NaN for invalid labels themselves; the other non-finite rows (a
+    NaN or +inf logit, a zero probability row, ...) are recomputed by the
+    generic kernel, which defines the result there.
+    """
+    num_classes = y_pred.shape[axis]
+    preds, labels = _classes_last(y_pred, axis), y_true.reshape(-1)
+    if from_logits:
+        values = native_softmax.softmax_cross_entropy_sparse(preds, labels)
+    else:
+        low, high = clip_bounds(epsilon, np.float32, xp=np)
+        values = native_softmax.normalized_cross_entropy_sparse(preds, labels, low=low, high=high)
+    redo = ~np.isfinite(values) & (labels >= 0) & (labels < num_classes)
+    if redo.any():
+        values[redo] = GENERIC["sparse_categorical_crossentropy"](
+            labels[redo], preds[redo], from_logits=from_logits, axis=1, epsilon=epsilon, xp=xp)
+    return values.reshape(y_true.shape)
