@@ -45,6 +45,8 @@ def run_in_blocks(implementation: Kernel, arrays: tuple[Any, ...], static: dict[
     shape (sparse labels), small inputs, kernels without an ``axis`` and per-class
     ``alpha`` run unblocked.
     """
+    if getattr(implementation, "whole_arrays", False):  # compiled: blocks and threads of its own
+        return implementation(*arrays, xp=xp, **static)
     first = arrays[0]
     axis = static.get("axis")  # the axis the kernel reduces (canonical, non-negative)
     if (axis is None or first.ndim < 2 or first.size <= 2 * BLOCK_ELEMENTS
@@ -97,7 +99,6 @@ def _finite_or_generic(values: np.ndarray, generic: Callable[[], np.ndarray]) ->
     return values if finite.all() else np.where(finite, values, generic())
 
 
-@fast_path("binary_crossentropy", backend="numpy")
 def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int, epsilon: float,
                         xp: Any) -> Any:
     """The generic kernel's logits formula in float32, without ``where``.
@@ -114,7 +115,6 @@ def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: in
         y_true, y_pred, from_logits=True, axis=axis, epsilon=epsilon, xp=xp))
 
 
-@fast_path("binary_focal_crossentropy", backend="numpy")
 def binary_focal_crossentropy(y_true: Any, y_pred: Any, *, apply_class_balancing: bool, alpha: float,
                               gamma: float, from_logits: bool, axis: int, epsilon: float, xp: Any) -> Any:
     """The generic kernel's float64 logits formula, with sigmoid's two branches chosen by arithmetic.
@@ -145,7 +145,6 @@ def binary_focal_crossentropy(y_true: Any, y_pred: Any, *, apply_class_balancing
     return values.astype(y_pred.dtype)
 
 
-@fast_path("kl_divergence", backend="numpy")
 def kl_divergence(y_true: Any, y_pred: Any, *, axis: int, epsilon: float, xp: Any) -> Any:
     """``sum(t·log1p((t - p)/p))`` of float32 inputs in float64, with no ``where``.
 
@@ -366,3 +365,8 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bo
         np.put_along_axis(others, index, 0, axis=axis)
         loss = neg_log_picked(picked, np.sum(others, axis=axis), epsilon, 1.0 - epsilon, xp=xp)
     return mark_invalid_labels(loss, y_true, num_classes, xp=xp)
+
+
+# The compiled binary-family kernels; they fall back on the functions above
+# where the extension is missing.
+from . import _native_binary  # noqa: E402, F401 - registers its fast paths
