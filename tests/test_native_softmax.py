@@ -45,7 +45,8 @@ def assert_close_ulps(fast: Any, generic: Any, max_ulps: float = MAX_ULPS) -> No
     fast, generic = np.asarray(fast), np.asarray(generic)
     assert fast.shape == generic.shape
     assert fast.dtype == generic.dtype  # float32, in the input's byte order
-    assert fast.dtype.kind == "f" and fast.dtype.itemsize == 4
+    assert fast.dtype.kind == "f"
+    assert fast.dtype.itemsize == 4
     np.testing.assert_array_equal(np.isnan(fast), np.isnan(generic))
     np.testing.assert_array_equal(np.isinf(fast) * np.sign(fast), np.isinf(generic) * np.sign(generic))
     finite = np.isfinite(generic)

@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import _native
 from .._config import get_num_threads
-from .._native import softmax as _compiled
+
+_compiled = _native.softmax
 
 __all__ = [
     "AVAILABLE",
@@ -51,7 +53,7 @@ _MAX_CLASSES = 2**31 - 17
 
 def _module() -> Any:
     if not AVAILABLE:
-        msg = "probloss's compiled softmax kernels are not available in this installation."
+        msg = f"probloss's compiled softmax kernels are not available ({_native.load_error})."
         raise RuntimeError(msg)
     return _compiled
 
@@ -124,14 +126,15 @@ def softmax_cross_entropy_sparse(logits: Any, labels: Any, *, grad_out: np.ndarr
     Examples:
         >>> import numpy as np
         >>> from probloss._backends import _native_softmax as ns
+        >>> x = np.array([[2.0, 1.0, 0.1]], np.float32)
         >>> if ns.AVAILABLE:
-        ...     x = np.array([[2.0, 1.0, 0.1]], np.float32)
         ...     g = np.empty_like(x)
         ...     loss = ns.softmax_cross_entropy_sparse(x, np.array([0]), grad_out=g)
-        ...     print(loss.round(4), g.round(4))
-        ... else:
-        ...     print("[0.417] [[-0.341  0.2424  0.0986]]")
-        [0.417] [[-0.341  0.2424  0.0986]]
+        ... else:  # the same numbers from NumPy, where the extension is missing
+        ...     p = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+        ...     loss, g = -np.log(p[:, 0]), p - np.float32([[1, 0, 0]])
+        >>> print(loss.round(4), g.round(4))
+        [0.417] [[-0.341   0.2424  0.0986]]
     """
     x = _matrix(logits, "logits")
     k = _vector(labels, "labels", x.shape[0], np.int64)

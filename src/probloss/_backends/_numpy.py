@@ -2,13 +2,11 @@
 
 NumPy runs one full pass per ufunc, and ``np.where`` on a random mask costs more
 than ``exp``; the generic kernels, written for every library, use both freely.
-The paths here take float32 inputs (others fall through to the generic kernel):
+The paths here take float32 inputs (others fall through to the generic kernel).
+The fast paths registered for NumPy are the compiled kernels
+(:mod:`probloss._backends._native_binary`, :mod:`probloss._backends._softmax_paths`);
+the functions here are what they fall back on where the extension is missing:
 
-- the softmax family (sparse, categorical and categorical focal cross-entropy
-  from logits; sparse and categorical cross-entropy from probabilities) runs on
-  the compiled kernels of :mod:`probloss._backends._native_softmax` where they
-  are available (one to three passes per row, multi-threaded), with the class
-  axis moved last (a copy only when it is not last already). Without them:
 - softmax cross-entropy (dense and sparse labels) from logits is computed in
   float64, one cache-sized block of rows at a time: ``x - max`` is then exact (a
   difference of two float32 numbers fits in float64), so the loss keeps its last
@@ -31,10 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .._dispatch import GENERIC, Kernel, executor, fast_path
+from .._dispatch import GENERIC, Kernel, executor
 from .._kernels._crossentropy import mark_invalid_labels
-from .._numerics import clip_bounds, neg_log_picked
-from . import _native_softmax as native_softmax
+from .._numerics import neg_log_picked
 
 # Elements per block: the dozen or so temporaries of a block (256 KiB each in float32)
 # stay in cache, instead of streaming several full-size temporaries through memory.
@@ -51,6 +48,8 @@ def run_in_blocks(implementation: Kernel, arrays: tuple[Any, ...], static: dict[
     shape (sparse labels), small inputs, kernels without an ``axis`` and per-class
     ``alpha`` run unblocked.
     """
+    if getattr(implementation, "whole_arrays", False):  # compiled: blocks and threads of its own
+        return implementation(*arrays, xp=xp, **static)
     first = arrays[0]
     axis = static.get("axis")  # the axis the kernel reduces (canonical, non-negative)
     if (axis is None or first.ndim < 2 or first.size <= 2 * BLOCK_ELEMENTS
@@ -97,18 +96,12 @@ def _power_in_place(base: np.ndarray, gamma: float) -> None:
         np.power(base, gamma, out=base)
 
 
-def _is_float32(x: np.ndarray) -> bool:
-    """Whether ``x`` holds float32 numbers, in either byte order (the compiled kernels take both)."""
-    return x.dtype.kind == "f" and x.dtype.itemsize == 4
-
-
 def _finite_or_generic(values: np.ndarray, generic: Callable[[], np.ndarray]) -> np.ndarray:
     """Return ``values``, with its non-finite entries (rare) taken from ``generic()``."""
     finite = np.isfinite(values)
     return values if finite.all() else np.where(finite, values, generic())
 
 
-@fast_path("binary_crossentropy", backend="numpy")
 def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int, epsilon: float,
                         xp: Any) -> Any:
     """The generic kernel's logits formula in float32, without ``where``.
@@ -125,7 +118,6 @@ def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: in
         y_true, y_pred, from_logits=True, axis=axis, epsilon=epsilon, xp=xp))
 
 
-@fast_path("binary_focal_crossentropy", backend="numpy")
 def binary_focal_crossentropy(y_true: Any, y_pred: Any, *, apply_class_balancing: bool, alpha: float,
                               gamma: float, from_logits: bool, axis: int, epsilon: float, xp: Any) -> Any:
     """The generic kernel's float64 logits formula, with sigmoid's two branches chosen by arithmetic.
@@ -156,7 +148,6 @@ def binary_focal_crossentropy(y_true: Any, y_pred: Any, *, apply_class_balancing
     return values.astype(y_pred.dtype)
 
 
-@fast_path("kl_divergence", backend="numpy")
 def kl_divergence(y_true: Any, y_pred: Any, *, axis: int, epsilon: float, xp: Any) -> Any:
     """``sum(t·log1p((t - p)/p))`` of float32 inputs in float64, with no ``where``.
 
@@ -234,7 +225,7 @@ def _finish(values: np.ndarray, redo: Callable[[np.ndarray], np.ndarray], shape:
     bad = ~np.isfinite(values)
     if bad.any():
         values[bad] = redo(bad)
-    return values.astype(dtype, copy=False).reshape(shape)
+    return values.astype(dtype).reshape(shape)
 
 
 def _row_dot(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -278,19 +269,12 @@ def _normalized_cross_entropy_rows(labels: np.ndarray, probs: np.ndarray, low: f
     return out
 
 
-@fast_path("categorical_crossentropy", backend="numpy")
 def categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
                              epsilon: float, xp: Any) -> Any:
-    native = native_softmax.AVAILABLE and _is_float32(y_pred)
-    if not (native or y_pred.dtype == np.float32) or 0 in y_pred.shape:
+    if y_pred.dtype != np.float32 or 0 in y_pred.shape:
         return NotImplemented
     labels, preds = _classes_last(y_true, axis), _classes_last(y_pred, axis)
-    low, high = clip_bounds(epsilon, np.float32, xp=np)
-    if native and from_logits:
-        values = native_softmax.softmax_cross_entropy(preds, labels)
-    elif native:
-        values = native_softmax.normalized_cross_entropy(preds, labels, low=low, high=high)
-    elif from_logits:
+    if from_logits:
 
         def label_term(t: np.ndarray, z: np.ndarray, shifted: np.ndarray) -> np.ndarray:
             return -_row_dot(t, shifted)
@@ -333,23 +317,18 @@ def _focal_softmax_rows(labels: np.ndarray, logits: np.ndarray, gamma: float,
     return out
 
 
-@fast_path("categorical_focal_crossentropy", backend="numpy")
 def categorical_focal_crossentropy(y_true: Any, y_pred: Any, *, alpha: float | tuple[float, ...],
                                    gamma: float, from_logits: bool, axis: int, epsilon: float,
                                    xp: Any) -> Any:
     # A per-class alpha broadcasts against the last axis (Keras); handled here only
     # where that is the class axis.
     per_class = isinstance(alpha, tuple | list)
-    native = native_softmax.AVAILABLE and _is_float32(y_pred)
-    if (not from_logits or not (native or y_pred.dtype == np.float32) or 0 in y_pred.shape
+    if (not from_logits or y_pred.dtype != np.float32 or 0 in y_pred.shape
             or (per_class and axis != y_pred.ndim - 1)):
         return NotImplemented
     labels, logits = _classes_last(y_true, axis), _classes_last(y_pred, axis)
     weights = np.asarray(alpha, np.float64) if per_class else float(alpha)
-    if native:
-        values = native_softmax.focal_softmax_cross_entropy(logits, labels, alpha=weights, gamma=gamma)
-    else:
-        values = _focal_softmax_rows(labels, logits, gamma, weights)
+    values = _focal_softmax_rows(labels, logits, gamma, weights)
 
     def redo(bad: np.ndarray) -> np.ndarray:
         return GENERIC["categorical_focal_crossentropy"](labels[bad], logits[bad], alpha=alpha, gamma=gamma,
@@ -359,12 +338,9 @@ def categorical_focal_crossentropy(y_true: Any, y_pred: Any, *, alpha: float | t
     return _finish(values, redo, shape, y_pred.dtype)
 
 
-@fast_path("sparse_categorical_crossentropy", backend="numpy")
 def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
                                     epsilon: float, xp: Any) -> Any:
     num_classes = y_pred.shape[axis]
-    if native_softmax.AVAILABLE and _is_float32(y_pred) and 0 not in y_pred.shape:
-        return _sparse_native(y_true, y_pred, from_logits=from_logits, axis=axis, epsilon=epsilon, xp=xp)
     # Clamp the index so that invalid labels can be gathered; they become NaN below.
     index = np.expand_dims(np.clip(y_true, 0, max(num_classes - 1, 0)), axis)
     if from_logits:
@@ -391,23 +367,6 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bo
     return mark_invalid_labels(loss, y_true, num_classes, xp=xp)
 
 
-def _sparse_native(y_true: np.ndarray, y_pred: np.ndarray, *, from_logits: bool, axis: int, epsilon: float,
-                   xp: Any) -> np.ndarray:
-    """Sparse cross-entropy of float32 ``y_pred`` on the compiled kernels.
-
-    They give NaN for invalid labels themselves; the other non-finite rows (a
-    NaN or +inf logit, a zero probability row, ...) are recomputed by the
-    generic kernel, which defines the result there.
-    """
-    num_classes = y_pred.shape[axis]
-    preds, labels = _classes_last(y_pred, axis), y_true.reshape(-1)
-    if from_logits:
-        values = native_softmax.softmax_cross_entropy_sparse(preds, labels)
-    else:
-        low, high = clip_bounds(epsilon, np.float32, xp=np)
-        values = native_softmax.normalized_cross_entropy_sparse(preds, labels, low=low, high=high)
-    redo = ~np.isfinite(values) & (labels >= 0) & (labels < num_classes)
-    if redo.any():
-        values[redo] = GENERIC["sparse_categorical_crossentropy"](
-            labels[redo], preds[redo], from_logits=from_logits, axis=1, epsilon=epsilon, xp=xp)
-    return values.reshape(y_true.shape)
+# The compiled binary-family and softmax-family kernels; they fall back on the
+# functions above where the extension is missing.
+from . import _native_binary, _softmax_paths  # noqa: E402, F401 - register their fast paths

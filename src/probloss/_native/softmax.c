@@ -23,6 +23,7 @@
  *   normalized_ce_sparse(probs f32[n*k], labels i64[n], k, lo, hi, loss f32[n], nthreads)
  *   normalized_ce(probs f32[n*k], labels f32[n*k], k, lo, hi, loss f32[n], nthreads)
  *   softmax_isa() -> "avx2" | "baseline"
+ *   openmp() -> whether the module was compiled with OpenMP
  *   AVAILABLE: 1, or 0 where the compiler has no vector extensions (MSVC: the
  *   module is then empty and NumPy inputs use the generic kernels).
  */
@@ -252,6 +253,12 @@ static PyObject *py_softmax_isa(PyObject *self, PyObject *args) {
     return PyUnicode_FromString(pl_softmax_ce_isa());
 }
 
+static PyObject *py_openmp(PyObject *self, PyObject *args) {
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(pl_openmp_available());
+}
+
 static PyMethodDef methods[] = {
     {"softmax_ce_sparse", py_softmax_ce_sparse, METH_VARARGS, "Sparse softmax cross-entropy rows (see softmax.c)."},
     {"softmax_ce", py_softmax_ce, METH_VARARGS, "Softmax cross-entropy rows, dense labels."},
@@ -259,6 +266,7 @@ static PyMethodDef methods[] = {
     {"normalized_ce_sparse", py_normalized_ce_sparse, METH_VARARGS, "Sparse cross-entropy rows from probabilities."},
     {"normalized_ce", py_normalized_ce, METH_VARARGS, "Categorical cross-entropy rows from probabilities."},
     {"softmax_isa", py_softmax_isa, METH_NOARGS, "The instruction set the softmax kernels run on."},
+    {"openmp", py_openmp, METH_NOARGS, "Whether the module was compiled with OpenMP."},
     {NULL, NULL, 0, NULL},
 };
 

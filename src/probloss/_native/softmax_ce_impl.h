@@ -13,6 +13,12 @@
 
 #include "softmax_ce.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
+/* The vector helpers below are always inlined, so the ABI note GCC gives for
+ * passing 32-byte vectors in the baseline build does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define PL_AVX2 1
