@@ -442,3 +442,27 @@ def test_baseline_build_agrees() -> None:
                                        atol=1e-6 * np.abs(value[finite]).max(), err_msg=name)
         else:
             assert_close_ulps(other, value, max_ulps=4.0)
+
+
+def test_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the compiled kernels missing, the fast paths fall back on NumPy (same values) and say so once."""
+    from probloss import _native
+
+    monkeypatch.setattr(native, "AVAILABLE", False)
+    monkeypatch.setattr(_native, "_warned", False)
+    rng = np.random.default_rng(17)
+    x = logit_rows(rng, 20, 9, special=False)
+    t = soft_labels(rng, 20, 9)
+    labels = rng.integers(0, 9, 20)
+    calls = [
+        lambda: probloss.sparse_categorical_crossentropy(labels, x, from_logits=True),
+        lambda: probloss.categorical_crossentropy(t, x, from_logits=True),
+        lambda: probloss.categorical_focal_crossentropy(t, x, from_logits=True),
+    ]
+    with pytest.warns(_native.NativeUnavailableWarning, match="compiled kernels"):
+        fast, generic = fast_and_generic(calls[0])
+    assert_close_ulps(fast, generic)
+    for call in calls[1:]:
+        assert_close_ulps(*fast_and_generic(call))
+    with pytest.raises(RuntimeError, match="not available"):
+        native.softmax_cross_entropy_sparse(x, labels)
