@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from .. import _native
-from .._config import get_num_threads
 from .._dispatch import GENERIC, Observed, fast_path
 from . import _numpy as pure
 
@@ -54,7 +53,7 @@ def _run(kind: int, y_true: np.ndarray, y_pred: np.ndarray, *, axis: int, mean: 
     cols = x.shape[axis]
     out = np.empty(x2.shape[0], np.float32)
     nonfinite, y_lo, y_hi, x_lo, x_hi = _native.binary.row_losses(
-        kind, y2, x2, out, float(cols) if mean else 1.0, get_num_threads(), grad, params)
+        kind, y2, x2, out, float(cols) if mean else 1.0, _native.threads(), grad, params)
     if observe is not None and x.size:
         observe.bounds[0] = (y_lo, y_hi)
         observe.bounds[1] = (x_lo, x_hi)

@@ -4,8 +4,9 @@ The functions here are the array-level interface of ``probloss._native._softmax`
 (src/probloss/_native/softmax_ce.c documents the math and its error bounds):
 each takes ``(rows, classes)`` inputs and returns one float32 loss per row,
 computed in one to three passes over each row, multi-threaded over rows (up to
-``probloss.get_num_threads()``; the results do not depend on the count), with
-the GIL released. The NumPy fast paths (:mod:`probloss._backends._numpy`) call
+``probloss.get_num_threads()``, one thread in a process forked after parallel
+use: :func:`probloss._native.threads`; the results do not depend on the
+count), with the GIL released. The NumPy fast paths (:mod:`probloss._backends._numpy`) call
 them; so may other glue, such as a PyTorch helper for CPU tensors that wants
 the loss and its gradient in one pass.
 
@@ -31,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from .. import _native
-from .._config import get_num_threads
 
 _compiled = _native.softmax
 
@@ -141,7 +141,7 @@ def softmax_cross_entropy_sparse(logits: Any, labels: Any, *, grad_out: np.ndarr
     loss = np.empty(x.shape[0], np.float32)
     grad = _gradient_buffer(grad_out, x)
     _module().softmax_ce_sparse(x, k, x.shape[1], loss, grad, _row_scale(row_scale, x.shape[0]), float(scale),
-                                get_num_threads())
+                                _native.threads())
     return loss
 
 
@@ -168,7 +168,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, grad_out: np.ndarray | No
     loss = np.empty(x.shape[0], np.float32)
     grad = _gradient_buffer(grad_out, x)
     _module().softmax_ce(x, t, x.shape[1], loss, grad, _row_scale(row_scale, x.shape[0]), float(scale),
-                         get_num_threads())
+                         _native.threads())
     return loss
 
 
@@ -185,7 +185,7 @@ def focal_softmax_cross_entropy(logits: Any, labels: Any, *, alpha: float | Any,
         msg = f"`alpha` must be one value or one per class ({x.shape[1]}). Received shape {weights.shape}."
         raise ValueError(msg)
     loss = np.empty(x.shape[0], np.float32)
-    _module().focal_softmax_ce(x, t, x.shape[1], weights, float(gamma), loss, get_num_threads())
+    _module().focal_softmax_ce(x, t, x.shape[1], weights, float(gamma), loss, _native.threads())
     return loss
 
 
@@ -198,7 +198,7 @@ def normalized_cross_entropy_sparse(probs: Any, labels: Any, *, low: float, high
     y = _matrix(probs, "probs")
     k = _vector(labels, "labels", y.shape[0], np.int64)
     loss = np.empty(y.shape[0], np.float32)
-    _module().normalized_ce_sparse(y, k, y.shape[1], float(low), float(high), loss, get_num_threads())
+    _module().normalized_ce_sparse(y, k, y.shape[1], float(low), float(high), loss, _native.threads())
     return loss
 
 
@@ -207,5 +207,5 @@ def normalized_cross_entropy(probs: Any, labels: Any, *, low: float, high: float
     y = _matrix(probs, "probs")
     t = _same_shape(labels, y, "labels")
     loss = np.empty(y.shape[0], np.float32)
-    _module().normalized_ce(y, t, y.shape[1], float(low), float(high), loss, get_num_threads())
+    _module().normalized_ce(y, t, y.shape[1], float(low), float(high), loss, _native.threads())
     return loss

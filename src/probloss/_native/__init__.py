@@ -19,10 +19,13 @@ Examples:
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from types import ModuleType
 
-__all__ = ["NativeUnavailableWarning", "binary", "load_error", "softmax", "warn_unavailable"]
+from .._config import get_num_threads
+
+__all__ = ["NativeUnavailableWarning", "binary", "load_error", "softmax", "threads", "warn_unavailable"]
 
 
 class NativeUnavailableWarning(RuntimeWarning):
@@ -48,6 +51,33 @@ binary = _load("_binary")
 softmax = _load("_softmax")
 
 _warned = False
+
+# OpenMP (GNU libgomp) keeps its worker threads in a pool that does not survive
+# fork(): a child process that enters a parallel region after its parent used
+# one waits forever. So a child forked after parallel use runs the kernels on
+# its own thread; use the "spawn" or "forkserver" start method for parallel
+# worker processes.
+_parallel_used = False
+_forked_after_parallel_use = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_parallel_use  # process state, set once per fork
+    _forked_after_parallel_use = _forked_after_parallel_use or _parallel_used
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def threads() -> int:
+    """The thread count to pass to a kernel: :func:`probloss.get_num_threads`, or 1 in a forked child."""
+    global _parallel_used  # process state
+    if _forked_after_parallel_use:
+        return 1
+    n = get_num_threads()
+    _parallel_used = _parallel_used or n > 1
+    return n
 
 
 def warn_unavailable() -> None:

@@ -157,6 +157,48 @@ PL_INLINE float pl_logf(float x)
     return x != x ? x : result;
 }
 
+/* e^-a for a >= 0 (NaN: unspecified, finite): pl_expf without the overflow and
+ * NaN handling, for the e = exp(-|x|) of the logit losses. Same error as pl_expf. */
+PL_INLINE float pl_expf_neg(float a)
+{
+    float xc = a < 110.0f ? -a : -110.0f;
+    const float magic = 12582912.0f;
+    float kf = (xc * 1.44269504088896341f + magic) - magic;
+    float r = xc - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t k = (int32_t)kf; /* in [-159, 0] */
+    int32_t k1 = k / 2;
+    float s1 = pl_float_b((uint32_t)(k1 + 127) << 23);
+    float s2 = pl_float_b((uint32_t)(k - k1 + 127) << 23);
+    return (p * s1) * s2;
+}
+
+/* log1p(e) for e in [0, 1] (outside: unspecified), without division or range
+ * reduction: e + e·(e·r(e)) with r a degree-8 fit of (log1p(e)/e - 1)/e at
+ * Chebyshev nodes, coefficients rounded to float (relative error of the
+ * polynomial 3.1e-8). The softplus tail log1p(exp(-|x|)) of the logit losses. */
+PL_INLINE float pl_log1pf_unit(float e)
+{
+    float r = -0.004466211423277855f;
+    r = r * e + 0.025224054232239723f;
+    r = r * e + -0.06675772368907928f;
+    r = r * e + 0.11561845242977142f;
+    r = r * e + -0.15847565233707428f;
+    r = r * e + 0.198541060090065f;
+    r = r * e + -0.24986526370048523f;
+    r = r * e + 0.3333284258842468f;
+    r = r * e + -0.4999999701976776f;
+    return e + e * (e * r);
+}
+
 /* ----------------------------------------------------------------- double */
 
 /* 2^k for an integer-valued double k in [-1022, 1023], without float->int conversion. */

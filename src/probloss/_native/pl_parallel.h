@@ -26,12 +26,12 @@
  *
  * Why OpenMP (docs/design.md has the measurements): it is in gcc, clang (with
  * libomp) and MSVC; its parallel region costs a few microseconds; a compiler
- * without it builds a serial extension from the same source. Fork: GNU libgomp
- * keeps its thread pool across fork() only in the parent; a child process that
- * enters a parallel region after the parent used one works on glibc (libgomp
- * re-creates its pool, tested in tests/test_native.py), but LLVM's libomp and
- * Intel's do not promise it: use the "spawn" or "forkserver" start method
- * there, or set_num_threads(1) in the child.
+ * without it builds a serial extension from the same source. Fork: GNU libgomp's
+ * thread pool does not survive fork(); a child that enters a parallel region
+ * after its parent used one hangs (GCC bug 52303). The Python layer therefore
+ * passes nthreads = 1 in a child forked after parallel use (probloss._native.
+ * threads(), tested in tests/test_native.py); a serial call (the `if` clause
+ * false) does not touch the pool.
  */
 #ifndef PL_PARALLEL_H
 #define PL_PARALLEL_H
