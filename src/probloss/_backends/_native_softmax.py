@@ -102,8 +102,19 @@ def _row_scale(row_scale: Any, rows: int) -> np.ndarray | None:
     return None if row_scale is None else _vector(row_scale, "row_scale", rows, np.float32)
 
 
+def _bounds_buffer(row_bounds: Any, rows: int) -> np.ndarray | None:
+    if row_bounds is None:
+        return None
+    if (not isinstance(row_bounds, np.ndarray) or row_bounds.dtype != np.float32 or row_bounds.shape != (rows, 2)
+            or not row_bounds.flags.c_contiguous or not row_bounds.flags.writeable):
+        msg = f"`row_bounds` must be a C-contiguous, writable float32 NumPy array of shape ({rows}, 2)."
+        raise ValueError(msg)
+    return row_bounds
+
+
 def softmax_cross_entropy_sparse(logits: Any, labels: Any, *, grad_out: np.ndarray | None = None,
-                                 row_scale: Any = None, scale: float = 1.0) -> np.ndarray:
+                                 row_scale: Any = None, scale: float = 1.0,
+                                 row_bounds: np.ndarray | None = None) -> np.ndarray:
     """Sparse softmax cross-entropy per row: ``-log softmax(logits[r])[labels[r]]``.
 
     Args:
@@ -118,6 +129,9 @@ def softmax_cross_entropy_sparse(logits: Any, labels: Any, *, grad_out: np.ndarr
         row_scale: None (1 for every row) or ``(rows,)`` per-row gradient
             factors, e.g. sample weights.
         scale: a factor on every gradient row, e.g. ``1/rows`` for a mean.
+        row_bounds: None, or a C-contiguous writable float32 ``(rows, 2)`` array
+            that receives each row's minimum (NaN where the row holds a NaN) and
+            maximum logit, from the kernel's first pass (for the data checks).
 
     Returns:
         ``(rows,)`` float32 losses; NaN for the rows the generic kernel must
@@ -141,12 +155,13 @@ def softmax_cross_entropy_sparse(logits: Any, labels: Any, *, grad_out: np.ndarr
     loss = np.empty(x.shape[0], np.float32)
     grad = _gradient_buffer(grad_out, x)
     _module().softmax_ce_sparse(x, k, x.shape[1], loss, grad, _row_scale(row_scale, x.shape[0]), float(scale),
-                                _native.threads())
+                                _native.threads(), _bounds_buffer(row_bounds, x.shape[0]))
     return loss
 
 
 def softmax_cross_entropy(logits: Any, labels: Any, *, grad_out: np.ndarray | None = None,
-                          row_scale: Any = None, scale: float = 1.0) -> np.ndarray:
+                          row_scale: Any = None, scale: float = 1.0,
+                          row_bounds: np.ndarray | None = None) -> np.ndarray:
     """Softmax cross-entropy per row with dense labels: ``sum_j labels[r, j] · -log softmax(logits[r])_j``.
 
     Args:
@@ -159,6 +174,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, grad_out: np.ndarray | No
             for a confident row), ``s_r = scale · row_scale[r]``.
         row_scale: None or ``(rows,)`` per-row gradient factors.
         scale: a factor on every gradient row.
+        row_bounds: as in :func:`softmax_cross_entropy_sparse`.
 
     Returns:
         ``(rows,)`` float32 losses, NaN for rows left to the generic kernel.
@@ -168,15 +184,17 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, grad_out: np.ndarray | No
     loss = np.empty(x.shape[0], np.float32)
     grad = _gradient_buffer(grad_out, x)
     _module().softmax_ce(x, t, x.shape[1], loss, grad, _row_scale(row_scale, x.shape[0]), float(scale),
-                         _native.threads())
+                         _native.threads(), _bounds_buffer(row_bounds, x.shape[0]))
     return loss
 
 
-def focal_softmax_cross_entropy(logits: Any, labels: Any, *, alpha: float | Any, gamma: float) -> np.ndarray:
+def focal_softmax_cross_entropy(logits: Any, labels: Any, *, alpha: float | Any, gamma: float,
+                                row_bounds: np.ndarray | None = None) -> np.ndarray:
     """Categorical focal cross-entropy per row: ``sum_j alpha_j (1 - p_j)^gamma labels_j · -log p_j``.
 
     ``p = softmax(logits[r])``; ``alpha`` is one weight or one per class;
-    computed in float64 per entry and rounded once.
+    computed in float64 per entry and rounded once. ``row_bounds`` as in
+    :func:`softmax_cross_entropy_sparse`.
     """
     x = _matrix(logits, "logits")
     t = _same_shape(labels, x, "labels")
@@ -185,7 +203,8 @@ def focal_softmax_cross_entropy(logits: Any, labels: Any, *, alpha: float | Any,
         msg = f"`alpha` must be one value or one per class ({x.shape[1]}). Received shape {weights.shape}."
         raise ValueError(msg)
     loss = np.empty(x.shape[0], np.float32)
-    _module().focal_softmax_ce(x, t, x.shape[1], weights, float(gamma), loss, _native.threads())
+    _module().focal_softmax_ce(x, t, x.shape[1], weights, float(gamma), loss, _native.threads(),
+                               _bounds_buffer(row_bounds, x.shape[0]))
     return loss
 
 

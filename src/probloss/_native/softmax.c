@@ -16,10 +16,13 @@
  *
  * Python API (all return None and write `loss`; None for an optional buffer):
  *   softmax_ce_sparse(logits f32[n*k], labels i64[n], k, loss f32[n], grad f32[n*k] | None,
- *                     row_scale f32[n] | None, scale, nthreads)
+ *                     row_scale f32[n] | None, scale, nthreads, bounds f32[2n] | None)
  *   softmax_ce(logits f32[n*k], labels f32[n*k], k, loss f32[n], grad f32[n*k] | None,
- *              row_scale f32[n] | None, scale, nthreads)
- *   focal_softmax_ce(logits f32[n*k], labels f32[n*k], k, alpha f64[1 or k], gamma, loss f32[n], nthreads)
+ *              row_scale f32[n] | None, scale, nthreads, bounds f32[2n] | None)
+ *   focal_softmax_ce(logits f32[n*k], labels f32[n*k], k, alpha f64[1 or k], gamma, loss f32[n], nthreads,
+ *                    bounds f32[2n] | None)
+ *   (bounds receives each row's minimum, NaN where the row holds a NaN, and maximum
+ *   of the logits, from the kernels' first pass: for the data checks.)
  *   normalized_ce_sparse(probs f32[n*k], labels i64[n], k, lo, hi, loss f32[n], nthreads)
  *   normalized_ce(probs f32[n*k], labels f32[n*k], k, lo, hi, loss f32[n], nthreads)
  *   softmax_isa() -> "avx2" | "baseline"
@@ -92,43 +95,49 @@ static Py_ssize_t loss_rows(PyObject *loss) {
 }
 
 static PyObject *logits_kernel(PyObject *args, int sparse) {
-    PyObject *logits, *labels, *loss, *grad, *row_scale;
+    PyObject *logits, *labels, *loss, *grad, *row_scale, *bounds;
     Py_ssize_t k;
     double scale;
     int nthreads;
-    if (!PyArg_ParseTuple(args, "OOnOOOdi", &logits, &labels, &k, &loss, &grad, &row_scale, &scale, &nthreads))
+    if (!PyArg_ParseTuple(args, "OOnOOOdiO", &logits, &labels, &k, &loss, &grad, &row_scale, &scale, &nthreads,
+                          &bounds))
         return NULL;
     Py_ssize_t n = loss_rows(loss);
     if (n < 0 || check_shape(n, k) < 0) return NULL;
-    Buffer bx, bt, bl, bg, bs;
+    Buffer bx, bt, bl, bg, bs, bb;
     if (acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) return NULL;
     if (acquire(labels, "labels", sparse ? 'i' : 'f', sparse ? 8 : 4, sparse ? n : n * k, 0, 0, &bt) < 0) goto fail_x;
     if (acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
     if (acquire(grad, "grad", 'f', 4, n * k, 1, 1, &bg) < 0) goto fail_l;
     if (acquire(row_scale, "row_scale", 'f', 4, n, 0, 1, &bs) < 0) goto fail_g;
+    if (acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_s;
     {
         const float *x = (const float *)bx.view.buf;
         const void *t = bt.view.buf;
         float *out = (float *)bl.view.buf;
         float *g = bg.held ? (float *)bg.view.buf : NULL;
         const float *s = bs.held ? (const float *)bs.view.buf : NULL;
+        float *b = bb.held ? (float *)bb.view.buf : NULL;
         const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
         Py_BEGIN_ALLOW_THREADS
         PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
             int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
             if (sparse)
-                pl_sparse_softmax_ce_rows(x, k, (const int64_t *)t, out, g, s, scale, r0, r1);
+                pl_sparse_softmax_ce_rows(x, k, (const int64_t *)t, out, g, s, scale, b, r0, r1);
             else
-                pl_softmax_ce_rows(x, (const float *)t, k, out, g, s, scale, r0, r1);
+                pl_softmax_ce_rows(x, (const float *)t, k, out, g, s, scale, b, r0, r1);
         }
         Py_END_ALLOW_THREADS
     }
+    release(&bb);
     release(&bs);
     release(&bg);
     release(&bl);
     release(&bt);
     release(&bx);
     Py_RETURN_NONE;
+fail_s:
+    release(&bs);
 fail_g:
     release(&bg);
 fail_l:
@@ -152,11 +161,12 @@ static PyObject *py_softmax_ce(PyObject *self, PyObject *args) {
 
 static PyObject *py_focal_softmax_ce(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *logits, *labels, *alpha, *loss;
+    PyObject *logits, *labels, *alpha, *loss, *bounds;
     Py_ssize_t k;
     double gamma;
     int nthreads;
-    if (!PyArg_ParseTuple(args, "OOnOdOi", &logits, &labels, &k, &alpha, &gamma, &loss, &nthreads)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOnOdOiO", &logits, &labels, &k, &alpha, &gamma, &loss, &nthreads, &bounds))
+        return NULL;
     Py_ssize_t n = loss_rows(loss);
     if (n < 0 || check_shape(n, k) < 0) return NULL;
     Buffer ba;
@@ -168,28 +178,33 @@ static PyObject *py_focal_softmax_ce(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "alpha: expected 1 or k float64 values");
         return NULL;
     }
-    Buffer bx, bt, bl;
+    Buffer bx, bt, bl, bb;
     if (acquire(alpha, "alpha", 'f', 8, n_alpha, 0, 0, &ba) < 0) return NULL;
     if (acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) goto fail_a;
     if (acquire(labels, "labels", 'f', 4, n * k, 0, 0, &bt) < 0) goto fail_x;
     if (acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
+    if (acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_l;
     {
         const float *x = (const float *)bx.view.buf, *t = (const float *)bt.view.buf;
         const double *a = (const double *)ba.view.buf;
         float *out = (float *)bl.view.buf;
+        float *b = bb.held ? (float *)bb.view.buf : NULL;
         const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
         Py_BEGIN_ALLOW_THREADS
         PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
             int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
-            pl_focal_softmax_ce_rows(x, t, k, a, n_alpha, gamma, out, r0, r1);
+            pl_focal_softmax_ce_rows(x, t, k, a, n_alpha, gamma, out, b, r0, r1);
         }
         Py_END_ALLOW_THREADS
     }
+    release(&bb);
     release(&bl);
     release(&bt);
     release(&bx);
     release(&ba);
     Py_RETURN_NONE;
+fail_l:
+    release(&bl);
 fail_t:
     release(&bt);
 fail_x:

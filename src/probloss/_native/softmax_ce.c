@@ -46,11 +46,11 @@
 /* Each instruction set's build of softmax_ce_impl.h, and the choice at run time. */
 #define DECLARE(suffix)                                                                                       \
     void pl_sparse_softmax_ce_rows##suffix(const float *, int64_t, const int64_t *, float *, float *,         \
-                                           const float *, double, int64_t, int64_t);                          \
+                                           const float *, double, float *, int64_t, int64_t);                 \
     void pl_softmax_ce_rows##suffix(const float *, const float *, int64_t, float *, float *, const float *,    \
-                                    double, int64_t, int64_t);                                                 \
+                                    double, float *, int64_t, int64_t);                                        \
     void pl_focal_softmax_ce_rows##suffix(const float *, const float *, int64_t, const double *, int64_t,      \
-                                          double, float *, int64_t, int64_t);                                  \
+                                          double, float *, float *, int64_t, int64_t);                         \
     void pl_sparse_normalized_ce_rows##suffix(const float *, int64_t, const int64_t *, double, double, float *, \
                                               int64_t, int64_t);                                \
     void pl_normalized_ce_rows##suffix(const float *, const float *, int64_t, double, double, float *, int64_t,  \
@@ -86,18 +86,20 @@ const char *pl_softmax_ce_isa(void) { return use_avx2() ? "avx2" : "baseline"; }
 #endif
 
 void pl_sparse_softmax_ce_rows(const float *logits, int64_t k, const int64_t *labels, float *loss, float *grad,
-                               const float *row_scale, double scale, int64_t row_begin, int64_t row_end) {
-    PICK(pl_sparse_softmax_ce_rows)(logits, k, labels, loss, grad, row_scale, scale, row_begin, row_end);
+                               const float *row_scale, double scale, float *bounds, int64_t row_begin,
+                               int64_t row_end) {
+    PICK(pl_sparse_softmax_ce_rows)(logits, k, labels, loss, grad, row_scale, scale, bounds, row_begin, row_end);
 }
 
 void pl_softmax_ce_rows(const float *logits, const float *labels, int64_t k, float *loss, float *grad,
-                        const float *row_scale, double scale, int64_t row_begin, int64_t row_end) {
-    PICK(pl_softmax_ce_rows)(logits, labels, k, loss, grad, row_scale, scale, row_begin, row_end);
+                        const float *row_scale, double scale, float *bounds, int64_t row_begin, int64_t row_end) {
+    PICK(pl_softmax_ce_rows)(logits, labels, k, loss, grad, row_scale, scale, bounds, row_begin, row_end);
 }
 
 void pl_focal_softmax_ce_rows(const float *logits, const float *labels, int64_t k, const double *alpha,
-                              int64_t n_alpha, double gamma, float *loss, int64_t row_begin, int64_t row_end) {
-    PICK(pl_focal_softmax_ce_rows)(logits, labels, k, alpha, n_alpha, gamma, loss, row_begin, row_end);
+                              int64_t n_alpha, double gamma, float *loss, float *bounds, int64_t row_begin,
+                              int64_t row_end) {
+    PICK(pl_focal_softmax_ce_rows)(logits, labels, k, alpha, n_alpha, gamma, loss, bounds, row_begin, row_end);
 }
 
 void pl_sparse_normalized_ce_rows(const float *probs, int64_t k, const int64_t *labels, double lo, double hi,

@@ -41,20 +41,25 @@ const char *pl_softmax_ce_isa(void);
 
 /* Sparse categorical cross-entropy from logits: loss[r] = -log softmax(x_r)[labels[r]].
  * grad (may be NULL) receives s_r (softmax(x_r) - onehot(labels[r])) with
- * s_r = scale * (row_scale ? row_scale[r] : 1); rows left to the caller get NaN. */
+ * s_r = scale * (row_scale ? row_scale[r] : 1); rows left to the caller get NaN.
+ * bounds (may be NULL; 2 floats per row) receives each row's minimum (NaN where
+ * the row holds a NaN) and maximum, from the first pass (for the data checks);
+ * likewise in the two functions below. */
 void pl_sparse_softmax_ce_rows(const float *logits, int64_t k, const int64_t *labels, float *loss, float *grad,
-                               const float *row_scale, double scale, int64_t row_begin, int64_t row_end);
+                               const float *row_scale, double scale, float *bounds, int64_t row_begin,
+                               int64_t row_end);
 
 /* Categorical cross-entropy from logits: loss[r] = sum_j t_j -log softmax(x_r)_j.
  * grad (may be NULL): s_r (softmax(x_r) sum_j t_j - t), s_r as above. */
 void pl_softmax_ce_rows(const float *logits, const float *labels, int64_t k, float *loss, float *grad,
-                        const float *row_scale, double scale, int64_t row_begin, int64_t row_end);
+                        const float *row_scale, double scale, float *bounds, int64_t row_begin, int64_t row_end);
 
 /* Categorical focal cross-entropy from logits:
  * loss[r] = sum_j alpha_j (1 - p_j)^gamma t_j -log p_j, p = softmax(x_r);
  * alpha holds one weight (n_alpha = 1) or one per class (n_alpha = k). */
 void pl_focal_softmax_ce_rows(const float *logits, const float *labels, int64_t k, const double *alpha,
-                              int64_t n_alpha, double gamma, float *loss, int64_t row_begin, int64_t row_end);
+                              int64_t n_alpha, double gamma, float *loss, float *bounds, int64_t row_begin,
+                              int64_t row_end);
 
 /* Sparse categorical cross-entropy from probabilities, Keras's clipping of
  * p = y_l / sum(y) to [lo, hi] (the bounds rounded to float32 by the caller). */

@@ -194,26 +194,32 @@ typedef struct {
     float max;       /* m */
     int64_t argmax;  /* a: the first index of m */
     int bad;         /* a NaN or +inf entry, or no finite maximum */
+    float min;       /* the row's minimum, NaN where the row holds a NaN (for the data checks) */
 } RowMax;
 
 /* Pass 1: the maximum, its first index, and whether the row has a softmax. */
 INLINE RowMax row_max(const float *x, int64_t k) {
     const v8f inf = splat(INFINITY);
-    v8f mx = splat(-INFINITY);
+    v8f mx = splat(-INFINITY), mn = splat(INFINITY);
     v8i at = lane_index();
-    v8i bad = splati(0);
+    v8i bad = splati(0), nan = splati(0);
     int64_t i = 0;
     for (; i + W <= k; i += W) {
         v8f v = load(x + i);
         v8i gt = v > mx;
         mx = select_f(gt, v, mx);
         at = select_i(gt, lane_index() + (int32_t)i, at);
+        mn = select_f(v < mn, v, mn);
         bad |= ~(v < inf); /* NaN or +inf */
+        nan |= v != v;
     }
-    RowMax out = {-INFINITY, 0, 0};
+    RowMax out = {-INFINITY, 0, 0, INFINITY};
     int64_t first = INT64_MAX;
+    int any_nan = 0;
     for (int l = 0; l < W; l++) {
         out.bad |= bad[l] != 0;
+        any_nan |= nan[l] != 0;
+        if (mn[l] < out.min) out.min = mn[l];
         if (mx[l] > out.max || (mx[l] == out.max && at[l] < first)) {
             out.max = mx[l];
             first = at[l];
@@ -223,12 +229,15 @@ INLINE RowMax row_max(const float *x, int64_t k) {
     for (; i < k; i++) {
         float v = x[i];
         out.bad |= !(v < INFINITY);
+        any_nan |= v != v;
+        if (v < out.min) out.min = v;
         if (v > out.max) {
             out.max = v;
             out.argmax = i;
         }
     }
     out.bad |= !(out.max > -INFINITY);
+    if (any_nan) out.min = NAN;
     return out;
 }
 
@@ -280,6 +289,14 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
     return total(acc0) + total(acc1);
 }
 
+/* bounds[2r], bounds[2r + 1] <- the row's minimum (NaN if it holds a NaN) and maximum */
+INLINE void put_bounds(float *bounds, int64_t r, RowMax rm) {
+    if (bounds) {
+        bounds[2 * r] = rm.min;
+        bounds[2 * r + 1] = rm.max;
+    }
+}
+
 INLINE void fill_nan(float *g, int64_t k) {
     for (int64_t j = 0; j < k; j++) g[j] = NAN;
 }
@@ -301,13 +318,14 @@ INLINE void scale_exps(float *g, int64_t k, double c, const float *t, float t_sc
 }
 
 void PL_NAME(pl_sparse_softmax_ce_rows)(const float *logits, int64_t k, const int64_t *labels, float *loss,
-                               float *grad, const float *row_scale, double scale, int64_t row_begin,
-                               int64_t row_end) {
+                                       float *grad, const float *row_scale, double scale, float *bounds,
+                                       int64_t row_begin, int64_t row_end) {
     for (int64_t r = row_begin; r < row_end; r++) {
         const float *x = logits + r * k;
         float *g = grad ? grad + r * k : NULL;
         int64_t label = labels[r];
         RowMax rm = row_max(x, k);
+        put_bounds(bounds, r, rm);
         if (rm.bad || label < 0 || label >= k) {
             loss[r] = NAN;
             if (g) fill_nan(g, k);
@@ -336,12 +354,14 @@ void PL_NAME(pl_sparse_softmax_ce_rows)(const float *logits, int64_t k, const in
  * label on a -inf logit adds 0). Gradient: s (T p_j - t_j), with
  * p_j = e_j / (1 + S') and, at the maximum, T p_a - t_a = (T - t_a) - T S'/(1 + S'). */
 void PL_NAME(pl_softmax_ce_rows)(const float *logits, const float *labels, int64_t k, float *loss, float *grad,
-                        const float *row_scale, double scale, int64_t row_begin, int64_t row_end) {
+                                const float *row_scale, double scale, float *bounds, int64_t row_begin,
+                                int64_t row_end) {
     for (int64_t r = row_begin; r < row_end; r++) {
         const float *x = logits + r * k;
         const float *t = labels + r * k;
         float *g = grad ? grad + r * k : NULL;
         RowMax rm = row_max(x, k);
+        put_bounds(bounds, r, rm);
         if (rm.bad) {
             loss[r] = NAN;
             if (g) fill_nan(g, k);
@@ -412,11 +432,13 @@ INLINE void focal_block(Acc *acc, v8f xv, v8f tv, const double *alpha, double al
  * off the maximum) or S'/(1 + S') at the maximum: no 1 - (something near 1).
  * `alpha` is one value (n_alpha = 1) or one per class (n_alpha = k). */
 void PL_NAME(pl_focal_softmax_ce_rows)(const float *logits, const float *labels, int64_t k, const double *alpha,
-                              int64_t n_alpha, double gamma, float *loss, int64_t row_begin, int64_t row_end) {
+                                      int64_t n_alpha, double gamma, float *loss, float *bounds, int64_t row_begin,
+                                      int64_t row_end) {
     for (int64_t r = row_begin; r < row_end; r++) {
         const float *x = logits + r * k;
         const float *t = labels + r * k;
         RowMax rm = row_max(x, k);
+        put_bounds(bounds, r, rm);
         if (rm.bad) {
             loss[r] = NAN;
             continue;
