@@ -469,3 +469,43 @@ def test_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
         assert_close_ulps(*fast_and_generic(call))
     with pytest.raises(RuntimeError, match="not available"):
         native.softmax_cross_entropy_sparse(x, labels)
+
+
+@pytest.mark.parametrize("loss", ["sparse", "categorical", "focal"])
+def test_data_checks_read_the_kernels_bounds(loss: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From logits, the checks of validate take y_pred's bounds from the kernel's pass, and still catch bad data."""
+    from probloss._validation import DataChecker
+
+    learned: list[tuple[float, float]] = []
+    original = DataChecker.learn_bounds
+
+    def spy(self: DataChecker, x: Any, low: float, high: float) -> None:
+        learned.append((low, high))
+        original(self, x, low, high)
+
+    monkeypatch.setattr(DataChecker, "learn_bounds", spy)
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((40, 9)).astype(np.float32) * 3
+    x[5, 2] = -np.inf
+    t = soft_labels(rng, 40, 9)
+    labels = rng.integers(0, 9, 40)
+
+    def run(logits: np.ndarray) -> Any:
+        if loss == "sparse":
+            return probloss.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        if loss == "categorical":
+            return probloss.categorical_crossentropy(t, logits, from_logits=True)
+        return probloss.categorical_focal_crossentropy(t, logits, from_logits=True)
+
+    run(x)
+    assert learned == [(-np.inf, float(x.max()))]
+    bad = x.copy()
+    bad[7, 3] = np.nan
+    with pytest.raises(ValueError, match=r"position \(7, 3\)"):
+        run(bad)
+    masked = x.copy()
+    masked[11] = -np.inf
+    with pytest.raises(ValueError, match=r"-inf for every class.*position \(11,\)"):
+        run(masked)
+    with pytest.warns(probloss.ProbabilitiesAsLogitsWarning):
+        run(rng.random((40, 9)).astype(np.float32))

@@ -243,25 +243,29 @@ def _check_categorical_pred(checker: DataChecker, y_pred: Array, from_logits: bo
 
 
 def _categorical_setup(x: Inputs, loss_name: str, from_logits: Any, label_smoothing: Any,
-                       axis: Any) -> tuple[bool, Array, int]:
+                       axis: Any) -> tuple[bool, Array, int, Callable[[], None]]:
+    """Check the arguments; return them with the smoothed labels and the data checks to run."""
     from_logits = check_flag(from_logits, "from_logits")
     label_smoothing = check_label_smoothing(label_smoothing)
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
     _check_mean_axis(x.y_pred, axis, "the class axis")
     _warn_single_class(loss_name, x.y_pred, axis)
-    x.checker.in_range(x.y_true, "y_true", 0.0, 1.0)
-    _check_categorical_pred(x.checker, x.y_pred, from_logits, axis)
+
+    def check() -> None:
+        x.checker.in_range(x.y_true, "y_true", 0.0, 1.0)
+        _check_categorical_pred(x.checker, x.y_pred, from_logits, axis)
+
     y_true = _smooth_categorical(x.y_true, label_smoothing, x.y_pred.shape[axis])
-    return from_logits, y_true, axis
+    return from_logits, y_true, axis, check
 
 
 def _categorical_crossentropy(x: Inputs, *, from_logits: bool, label_smoothing: float,
                               axis: int) -> tuple[Array, None]:
-    from_logits, y_true, axis = _categorical_setup(x, "categorical_crossentropy", from_logits,
-                                                   label_smoothing, axis)
-    values = call("categorical_crossentropy", y_true, x.y_pred, xp=x.xp, from_logits=from_logits,
-                  axis=axis, epsilon=epsilon())
+    from_logits, y_true, axis, check = _categorical_setup(x, "categorical_crossentropy", from_logits,
+                                                          label_smoothing, axis)
+    values = _checked_call(x, "categorical_crossentropy", y_true, check, from_logits=from_logits,
+                           axis=axis, epsilon=epsilon())
     return values, None
 
 
@@ -270,10 +274,10 @@ def _categorical_focal_crossentropy(x: Inputs, *, alpha: float | Sequence[float]
                                     axis: int) -> tuple[Array, None]:
     alpha = check_alpha(alpha, per_class=True)
     gamma = check_gamma(gamma)
-    from_logits, y_true, axis = _categorical_setup(x, "categorical_focal_crossentropy",
-                                                   from_logits, label_smoothing, axis)
-    values = call("categorical_focal_crossentropy", y_true, x.y_pred, xp=x.xp, alpha=alpha,
-                  gamma=gamma, from_logits=from_logits, axis=axis, epsilon=epsilon())
+    from_logits, y_true, axis, check = _categorical_setup(x, "categorical_focal_crossentropy",
+                                                          from_logits, label_smoothing, axis)
+    values = _checked_call(x, "categorical_focal_crossentropy", y_true, check, alpha=alpha,
+                           gamma=gamma, from_logits=from_logits, axis=axis, epsilon=epsilon())
     return values, None
 
 
@@ -296,12 +300,16 @@ def _sparse_categorical_crossentropy(x: Inputs, *, from_logits: bool, ignore_cla
         raise ValueError(msg)
     num_classes = y_pred.shape[axis]
     _check_mean_axis(y_pred, axis, "the class axis")
-    x.checker.labels(y_true, num_classes, ignore_class)
-    _check_categorical_pred(x.checker, y_pred, from_logits, axis,
-                            None if ignore_class is None else y_true != ignore_class)
-    if ignore_class is None:
-        return call("sparse_categorical_crossentropy", y_true, y_pred, xp=xp,
-                    from_logits=from_logits, axis=axis, epsilon=epsilon()), None
+
+    def check() -> None:
+        x.checker.labels(y_true, num_classes, ignore_class)
+        _check_categorical_pred(x.checker, y_pred, from_logits, axis,
+                                None if ignore_class is None else y_true != ignore_class)
+
+    if ignore_class is None:  # the kernel sees the checked arrays: it may report their bounds
+        return _checked_call(x, "sparse_categorical_crossentropy", y_true, check, from_logits=from_logits,
+                             axis=axis, epsilon=epsilon()), None
+    check()
     valid = y_true != ignore_class
     labels = xp.where(valid, y_true, xp.zeros_like(y_true))
     # An ignored row may be all zeros (or all -inf logits); give it finite values so that

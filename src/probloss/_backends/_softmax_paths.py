@@ -11,6 +11,10 @@ result there; a sparse label outside ``[0, classes)`` stays NaN, as in the
 generic kernel. Other dtypes, per-class ``alpha`` on a class axis that is not
 last, focal loss from probabilities, and a missing extension fall back on the
 pure-NumPy functions of :mod:`probloss._backends._numpy` or the generic kernel.
+
+From logits, the kernels' first pass also gives the logits' minimum and
+maximum, reported into ``observe`` (:func:`probloss._dispatch.call_observing`):
+the data checks of ``validate`` then need no pass of their own over ``y_pred``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import _native
-from .._dispatch import GENERIC, fast_path
+from .._dispatch import GENERIC, Observed, fast_path
 from .._numerics import clip_bounds
 from . import _native_softmax as kernels
 from . import _numpy as pure
@@ -42,6 +46,17 @@ def _rows(a: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(a, axis, -1).reshape(-1, a.shape[axis])
 
 
+def _bounds(observe: Observed | None, rows: int, from_logits: bool) -> np.ndarray | None:
+    """A buffer for the kernel's per-row bounds of the logits, where they are to be observed."""
+    return np.empty((rows, 2), np.float32) if observe is not None and from_logits and rows else None
+
+
+def _report(observe: Observed | None, bounds: np.ndarray | None) -> None:
+    """Record ``y_pred``'s minimum and maximum (NaN anywhere makes the minimum NaN)."""
+    if observe is not None and bounds is not None:
+        observe.bounds[1] = (float(np.min(bounds[:, 0])), float(np.max(bounds[:, 1])))
+
+
 def _finish(values: np.ndarray, redo: np.ndarray, generic: Callable[[np.ndarray], np.ndarray],
             shape: tuple[int, ...]) -> np.ndarray:
     """Put ``generic(rows)`` into the ``redo`` rows of ``values`` (rare) and give it ``shape``."""
@@ -53,17 +68,19 @@ def _finish(values: np.ndarray, redo: np.ndarray, generic: Callable[[np.ndarray]
     return values.reshape(shape)
 
 
-@fast_path("sparse_categorical_crossentropy", backend="numpy", whole=True)
+@fast_path("sparse_categorical_crossentropy", backend="numpy", observes=True, whole=True)
 def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int, epsilon: float,
-                                    xp: Any) -> Any:
+                                    xp: Any, observe: Observed | None = None) -> Any:
     """Compiled sparse CE: ``(m - x_l) + log1p(S')`` from logits, ``neg_log_picked`` from probabilities."""
     if not _usable(y_pred):
-        return pure.sparse_categorical_crossentropy(y_true, y_pred, from_logits=from_logits, axis=axis,
-                                                    epsilon=epsilon, xp=xp)
+        return NotImplemented if observe is not None else pure.sparse_categorical_crossentropy(
+            y_true, y_pred, from_logits=from_logits, axis=axis, epsilon=epsilon, xp=xp)
     num_classes = y_pred.shape[axis]
     preds, labels = _rows(y_pred, axis), y_true.reshape(-1)
     if from_logits:
-        values = kernels.softmax_cross_entropy_sparse(preds, labels)
+        bounds = _bounds(observe, preds.shape[0], from_logits)
+        values = kernels.softmax_cross_entropy_sparse(preds, labels, row_bounds=bounds)
+        _report(observe, bounds)
     else:
         low, high = clip_bounds(epsilon, np.float32, xp=np)
         values = kernels.normalized_cross_entropy_sparse(preds, labels, low=low, high=high)
@@ -77,16 +94,18 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bo
     return _finish(values, redo, generic, y_true.shape)
 
 
-@fast_path("categorical_crossentropy", backend="numpy", whole=True)
+@fast_path("categorical_crossentropy", backend="numpy", observes=True, whole=True)
 def categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int, epsilon: float,
-                             xp: Any) -> Any:
+                             xp: Any, observe: Observed | None = None) -> Any:
     """Compiled categorical CE from logits or probabilities."""
     if not _usable(y_pred):
-        return pure.categorical_crossentropy(y_true, y_pred, from_logits=from_logits, axis=axis, epsilon=epsilon,
-                                             xp=xp)
+        return NotImplemented if observe is not None else pure.categorical_crossentropy(
+            y_true, y_pred, from_logits=from_logits, axis=axis, epsilon=epsilon, xp=xp)
     labels, preds = _rows(y_true, axis), _rows(y_pred, axis)
     if from_logits:
-        values = kernels.softmax_cross_entropy(preds, labels)
+        bounds = _bounds(observe, preds.shape[0], from_logits)
+        values = kernels.softmax_cross_entropy(preds, labels, row_bounds=bounds)
+        _report(observe, bounds)
     else:
         low, high = clip_bounds(epsilon, np.float32, xp=np)
         values = kernels.normalized_cross_entropy(preds, labels, low=low, high=high)
@@ -98,18 +117,23 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axi
     return _finish(values, ~np.isfinite(values), generic, y_pred.shape[:axis] + y_pred.shape[axis + 1:])
 
 
-@fast_path("categorical_focal_crossentropy", backend="numpy", whole=True)
+@fast_path("categorical_focal_crossentropy", backend="numpy", observes=True, whole=True)
 def categorical_focal_crossentropy(y_true: Any, y_pred: Any, *, alpha: float | tuple[float, ...], gamma: float,
-                                   from_logits: bool, axis: int, epsilon: float, xp: Any) -> Any:
+                                   from_logits: bool, axis: int, epsilon: float, xp: Any,
+                                   observe: Observed | None = None) -> Any:
     """Compiled categorical focal CE from logits, in float64 per entry."""
     static = {"alpha": alpha, "gamma": gamma, "from_logits": from_logits, "epsilon": epsilon, "xp": xp}
     # Keras broadcasts a per-class alpha against the last axis: the kernels take it
     # only where that is the class axis.
     per_class = isinstance(alpha, tuple | list)
     if not from_logits or not _usable(y_pred) or (per_class and axis != y_pred.ndim - 1):
-        return pure.categorical_focal_crossentropy(y_true, y_pred, axis=axis, **static)
+        return NotImplemented if observe is not None else pure.categorical_focal_crossentropy(
+            y_true, y_pred, axis=axis, **static)
     labels, logits = _rows(y_true, axis), _rows(y_pred, axis)
-    values = kernels.focal_softmax_cross_entropy(logits, labels, alpha=np.asarray(alpha, np.float64), gamma=gamma)
+    bounds = _bounds(observe, logits.shape[0], from_logits)
+    values = kernels.focal_softmax_cross_entropy(logits, labels, alpha=np.asarray(alpha, np.float64), gamma=gamma,
+                                                 row_bounds=bounds)
+    _report(observe, bounds)
 
     def generic(rows: np.ndarray) -> np.ndarray:
         return GENERIC["categorical_focal_crossentropy"](labels[rows], logits[rows], axis=1, **static)
