@@ -22,7 +22,7 @@ from typing import Any
 
 from . import _kernels  # noqa: F401 - registers the kernels
 from ._config import epsilon
-from ._dispatch import call
+from ._dispatch import Observed, call, call_observing
 from ._namespace import FLOATX, as_arrays, compute_dtype, index_dtype, is_floating, is_integer, resolve_dtype
 from ._validation import (
     DataChecker,
@@ -143,6 +143,30 @@ def evaluate(fn: Callable[..., Any], y_true: Any, y_pred: Any, *, validate: str 
 # values in the compute dtype, mask a boolean array of valid entries or None.
 
 
+def _checked_call(x: Inputs, name: str, y_true: Array, check: Callable[[], None], **static: Any) -> Array:
+    """Run the data checks ``check()`` and the kernel ``name`` on ``(y_true, x.y_pred)``.
+
+    Where a fast path can report its inputs' bounds from its own pass (the
+    compiled NumPy kernels), the kernel runs first and the checks then read
+    those bounds instead of making passes of their own; only a failing check
+    reads the data again, to name the first offending position, and it still
+    raises (or warns) before any result is returned. Elsewhere the checks run
+    first, as always.
+    """
+    if x.checker.active:
+        observed = Observed()
+        values = call_observing(name, y_true, x.y_pred, xp=x.xp, observe=observed, **static)
+        if values is not NotImplemented:
+            if 1 in observed.bounds:
+                x.checker.learn_bounds(x.y_pred, *observed.bounds[1])
+            if 0 in observed.bounds and y_true is x.y_true:  # smoothed labels are not the ones checked
+                x.checker.learn_bounds(x.y_true, *observed.bounds[0])
+            check()
+            return values
+    check()
+    return call(name, y_true, x.y_pred, xp=x.xp, **static)
+
+
 def _check_binary_data(x: Inputs, from_logits: bool) -> None:
     x.checker.in_range(x.y_true, "y_true", 0.0, 1.0, hint=_LABEL_HINT)
     if from_logits:
@@ -183,10 +207,9 @@ def _binary_crossentropy(x: Inputs, *, from_logits: bool, label_smoothing: float
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
     _check_mean_axis(x.y_pred, axis)
-    _check_binary_data(x, from_logits)
     y_true = _smooth_binary(x.y_true, label_smoothing)
-    values = call("binary_crossentropy", y_true, x.y_pred, xp=x.xp, from_logits=from_logits,
-                  axis=axis, epsilon=epsilon())
+    values = _checked_call(x, "binary_crossentropy", y_true, lambda: _check_binary_data(x, from_logits),
+                           from_logits=from_logits, axis=axis, epsilon=epsilon())
     return values, None
 
 
@@ -201,11 +224,10 @@ def _binary_focal_crossentropy(x: Inputs, *, apply_class_balancing: bool, alpha:
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
     _check_mean_axis(x.y_pred, axis)
-    _check_binary_data(x, from_logits)
     y_true = _smooth_binary(x.y_true, label_smoothing)
-    values = call("binary_focal_crossentropy", y_true, x.y_pred, xp=x.xp,
-                  apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
-                  from_logits=from_logits, axis=axis, epsilon=epsilon())
+    values = _checked_call(x, "binary_focal_crossentropy", y_true, lambda: _check_binary_data(x, from_logits),
+                           apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
+                           from_logits=from_logits, axis=axis, epsilon=epsilon())
     return values, None
 
 
@@ -221,25 +243,29 @@ def _check_categorical_pred(checker: DataChecker, y_pred: Array, from_logits: bo
 
 
 def _categorical_setup(x: Inputs, loss_name: str, from_logits: Any, label_smoothing: Any,
-                       axis: Any) -> tuple[bool, Array, int]:
+                       axis: Any) -> tuple[bool, Array, int, Callable[[], None]]:
+    """Check the arguments; return them with the smoothed labels and the data checks to run."""
     from_logits = check_flag(from_logits, "from_logits")
     label_smoothing = check_label_smoothing(label_smoothing)
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
     _check_mean_axis(x.y_pred, axis, "the class axis")
     _warn_single_class(loss_name, x.y_pred, axis)
-    x.checker.in_range(x.y_true, "y_true", 0.0, 1.0)
-    _check_categorical_pred(x.checker, x.y_pred, from_logits, axis)
+
+    def check() -> None:
+        x.checker.in_range(x.y_true, "y_true", 0.0, 1.0)
+        _check_categorical_pred(x.checker, x.y_pred, from_logits, axis)
+
     y_true = _smooth_categorical(x.y_true, label_smoothing, x.y_pred.shape[axis])
-    return from_logits, y_true, axis
+    return from_logits, y_true, axis, check
 
 
 def _categorical_crossentropy(x: Inputs, *, from_logits: bool, label_smoothing: float,
                               axis: int) -> tuple[Array, None]:
-    from_logits, y_true, axis = _categorical_setup(x, "categorical_crossentropy", from_logits,
-                                                   label_smoothing, axis)
-    values = call("categorical_crossentropy", y_true, x.y_pred, xp=x.xp, from_logits=from_logits,
-                  axis=axis, epsilon=epsilon())
+    from_logits, y_true, axis, check = _categorical_setup(x, "categorical_crossentropy", from_logits,
+                                                          label_smoothing, axis)
+    values = _checked_call(x, "categorical_crossentropy", y_true, check, from_logits=from_logits,
+                           axis=axis, epsilon=epsilon())
     return values, None
 
 
@@ -248,10 +274,10 @@ def _categorical_focal_crossentropy(x: Inputs, *, alpha: float | Sequence[float]
                                     axis: int) -> tuple[Array, None]:
     alpha = check_alpha(alpha, per_class=True)
     gamma = check_gamma(gamma)
-    from_logits, y_true, axis = _categorical_setup(x, "categorical_focal_crossentropy",
-                                                   from_logits, label_smoothing, axis)
-    values = call("categorical_focal_crossentropy", y_true, x.y_pred, xp=x.xp, alpha=alpha,
-                  gamma=gamma, from_logits=from_logits, axis=axis, epsilon=epsilon())
+    from_logits, y_true, axis, check = _categorical_setup(x, "categorical_focal_crossentropy",
+                                                          from_logits, label_smoothing, axis)
+    values = _checked_call(x, "categorical_focal_crossentropy", y_true, check, alpha=alpha,
+                           gamma=gamma, from_logits=from_logits, axis=axis, epsilon=epsilon())
     return values, None
 
 
@@ -274,12 +300,16 @@ def _sparse_categorical_crossentropy(x: Inputs, *, from_logits: bool, ignore_cla
         raise ValueError(msg)
     num_classes = y_pred.shape[axis]
     _check_mean_axis(y_pred, axis, "the class axis")
-    x.checker.labels(y_true, num_classes, ignore_class)
-    _check_categorical_pred(x.checker, y_pred, from_logits, axis,
-                            None if ignore_class is None else y_true != ignore_class)
-    if ignore_class is None:
-        return call("sparse_categorical_crossentropy", y_true, y_pred, xp=xp,
-                    from_logits=from_logits, axis=axis, epsilon=epsilon()), None
+
+    def check() -> None:
+        x.checker.labels(y_true, num_classes, ignore_class)
+        _check_categorical_pred(x.checker, y_pred, from_logits, axis,
+                                None if ignore_class is None else y_true != ignore_class)
+
+    if ignore_class is None:  # the kernel sees the checked arrays: it may report their bounds
+        return _checked_call(x, "sparse_categorical_crossentropy", y_true, check, from_logits=from_logits,
+                             axis=axis, epsilon=epsilon()), None
+    check()
     valid = y_true != ignore_class
     labels = xp.where(valid, y_true, xp.zeros_like(y_true))
     # An ignored row may be all zeros (or all -inf logits); give it finite values so that
@@ -311,21 +341,25 @@ def _poisson(x: Inputs) -> tuple[Array, None]:
     check_same_shape(x.y_true, x.y_pred)
     _check_rank_1(x.y_pred)
     _check_mean_axis(x.y_pred, -1)
-    x.checker.in_range(x.y_true, "y_true", 0.0, math.inf, hint=" Counts cannot be negative.")
-    x.checker.in_range(x.y_pred, "y_pred", 0.0, math.inf, hint=" Rates cannot be negative.")
+
+    def check() -> None:
+        x.checker.in_range(x.y_true, "y_true", 0.0, math.inf, hint=" Counts cannot be negative.")
+        x.checker.in_range(x.y_pred, "y_pred", 0.0, math.inf, hint=" Rates cannot be negative.")
+
     # Keras reduces the last axis; the kernel is told so, like every other kernel.
-    return call("poisson", x.y_true, x.y_pred, xp=x.xp, axis=x.y_pred.ndim - 1,
-                epsilon=epsilon()), None
+    return _checked_call(x, "poisson", x.y_true, check, axis=x.y_pred.ndim - 1, epsilon=epsilon()), None
 
 
 def _kl_divergence(x: Inputs) -> tuple[Array, None]:
     check_same_shape(x.y_true, x.y_pred)
     _check_rank_1(x.y_pred)
     _check_mean_axis(x.y_pred, -1, "the axis the divergence sums over")
-    x.checker.in_range(x.y_true, "y_true", 0.0, 1.0, hint=" Both arguments are distributions.")
-    x.checker.in_range(x.y_pred, "y_pred", 0.0, 1.0, hint=" Both arguments are distributions.")
-    return call("kl_divergence", x.y_true, x.y_pred, xp=x.xp, axis=x.y_pred.ndim - 1,
-                epsilon=epsilon()), None
+
+    def check() -> None:
+        x.checker.in_range(x.y_true, "y_true", 0.0, 1.0, hint=" Both arguments are distributions.")
+        x.checker.in_range(x.y_pred, "y_pred", 0.0, 1.0, hint=" Both arguments are distributions.")
+
+    return _checked_call(x, "kl_divergence", x.y_true, check, axis=x.y_pred.ndim - 1, epsilon=epsilon()), None
 
 
 # ------------------------------------------------------------ public functions
