@@ -35,6 +35,7 @@ EXECUTORS: dict[str, Executor] = {}
 # (so importing probloss never imports an optional array library).
 _BACKEND_MODULES: dict[str, str] = {
     "numpy": "probloss._backends._numpy",
+    "torch": "probloss._backends._torch",
 }
 
 _NAMESPACE_NAMES: dict[str, str] = {
