@@ -53,7 +53,7 @@ Tensor = torch.Tensor
 # Elements of float64 temporaries per chunk of rows: large enough that torch's
 # per-op overhead is small, small enough to stay near the cache and to bound the
 # extra memory of a large batch.
-CHUNK_ELEMENTS = 1 << 19
+CHUNK_ELEMENTS = 1 << 17
 
 #: Compiled CPU implementations of the row computations, by name, each with the
 #: signature of the torch function it replaces (``softmax_rows``: ``(x, labels,
@@ -70,13 +70,18 @@ def _native(*tensors: Tensor) -> bool:
         t.dtype == torch.float32 for t in tensors if t.is_floating_point())
 
 
-def _compiling() -> bool:
-    return bool(torch.compiler.is_compiling())
+def _traced() -> bool:
+    """True under ``torch.compile`` or a ``torch.func`` transform: one chunk, no writes into buffers.
+
+    The compiler fuses the ops itself, and ``vmap`` cannot copy a batched chunk
+    into an unbatched buffer.
+    """
+    return bool(torch.compiler.is_compiling()) or bool(torch._C._are_functorch_transforms_active())
 
 
 def _row_chunks(rows: int, columns: int) -> list[tuple[int, int]]:
     """Return ``(start, stop)`` row ranges of about :data:`CHUNK_ELEMENTS` elements each."""
-    if _compiling() or rows * columns <= CHUNK_ELEMENTS:
+    if rows * columns <= CHUNK_ELEMENTS or _traced():
         return [(0, rows)]
     step = max(1, CHUNK_ELEMENTS // max(columns, 1))
     return [(start, min(start + step, rows)) for start in range(0, rows, step)]
@@ -109,56 +114,65 @@ def softmax_rows(x: Tensor, labels: Tensor, dense: bool,
     kernel's.
     """
     rows, classes = x.shape
+    chunks = _row_chunks(rows, classes)
+    if len(chunks) == 1:
+        return _softmax_chunk(x, labels, dense, want_grad, x.to(torch.float64))
+    # One float64 buffer for every chunk (a fresh allocation per chunk costs page faults).
+    buffer = torch.empty((chunks[0][1], classes), dtype=torch.float64, device=x.device)
     loss = torch.empty(rows, dtype=torch.float64, device=x.device)
     log_rest = torch.empty(rows, dtype=torch.float64, device=x.device)
     maxima = torch.empty(rows, dtype=x.dtype, device=x.device)
     grad = torch.empty_like(x) if want_grad else x.new_empty(0)
-    for start, stop in _row_chunks(rows, classes):
+    for start, stop in chunks:
         block = x[start:stop]
-        m, top = torch.max(block, dim=1, keepdim=True)
-        shifted = block.to(torch.float64)
-        shifted.sub_(m)  # exact: a difference of two float32 numbers fits in float64
-        if dense:
-            t = labels[start:stop]
-            total = t.sum(dim=1, keepdim=True, dtype=torch.float64)
-            # sum(t·(m - x)): a -inf logit's gap is huge but finite here, so a zero label
-            # times it is 0 (the generic kernel's zero-safe product) and a positive label's
-            # term still rounds to inf in float32.
-            gaps = torch.clamp(shifted, min=-torch.finfo(torch.float64).max)
-            label_term = -torch.linalg.vecdot(gaps, t.to(torch.float64), dim=1)
-            del gaps
-            at_top = torch.gather(t, 1, top).to(torch.float64)
-        else:
-            k = labels[start:stop, None]
-            total = torch.ones_like(m, dtype=torch.float64)
-            label_term = -torch.gather(shifted, 1, k)[:, 0]
-            at_top = (k == top).to(torch.float64)
-        e = shifted.exp_()
-        e.scatter_(1, top, 0.0)  # one maximal entry leaves the sum; ties stay in it as 1s
-        rest = e.sum(dim=1, keepdim=True)
-        row_ok = torch.isfinite(m)
-        nan = torch.full_like(rest, math.nan)
-        rest = torch.where(row_ok, rest, nan)
-        log1p_rest = torch.log1p(rest)
-        loss[start:stop] = label_term + (total * log1p_rest)[:, 0]
-        log_rest[start:stop] = log1p_rest[:, 0]
-        maxima[start:stop] = m[:, 0]
-        if not want_grad:
-            continue
-        # T·p_i - t_i with p_i = e_i / (1 + S'); the maximum's entry is set below.
-        e.mul_(total / (1 + rest))
-        if dense:
-            e.sub_(t)
-        else:
-            e.scatter_add_(1, k, torch.full_like(at_top, -1.0))
-        # At the maximum: (T - t_top) - T·S'/(1 + S') when the label holds most of the mass
-        # there (no 1/(1 + S') - 1, which rounds a dominant class's tiny gradient to 0),
-        # else T/(1 + S') - t_top.
-        share = total * rest / (1 + rest)
-        top_value = torch.where(2 * at_top >= total, (total - at_top) - share, total - share - at_top)
-        e.scatter_(1, top, top_value)
-        grad[start:stop] = e
+        shifted = buffer[:stop - start].copy_(block)
+        parts = _softmax_chunk(block, labels[start:stop], dense, want_grad, shifted)
+        loss[start:stop], chunk_grad, maxima[start:stop], log_rest[start:stop] = parts
+        if want_grad:
+            grad[start:stop] = chunk_grad
     return loss, grad, maxima, log_rest
+
+
+def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
+                   shifted: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`softmax_rows` of one chunk; ``shifted`` holds ``block`` in float64 and is overwritten."""
+    m, top = torch.max(block, dim=1, keepdim=True)
+    shifted.sub_(m)  # exact: a difference of two float32 numbers fits in float64
+    if dense:
+        total = labels.sum(dim=1, keepdim=True, dtype=torch.float64)
+        # sum(t·(m - x)): a -inf logit's gap is huge but finite here, so a zero label
+        # times it is 0 (the generic kernel's zero-safe product) and a positive label's
+        # term still rounds to inf in float32.
+        gaps = torch.clamp(shifted, min=-torch.finfo(torch.float64).max)
+        label_term = -torch.linalg.vecdot(gaps, labels.to(torch.float64), dim=1)
+        del gaps
+        at_top = torch.gather(labels, 1, top).to(torch.float64)
+    else:
+        k = labels[:, None]
+        total = torch.ones_like(m, dtype=torch.float64)
+        label_term = -torch.gather(shifted, 1, k)[:, 0]
+        at_top = (k == top).to(torch.float64)
+    e = shifted.exp_()
+    e.scatter_(1, top, 0.0)  # one maximal entry leaves the sum; ties stay in it as 1s
+    rest = e.sum(dim=1, keepdim=True)
+    rest = torch.where(torch.isfinite(m), rest, torch.full_like(rest, math.nan))
+    log1p_rest = torch.log1p(rest)
+    loss = label_term + (total * log1p_rest)[:, 0]
+    if not want_grad:
+        return loss, block.new_empty(0), m[:, 0], log1p_rest[:, 0]
+    # T·p_i - t_i with p_i = e_i / (1 + S'); the maximum's entry is set below.
+    e.mul_(total / (1 + rest))
+    if dense:
+        e.sub_(labels)
+    else:
+        e.scatter_add_(1, k, torch.full_like(at_top, -1.0))
+    # At the maximum: (T - t_top) - T·S'/(1 + S') when the label holds most of the mass
+    # there (no 1/(1 + S') - 1, which rounds a dominant class's tiny gradient to 0),
+    # else T/(1 + S') - t_top.
+    share = total * rest / (1 + rest)
+    top_value = torch.where(2 * at_top >= total, (total - at_top) - share, total - share - at_top)
+    e.scatter_(1, top, top_value)
+    return loss, e.to(block.dtype), m[:, 0], log1p_rest[:, 0]
 
 
 def _softmax_compute(x: Tensor, labels: Tensor, dense: bool,
