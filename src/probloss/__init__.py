@@ -6,7 +6,9 @@ Examples:
     0.988
 """
 
-from . import losses
+import sys as _sys
+
+from . import _dispatch, losses
 from ._config import epsilon, fast_paths, set_epsilon, validation
 from ._functional import (
     binary_crossentropy,
@@ -71,3 +73,8 @@ __all__ = [
     "to_keras",
     "validation",
 ]
+
+if "torch" in _sys.modules:
+    # PyTorch is loaded already: register its fast paths now, so that a first call
+    # under torch.compile has nothing to import (an import is a graph break).
+    _dispatch.import_backend("torch")

@@ -15,14 +15,14 @@ that temporaries stay in cache (NumPy). Executors count as fast paths:
 
 from __future__ import annotations
 
-import functools
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ._config import fast_paths_enabled
 
-__all__ = ["EXECUTORS", "FAST", "GENERIC", "backend_of", "call", "executor", "fast_path", "kernel"]
+__all__ = ["EXECUTORS", "FAST", "GENERIC", "backend_of", "call", "executor", "fast_path", "import_backend", "kernel"]
 
 Kernel = Callable[..., Any]
 Executor = Callable[[Kernel, tuple[Any, ...], dict[str, Any], Any], Any]
@@ -80,13 +80,26 @@ def backend_of(xp: Any) -> str:
     return _NAMESPACE_NAMES.get(xp.__name__, xp.__name__)
 
 
-@functools.cache
+# (name, library) -> the implementations to try, in order. A plain dict rather than
+# functools.cache: torch.compile reads a dict (with a guard) but traces through a cache
+# wrapper into the import below, which it cannot trace (a graph break in every loss).
+_CHAINS: dict[tuple[str, str], tuple[Kernel, ...]] = {}
+
+
 def _chain(name: str, backend: str) -> tuple[Kernel, ...]:
+    chain = _CHAINS.get((name, backend))
+    if chain is None:
+        import_backend(backend)
+        fast = FAST.get((name, backend))
+        chain = _CHAINS[name, backend] = (fast, GENERIC[name]) if fast is not None else (GENERIC[name],)
+    return chain
+
+
+def import_backend(backend: str) -> None:
+    """Import the module holding ``backend``'s fast paths (registering them), if any."""
     module = _BACKEND_MODULES.get(backend)
-    if module is not None:
+    if module is not None and module not in sys.modules:
         importlib.import_module(module)
-    fast = FAST.get((name, backend))
-    return (fast, GENERIC[name]) if fast is not None else (GENERIC[name],)
 
 
 def _run_directly(implementation: Kernel, arrays: tuple[Any, ...], static: dict[str, Any],

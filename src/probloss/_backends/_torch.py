@@ -285,7 +285,7 @@ def binary_rows(x: Tensor, y: Tensor, n: int, want_grad: bool = True) -> tuple[T
     # no 1 - (1 - tiny), so a confident correct logit keeps its tiny gradient.
     q = e.div_(1 + e)
     positive = x >= 0
-    grad = torch.where(positive, one_minus_y.sub_(q), q.sub_(y))
+    grad = torch.where(positive, one_minus_y - q, q - y)
     return loss, grad.div_(n)
 
 
@@ -301,7 +301,7 @@ class BinaryCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        y, x, _ = inputs
+        _, x, _ = inputs
         ctx.label_grad = ctx.needs_input_grad[0]
         ctx.save_for_backward(output[1], x if ctx.label_grad else None)
         ctx.mark_non_differentiable(output[1])
@@ -343,12 +343,12 @@ class Poisson(torch.autograd.Function):
         if not want_grad:
             return loss, p.new_empty(0)
         # d/dp = (1 - t/(p + ε))/n, rounded once.
-        grad = t64.div_(shifted).neg_().add_(1).div_(p.shape[-1]).to(p.dtype)
+        grad = ((1 - t64 / shifted) / p.shape[-1]).to(p.dtype)
         return loss, grad
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        t, p, epsilon, _ = inputs
+        _, p, epsilon, _ = inputs
         ctx.epsilon = epsilon
         ctx.save_for_backward(output[1], p if ctx.needs_input_grad[0] else None)
         ctx.mark_non_differentiable(output[1])
@@ -361,7 +361,7 @@ class Poisson(torch.autograd.Function):
         grad_t = None
         if ctx.needs_input_grad[0]:  # d/dt = -log(p + ε)/n
             eps = torch.tensor(ctx.epsilon, dtype=p.dtype, device=p.device)
-            grad_t = torch.log(p.to(torch.float64) + eps.to(torch.float64)).mul_(-scale / p.shape[-1]).to(p.dtype)
+            grad_t = (torch.log(p.to(torch.float64) + eps.to(torch.float64)) * (-scale / p.shape[-1])).to(p.dtype)
         return grad_t, grad_p, None, None
 
 
@@ -373,16 +373,23 @@ def poisson(y_true: Tensor, y_pred: Tensor, *, axis: int, epsilon: float, xp: An
     return Poisson.apply(y, p, epsilon, _wants_grad(y_pred))[0]
 
 
+def _float32(value: float) -> float:
+    """``value`` rounded to float32 (to nearest, ties to even), in plain Python.
+
+    Plain arithmetic, so that torch.compile folds it (``tensor.item()`` would break the graph).
+    """
+    mantissa, exponent = math.frexp(value)
+    return math.ldexp(round(mantissa * 2.0**24), exponent - 24)
+
+
 def _clip_unit(x: Tensor, epsilon: float) -> Tensor:
-    """Keras's clip of a distribution to ``[ε, 1]``, the bounds rounded to ``x``'s dtype, in float64."""
-    low = float(torch.tensor(epsilon, dtype=x.dtype))
-    return torch.clamp(x, low, 1.0).to(torch.float64)
+    """Keras's clip of a float32 distribution to ``[ε, 1]`` (ε rounded to float32), in float64."""
+    return torch.clamp(x, _float32(epsilon), 1.0).to(torch.float64)
 
 
 def _inside(x: Tensor, epsilon: float) -> Tensor:
     """Where the clip to ``[ε, 1]`` passes gradients (bounds included, as ``torch.clamp``)."""
-    low = float(torch.tensor(epsilon, dtype=x.dtype))
-    return (x >= low) & (x <= 1.0)
+    return (x >= _float32(epsilon)) & (x <= 1.0)
 
 
 class KLDivergence(torch.autograd.Function):
@@ -420,7 +427,7 @@ class KLDivergence(torch.autograd.Function):
         grad_t = None
         if ctx.needs_input_grad[0]:  # d/dt = log(t/p) + 1 inside the clip range
             tc, pc = _clip_unit(t, ctx.epsilon), _clip_unit(p, ctx.epsilon)
-            grad_t = (torch.log1p((tc - pc) / pc) + 1).mul_(_inside(t, ctx.epsilon)).mul_(scale).to(t.dtype)
+            grad_t = ((torch.log1p((tc - pc) / pc) + 1) * _inside(t, ctx.epsilon) * scale).to(t.dtype)
         return grad_t, grad_p, None, None
 
 
