@@ -96,7 +96,8 @@ def test_kl_divergence_fast_path_equals_generic_kernel():
     np.testing.assert_allclose(fast, generic, rtol=2 * np.finfo(np.float32).eps, atol=0)
 
 
-@pytest.mark.parametrize(("name", "library"), sorted(k for k in _dispatch.FAST if k[0] not in _WITHOUT_AXIS and k[1] == "numpy"),
+@pytest.mark.parametrize(("name", "library"),
+                         sorted(k for k in _dispatch.FAST if k[0] not in _WITHOUT_AXIS and k[1] == "numpy"),
                          ids=lambda v: str(v))
 @pytest.mark.parametrize("axis", [-1, 0, 1])
 @pytest.mark.parametrize("from_logits", [True, False])

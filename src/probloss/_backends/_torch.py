@@ -133,6 +133,16 @@ def softmax_rows(x: Tensor, labels: Tensor, dense: bool,
     return loss, grad, maxima, log_rest
 
 
+def _scatter(x: Tensor, index: Tensor, values: Tensor, *, add: bool = False) -> Tensor:
+    """Write (or add) one value per row of ``x`` at column ``index``: in place, except under transforms.
+
+    ``vmap`` has batching rules for the out-of-place ``scatter`` only.
+    """
+    if _traced():
+        return x.scatter_add(1, index, values) if add else x.scatter(1, index, values)
+    return x.scatter_add_(1, index, values) if add else x.scatter_(1, index, values)
+
+
 def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
                    shifted: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`softmax_rows` of one chunk; ``shifted`` holds ``block`` in float64 and is overwritten."""
@@ -153,7 +163,7 @@ def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
         label_term = -torch.gather(shifted, 1, k)[:, 0]
         at_top = (k == top).to(torch.float64)
     e = shifted.exp_()
-    e.scatter_(1, top, 0.0)  # one maximal entry leaves the sum; ties stay in it as 1s
+    e = _scatter(e, top, torch.zeros_like(m, dtype=e.dtype))  # one maximal entry leaves the sum; ties stay in it as 1s
     rest = e.sum(dim=1, keepdim=True)
     rest = torch.where(torch.isfinite(m), rest, torch.full_like(rest, math.nan))
     log1p_rest = torch.log1p(rest)
@@ -165,13 +175,13 @@ def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
     if dense:
         e.sub_(labels)
     else:
-        e.scatter_add_(1, k, torch.full_like(at_top, -1.0))
+        e = _scatter(e, k, torch.full_like(at_top, -1.0), add=True)
     # At the maximum: (T - t_top) - T·S'/(1 + S') when the label holds most of the mass
     # there (no 1/(1 + S') - 1, which rounds a dominant class's tiny gradient to 0),
     # else T/(1 + S') - t_top.
     share = total * rest / (1 + rest)
     top_value = torch.where(2 * at_top >= total, (total - at_top) - share, total - share - at_top)
-    e.scatter_(1, top, top_value)
+    e = _scatter(e, top, top_value)
     return loss, e.to(block.dtype), m[:, 0], log1p_rest[:, 0]
 
 
