@@ -6,7 +6,9 @@ Examples:
     0.988
 """
 
-from . import losses
+import sys as _sys
+
+from . import _dispatch, losses
 from ._config import epsilon, fast_paths, get_num_threads, set_epsilon, set_num_threads, validation
 from ._functional import (
     binary_crossentropy,
@@ -73,3 +75,8 @@ __all__ = [
     "to_keras",
     "validation",
 ]
+
+if "torch" in _sys.modules:
+    # PyTorch is loaded already: register its fast paths now, so that a first call
+    # under torch.compile has nothing to import (an import is a graph break).
+    _dispatch.import_backend("torch")

@@ -6,12 +6,18 @@ PyTorch's thread settings do.
 Validation and fast paths live in :class:`contextvars.ContextVar` objects set by
 ``with`` blocks: a block changes them for the current thread or task only, and
 the previous value is restored on exit even when the block raises.
+
+The getters read the ContextVar only while some block is open (in any thread);
+otherwise they return the default from a plain module global. ``torch.compile``
+cannot trace ``ContextVar.get`` (a graph break in every loss), but it traces a
+global, so a compiled loss outside any block is one graph.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -39,6 +45,22 @@ _EPSILON = 1e-7
 _NUM_THREADS: int | None = None  # None: not set yet (PROBLOSS_NUM_THREADS, else the usable cores)
 _VALIDATION: ContextVar[str] = ContextVar("probloss_validation", default="raise")
 _FAST_PATHS: ContextVar[bool] = ContextVar("probloss_fast_paths", default=True)
+# Open `validation` / `fast_paths` blocks, over all threads (see the module docstring).
+_OPEN_VALIDATION_BLOCKS = 0
+_OPEN_FAST_PATH_BLOCKS = 0
+_BLOCKS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _counted(name: str) -> Iterator[None]:
+    """Count an open block in the module global ``name`` while it runs."""
+    with _BLOCKS_LOCK:
+        globals()[name] += 1
+    try:
+        yield
+    finally:
+        with _BLOCKS_LOCK:
+            globals()[name] -= 1
 
 
 def epsilon() -> float:
@@ -156,7 +178,7 @@ def check_validation_mode(mode: object) -> str:
 
 def validation_mode() -> str:
     """Return the data-validation mode in force: ``"raise"``, ``"warn"`` or ``"off"``."""
-    return _VALIDATION.get()
+    return _VALIDATION.get() if _OPEN_VALIDATION_BLOCKS else "raise"
 
 
 @contextlib.contextmanager
@@ -176,14 +198,15 @@ def validation(mode: ValidationMode) -> Iterator[None]:
     """
     token = _VALIDATION.set(check_validation_mode(mode))
     try:
-        yield
+        with _counted("_OPEN_VALIDATION_BLOCKS"):
+            yield
     finally:
         _VALIDATION.reset(token)
 
 
 def fast_paths_enabled() -> bool:
     """Return whether backend fast paths may replace the generic kernels."""
-    return _FAST_PATHS.get()
+    return _FAST_PATHS.get() if _OPEN_FAST_PATH_BLOCKS else True
 
 
 @contextlib.contextmanager
@@ -202,6 +225,7 @@ def fast_paths(enabled: bool) -> Iterator[None]:
     """
     token = _FAST_PATHS.set(bool(enabled))
     try:
-        yield
+        with _counted("_OPEN_FAST_PATH_BLOCKS"):
+            yield
     finally:
         _FAST_PATHS.reset(token)

@@ -24,8 +24,8 @@ its own blocking: compiled kernels).
 
 from __future__ import annotations
 
-import functools
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 from ._config import fast_paths_enabled
 
 __all__ = ["EXECUTORS", "FAST", "GENERIC", "Observed", "backend_of", "call", "call_observing", "executor", "fast_path",
-           "kernel"]
+           "import_backend", "kernel"]
 
 Kernel = Callable[..., Any]
 Executor = Callable[[Kernel, tuple[Any, ...], dict[str, Any], Any], Any]
@@ -46,6 +46,7 @@ EXECUTORS: dict[str, Executor] = {}
 # (so importing probloss never imports an optional array library).
 _BACKEND_MODULES: dict[str, str] = {
     "numpy": "probloss._backends._numpy",
+    "torch": "probloss._backends._torch",
 }
 
 _NAMESPACE_NAMES: dict[str, str] = {
@@ -107,13 +108,26 @@ def backend_of(xp: Any) -> str:
     return _NAMESPACE_NAMES.get(xp.__name__, xp.__name__)
 
 
-@functools.cache
+# (name, library) -> the implementations to try, in order. A plain dict rather than
+# functools.cache: torch.compile reads a dict (with a guard) but traces through a cache
+# wrapper into the import below, which it cannot trace (a graph break in every loss).
+_CHAINS: dict[tuple[str, str], tuple[Kernel, ...]] = {}
+
+
 def _chain(name: str, backend: str) -> tuple[Kernel, ...]:
+    chain = _CHAINS.get((name, backend))
+    if chain is None:
+        import_backend(backend)
+        fast = FAST.get((name, backend))
+        chain = _CHAINS[name, backend] = (fast, GENERIC[name]) if fast is not None else (GENERIC[name],)
+    return chain
+
+
+def import_backend(backend: str) -> None:
+    """Import the module holding ``backend``'s fast paths (registering them), if any."""
     module = _BACKEND_MODULES.get(backend)
-    if module is not None:
+    if module is not None and module not in sys.modules:
         importlib.import_module(module)
-    fast = FAST.get((name, backend))
-    return (fast, GENERIC[name]) if fast is not None else (GENERIC[name],)
 
 
 def _run_directly(implementation: Kernel, arrays: tuple[Any, ...], static: dict[str, Any],

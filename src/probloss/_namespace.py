@@ -7,7 +7,6 @@ when the caller's arrays already come from it.
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
@@ -128,7 +127,10 @@ def device_of(x: Any) -> Any:
 
 def static_size(x: Any) -> int:
     """Return the number of elements of ``x`` from its shape (no data is read)."""
-    return math.prod(int(d) for d in x.shape)
+    size = 1
+    for d in x.shape:  # a loop, not a generator: torch.compile traces it without a graph break
+        size *= int(d)
+    return size
 
 
 def jax_without_x64(xp: Any) -> bool:

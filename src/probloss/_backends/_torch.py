@@ -1,0 +1,449 @@
+"""PyTorch fast paths: few-pass forwards with analytic backwards (``torch.autograd.Function``).
+
+The generic kernels run op by op through ``array_api_compat.torch``: dozens of
+full-size passes forward, and as many again in autograd's backward through them.
+The paths here compute each loss with a handful of torch's own ops and return,
+from the forward pass, the gradient that the backward pass only scales by the
+incoming gradient (the approach of fused large-vocabulary cross-entropy
+kernels): softmax minus target, sigmoid minus target, the Poisson and KL
+derivatives. At most one tensor of the logits' size is kept for backward.
+
+Every path takes float32 inputs (float16 and bfloat16 arrive as float32: the
+public functions compute them so) on a device with float64; anything else
+declines (``NotImplemented``, a static decision) to the generic kernel, which
+stays the reference. Accuracy is that of the generic kernels (docs/accuracy.md):
+
+- softmax cross-entropy from logits (dense and sparse labels) is computed in
+  float64, a chunk of rows at a time: ``x - max`` of two float32 numbers is
+  exact in float64, so ``S'`` (the sum of ``exp(x - max)`` without one maximal
+  entry) and every gradient entry keep their last bits with no TwoSum, and the
+  label's entry of a dominant class is ``-S'/(1 + S')``, never ``p - 1``;
+- binary cross-entropy from logits is the generic float32 formula
+  ``log1p(e) + y·relu(-x) + (1-y)·relu(x)``, ``e = exp(-|x|)``, with the
+  gradient ``sigmoid(x) - y`` formed without ``1 - (1 - tiny)``;
+- Poisson and KL divergence are computed in float64 and rounded once.
+
+Gradients with respect to ``y_true`` (soft labels are differentiable in Keras)
+are returned where the labels require grad: ``-log_softmax`` (zero where the
+label is 0, as the generic kernel's zero-safe product), ``-x`` for binary
+cross-entropy, ``-log(p + ε)`` for Poisson and ``log(t/p) + 1`` inside the clip
+range for KL. Integer labels get none.
+
+Every function is pure torch (no NumPy), so the same code runs on CUDA, traces
+under ``torch.compile`` without a graph break, and runs under ``torch.func``
+transforms (``generate_vmap_rule``). Chunking is skipped while compiling (the
+compiler fuses the ops itself).
+
+CPU float32 inputs can instead be served by compiled one-pass kernels: see
+:data:`CPU_KERNELS`, filled by the compiled extension when it is present.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .._dispatch import fast_path
+
+Tensor = torch.Tensor
+
+# Elements of float64 temporaries per chunk of rows: large enough that torch's
+# per-op overhead is small, small enough to stay near the cache and to bound the
+# extra memory of a large batch.
+CHUNK_ELEMENTS = 1 << 17
+
+#: Compiled CPU implementations of the row computations, by name, each with the
+#: signature of the torch function it replaces (``softmax_rows``: ``(x, labels,
+#: dense) -> (loss float64 rows, grad float32, max, log1p(S'))``). They must be
+#: ``torch.library`` custom ops (opaque to ``torch.compile``) with a fake
+#: implementation. Empty unless the compiled extension registers them.
+CPU_KERNELS: dict[str, Callable[..., Any]] = {}
+
+
+def _native(*tensors: Tensor) -> bool:
+    """True for float32 tensors on a device with float64 (MPS has none: generic path)."""
+    first = tensors[-1]
+    return first.dtype == torch.float32 and first.device.type != "mps" and all(
+        t.dtype == torch.float32 for t in tensors if t.is_floating_point())
+
+
+def _traced() -> bool:
+    """True under ``torch.compile`` or a ``torch.func`` transform: one chunk, no writes into buffers.
+
+    The compiler fuses the ops itself, and ``vmap`` cannot copy a batched chunk
+    into an unbatched buffer.
+    """
+    return bool(torch.compiler.is_compiling()) or bool(torch._C._are_functorch_transforms_active())
+
+
+def _row_chunks(rows: int, columns: int) -> list[tuple[int, int]]:
+    """Return ``(start, stop)`` row ranges of about :data:`CHUNK_ELEMENTS` elements each."""
+    if rows * columns <= CHUNK_ELEMENTS or _traced():
+        return [(0, rows)]
+    step = max(1, CHUNK_ELEMENTS // max(columns, 1))
+    return [(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+def _to_rows(x: Tensor, axis: int) -> Tensor:
+    """Return ``x`` as a contiguous ``(rows, classes)`` tensor with ``axis`` last."""
+    return torch.movedim(x, axis, -1).reshape(-1, x.shape[axis]).contiguous()
+
+
+def _from_rows(values: Tensor, x: Tensor, axis: int) -> Tensor:
+    """Reshape per-row values to ``x``'s shape without ``axis``."""
+    return values.reshape(x.shape[:axis] + x.shape[axis + 1:])
+
+
+# ------------------------------------------------------------ softmax cross-entropy from logits
+
+
+def softmax_rows(x: Tensor, labels: Tensor, dense: bool,
+                 want_grad: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Softmax cross-entropy of float32 logit rows ``x`` ``(R, C)`` and its gradient.
+
+    ``labels``: ``(R, C)`` float32 targets (``dense``) or ``(R,)`` int64 class
+    indices in ``[0, C)``. Returns ``(loss, grad, m, log1p_rest)``: the float64
+    per-row loss ``sum(t·(m - x)) + T·log1p(S')`` (``T = sum(t)``), the float32
+    gradient ``T·softmax(x) - t`` with respect to ``x`` (empty unless
+    ``want_grad``), and the float32 row
+    maximum and float64 ``log1p(S')`` from which ``-log_softmax`` is rebuilt.
+    Rows without a finite maximum (+inf, NaN, all -inf) are NaN, as the generic
+    kernel's.
+    """
+    rows, classes = x.shape
+    chunks = _row_chunks(rows, classes)
+    if len(chunks) == 1:
+        return _softmax_chunk(x, labels, dense, want_grad, x.to(torch.float64))
+    # One float64 buffer for every chunk (a fresh allocation per chunk costs page faults).
+    buffer = torch.empty((chunks[0][1], classes), dtype=torch.float64, device=x.device)
+    loss = torch.empty(rows, dtype=torch.float64, device=x.device)
+    log_rest = torch.empty(rows, dtype=torch.float64, device=x.device)
+    maxima = torch.empty(rows, dtype=x.dtype, device=x.device)
+    grad = torch.empty_like(x) if want_grad else x.new_empty(0)
+    for start, stop in chunks:
+        block = x[start:stop]
+        shifted = buffer[:stop - start].copy_(block)
+        parts = _softmax_chunk(block, labels[start:stop], dense, want_grad, shifted)
+        loss[start:stop], chunk_grad, maxima[start:stop], log_rest[start:stop] = parts
+        if want_grad:
+            grad[start:stop] = chunk_grad
+    return loss, grad, maxima, log_rest
+
+
+def _scatter(x: Tensor, index: Tensor, values: Tensor, *, add: bool = False) -> Tensor:
+    """Write (or add) one value per row of ``x`` at column ``index``: in place, except under transforms.
+
+    ``vmap`` has batching rules for the out-of-place ``scatter`` only.
+    """
+    if _traced():
+        return x.scatter_add(1, index, values) if add else x.scatter(1, index, values)
+    return x.scatter_add_(1, index, values) if add else x.scatter_(1, index, values)
+
+
+def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
+                   shifted: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`softmax_rows` of one chunk; ``shifted`` holds ``block`` in float64 and is overwritten."""
+    m, top = torch.max(block, dim=1, keepdim=True)
+    shifted.sub_(m)  # exact: a difference of two float32 numbers fits in float64
+    if dense:
+        total = labels.sum(dim=1, keepdim=True, dtype=torch.float64)
+        # sum(t·(m - x)): a -inf logit's gap is huge but finite here, so a zero label
+        # times it is 0 (the generic kernel's zero-safe product) and a positive label's
+        # term still rounds to inf in float32.
+        gaps = torch.clamp(shifted, min=-torch.finfo(torch.float64).max)
+        label_term = -torch.linalg.vecdot(gaps, labels.to(torch.float64), dim=1)
+        del gaps
+        at_top = torch.gather(labels, 1, top).to(torch.float64)
+    else:
+        k = labels[:, None]
+        total = torch.ones_like(m, dtype=torch.float64)
+        label_term = -torch.gather(shifted, 1, k)[:, 0]
+        at_top = (k == top).to(torch.float64)
+    e = shifted.exp_()
+    e = _scatter(e, top, torch.zeros_like(m, dtype=e.dtype))  # one maximal entry leaves the sum; ties stay in it as 1s
+    rest = e.sum(dim=1, keepdim=True)
+    rest = torch.where(torch.isfinite(m), rest, torch.full_like(rest, math.nan))
+    log1p_rest = torch.log1p(rest)
+    loss = label_term + (total * log1p_rest)[:, 0]
+    if not want_grad:
+        return loss, block.new_empty(0), m[:, 0], log1p_rest[:, 0]
+    # T·p_i - t_i with p_i = e_i / (1 + S'); the maximum's entry is set below.
+    e.mul_(total / (1 + rest))
+    if dense:
+        e.sub_(labels)
+    else:
+        e = _scatter(e, k, torch.full_like(at_top, -1.0), add=True)
+    # At the maximum: (T - t_top) - T·S'/(1 + S') when the label holds most of the mass
+    # there (no 1/(1 + S') - 1, which rounds a dominant class's tiny gradient to 0),
+    # else T/(1 + S') - t_top.
+    share = total * rest / (1 + rest)
+    top_value = torch.where(2 * at_top >= total, (total - at_top) - share, total - share - at_top)
+    e = _scatter(e, top, top_value)
+    return loss, e.to(block.dtype), m[:, 0], log1p_rest[:, 0]
+
+
+def _softmax_compute(x: Tensor, labels: Tensor, dense: bool,
+                     want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    kernel = CPU_KERNELS.get("softmax_rows")
+    if kernel is not None and x.device.type == "cpu":
+        return kernel(x, labels, dense, want_grad)
+    return softmax_rows(x, labels, dense, want_grad)
+
+
+class SoftmaxCrossEntropy(torch.autograd.Function):
+    """Per-row softmax cross-entropy of ``(R, C)`` float32 logits; dense or sparse labels."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(labels: Tensor, x: Tensor, dense: bool, want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        loss, grad, maxima, log_rest = _softmax_compute(x, labels, dense, want_grad)
+        return loss.to(x.dtype), grad, maxima, log_rest
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        labels, x, dense, _ = inputs
+        _, grad, maxima, log_rest = output
+        ctx.dense = dense
+        ctx.label_grad = dense and ctx.needs_input_grad[0]
+        if ctx.label_grad:  # x is the caller's tensor: keeping it costs no memory
+            ctx.save_for_backward(grad, labels, x, maxima, log_rest)
+        else:
+            ctx.save_for_backward(grad)
+        ctx.mark_non_differentiable(grad, maxima, log_rest)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | None, Tensor | None, None, None]:
+        grad = ctx.saved_tensors[0]
+        grad_x = grad * grad_loss[:, None] if ctx.needs_input_grad[1] else None
+        grad_labels = None
+        if ctx.label_grad:
+            _, labels, x, maxima, log_rest = ctx.saved_tensors
+            # d/dt_i = -log_softmax(x)_i = (m - x_i) + log1p(S'), 0 where t_i = 0.
+            nll = (maxima[:, None].to(torch.float64) - x) + log_rest[:, None]
+            nll = torch.where(labels == 0, torch.zeros_like(nll), nll)
+            grad_labels = (nll * grad_loss[:, None]).to(x.dtype)
+        return grad_labels, grad_x, None, None
+
+
+def _wants_grad(*tensors: Tensor) -> bool:
+    """Whether autograd will ask for a gradient (decided when the graph is built)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool) -> Tensor:
+    rows_x = _to_rows(x, axis)
+    rows_labels = _to_rows(labels, axis) if dense else labels.reshape(-1)
+    loss = SoftmaxCrossEntropy.apply(rows_labels, rows_x, dense, _wants_grad(x))[0]
+    return _from_rows(loss, x, axis)
+
+
+def _invalid_to_nan(loss: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    valid = (labels >= 0) & (labels < num_classes)
+    return torch.where(valid, loss, torch.full_like(loss, math.nan))
+
+
+@fast_path("categorical_crossentropy", backend="torch")
+def categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int,
+                             epsilon: float, xp: Any) -> Any:
+    if not from_logits or not _native(y_true, y_pred) or y_pred.numel() == 0:
+        return NotImplemented
+    return _softmax_cross_entropy(y_true, y_pred, axis, dense=True)
+
+
+@fast_path("sparse_categorical_crossentropy", backend="torch")
+def sparse_categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int,
+                                    epsilon: float, xp: Any) -> Any:
+    if not from_logits or not _native(y_pred) or y_pred.numel() == 0:
+        return NotImplemented
+    num_classes = y_pred.shape[axis]
+    # Clamped so that an invalid label can be gathered; it is marked NaN below.
+    index = torch.clamp(y_true, 0, num_classes - 1).to(torch.int64)
+    loss = _softmax_cross_entropy(index, y_pred, axis, dense=False)
+    return _invalid_to_nan(loss, y_true, num_classes)
+
+
+# ------------------------------------------------------------ binary cross-entropy from logits
+
+
+def _zero_safe(product: Tensor) -> Tensor:
+    """Read the NaN of ``0 * inf`` in ``product`` as 0 (a zero weight ignores an infinite term).
+
+    A NaN input is NaN in the other terms of the loss as well, so it still
+    reaches the result.
+    """
+    return torch.nan_to_num_(product, nan=0.0, posinf=math.inf, neginf=-math.inf)
+
+
+def binary_rows(x: Tensor, y: Tensor, n: int, want_grad: bool = True) -> tuple[Tensor, Tensor]:
+    """Return the per-element binary cross-entropy of logits ``x`` and ``(sigmoid(x) - y)/n``.
+
+    The gradient is empty unless ``want_grad``.
+    """
+    e = torch.abs(x).neg_().exp_()  # exp(-|x|)
+    loss = torch.log1p(e)
+    # y·relu(-x) + (1-y)·relu(x): non-negative terms, as the generic kernel.
+    one_minus_y = 1 - y
+    loss.add_(_zero_safe(one_minus_y * torch.clamp(x, min=0)))
+    loss.sub_(_zero_safe(y * torch.clamp(x, max=0)))
+    if not want_grad:
+        return loss, x.new_empty(0)
+    # sigmoid(x) - y = (1 - y) - q for x >= 0 and q - y below, q = e/(1+e) = sigmoid(-|x|):
+    # no 1 - (1 - tiny), so a confident correct logit keeps its tiny gradient.
+    q = e.div_(1 + e)
+    positive = x >= 0
+    grad = torch.where(positive, one_minus_y - q, q - y)
+    return loss, grad.div_(n)
+
+
+class BinaryCrossEntropy(torch.autograd.Function):
+    """Mean over the last axis of the binary cross-entropy of float32 logits."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(y: Tensor, x: Tensor, want_grad: bool) -> tuple[Tensor, Tensor]:
+        per_element, grad = binary_rows(x, y, x.shape[-1], want_grad)
+        return per_element.mean(dim=-1), grad
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        _, x, _ = inputs
+        ctx.label_grad = ctx.needs_input_grad[0]
+        ctx.save_for_backward(output[1], x if ctx.label_grad else None)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, _: Any) -> tuple[Tensor | None, Tensor | None, None]:
+        grad, x = ctx.saved_tensors
+        scale = grad_loss[..., None]
+        grad_x = grad * scale if ctx.needs_input_grad[1] else None
+        # d/dy of y·relu(-x) + (1-y)·relu(x) = -x, per element of the mean.
+        grad_y = x * (-scale / x.shape[-1]) if ctx.label_grad else None
+        return grad_y, grad_x, None
+
+
+@fast_path("binary_crossentropy", backend="torch")
+def binary_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int, epsilon: float,
+                        xp: Any) -> Any:
+    if not from_logits or not _native(y_true, y_pred) or y_pred.numel() == 0:
+        return NotImplemented
+    y, x = torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1)
+    return BinaryCrossEntropy.apply(y, x, _wants_grad(y_pred))[0]
+
+
+# ------------------------------------------------------------ Poisson and KL divergence
+
+
+class Poisson(torch.autograd.Function):
+    """``mean(p - t·log(p + ε))`` over the last axis, in float64, rounded once."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(t: Tensor, p: Tensor, epsilon: float, want_grad: bool) -> tuple[Tensor, Tensor]:
+        eps = torch.tensor(epsilon, dtype=p.dtype, device=p.device).to(torch.float64)  # ε in p's dtype
+        p64 = p.to(torch.float64)
+        shifted = p64 + eps
+        t64 = t.to(torch.float64)
+        loss = (p64 - t64 * torch.log(shifted)).mean(dim=-1).to(p.dtype)
+        if not want_grad:
+            return loss, p.new_empty(0)
+        # d/dp = (1 - t/(p + ε))/n, rounded once.
+        grad = ((1 - t64 / shifted) / p.shape[-1]).to(p.dtype)
+        return loss, grad
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        _, p, epsilon, _ = inputs
+        ctx.epsilon = epsilon
+        ctx.save_for_backward(output[1], p if ctx.needs_input_grad[0] else None)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, _: Any) -> tuple[Tensor | None, Tensor | None, None, None]:
+        grad, p = ctx.saved_tensors
+        scale = grad_loss[..., None]
+        grad_p = grad * scale if ctx.needs_input_grad[1] else None
+        grad_t = None
+        if ctx.needs_input_grad[0]:  # d/dt = -log(p + ε)/n
+            eps = torch.tensor(ctx.epsilon, dtype=p.dtype, device=p.device)
+            grad_t = (torch.log(p.to(torch.float64) + eps.to(torch.float64)) * (-scale / p.shape[-1])).to(p.dtype)
+        return grad_t, grad_p, None, None
+
+
+@fast_path("poisson", backend="torch")
+def poisson(y_true: Tensor, y_pred: Tensor, *, axis: int, epsilon: float, xp: Any) -> Any:
+    if not _native(y_true, y_pred) or y_pred.numel() == 0:
+        return NotImplemented
+    y, p = torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1)
+    return Poisson.apply(y, p, epsilon, _wants_grad(y_pred))[0]
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to float32 (to nearest, ties to even), in plain Python.
+
+    Plain arithmetic, so that torch.compile folds it (``tensor.item()`` would break the graph).
+    """
+    mantissa, exponent = math.frexp(value)
+    return math.ldexp(round(mantissa * 2.0**24), exponent - 24)
+
+
+def _clip_unit(x: Tensor, epsilon: float) -> Tensor:
+    """Keras's clip of a float32 distribution to ``[ε, 1]`` (ε rounded to float32), in float64."""
+    return torch.clamp(x, _float32(epsilon), 1.0).to(torch.float64)
+
+
+def _inside(x: Tensor, epsilon: float) -> Tensor:
+    """Where the clip to ``[ε, 1]`` passes gradients (bounds included, as ``torch.clamp``)."""
+    return (x >= _float32(epsilon)) & (x <= 1.0)
+
+
+class KLDivergence(torch.autograd.Function):
+    """``sum(t·log(t/p))`` over the last axis of ``t, p`` clipped to ``[ε, 1]``, in float64."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(t: Tensor, p: Tensor, epsilon: float, want_grad: bool) -> tuple[Tensor, Tensor]:
+        tc, pc = _clip_unit(t, epsilon), _clip_unit(p, epsilon)
+        # log(t/p) = log1p((t - p)/p): t - p of float32 numbers is exact in float64, so
+        # near t = p, where the terms of both signs cancel in the sum, each keeps ~2⁻⁵²
+        # of its own size (log of the rounded ratio would be off by 2⁻⁵³ absolute).
+        ratio = (tc - pc).div_(pc)  # t/p - 1
+        loss = (tc * torch.log1p(ratio)).sum(dim=-1).to(p.dtype)
+        if not want_grad:
+            return loss, p.new_empty(0)
+        # d/dp = -t/p inside the clip range.
+        grad = ratio.add_(1).mul_(_inside(p, epsilon)).neg_().to(p.dtype)
+        return loss, grad
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        t, p, epsilon, _ = inputs
+        ctx.epsilon = epsilon
+        label_grad = ctx.needs_input_grad[0]
+        ctx.save_for_backward(output[1], t if label_grad else None, p if label_grad else None)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, _: Any) -> tuple[Tensor | None, Tensor | None, None, None]:
+        grad, t, p = ctx.saved_tensors
+        scale = grad_loss[..., None]
+        grad_p = grad * scale if ctx.needs_input_grad[1] else None
+        grad_t = None
+        if ctx.needs_input_grad[0]:  # d/dt = log(t/p) + 1 inside the clip range
+            tc, pc = _clip_unit(t, ctx.epsilon), _clip_unit(p, ctx.epsilon)
+            grad_t = ((torch.log1p((tc - pc) / pc) + 1) * _inside(t, ctx.epsilon) * scale).to(t.dtype)
+        return grad_t, grad_p, None, None
+
+
+@fast_path("kl_divergence", backend="torch")
+def kl_divergence(y_true: Tensor, y_pred: Tensor, *, axis: int, epsilon: float, xp: Any) -> Any:
+    if not _native(y_true, y_pred) or y_pred.numel() == 0:
+        return NotImplemented
+    y, p = torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1)
+    return KLDivergence.apply(y, p, epsilon, _wants_grad(y_pred))[0]

@@ -1,0 +1,353 @@
+"""PyTorch fast paths (probloss._backends._torch) against the generic kernel.
+
+Every fast path on torch tensors is an autograd.Function with an analytic
+backward; the generic array-API kernel, differentiated by autograd, is the
+reference (``probloss.fast_paths(False)``). Values and gradients (with respect
+to the predictions and to soft labels) are compared for every option, for
+non-finite inputs, ties, float16/bfloat16 and the Loss classes' reductions and
+sample weights; torch.compile must trace each loss as one graph, and
+torch.func.grad / vmap must give autograd's gradients.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import probloss  # noqa: E402
+from probloss import _dispatch  # noqa: E402
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _run(fn: Callable[..., Any], y_true: Any, y_pred: Any, *, fast: bool, label_grad: bool = False,
+         **kwargs: Any) -> tuple[Any, Any, Any]:
+    """Return ``(values, d sum(values)/d y_pred, d/d y_true)`` with the fast paths on or off."""
+    yt = y_true.detach().clone().requires_grad_(label_grad)
+    yp = y_pred.detach().clone().requires_grad_(True)
+    with probloss.fast_paths(fast):
+        values = fn(yt, yp, validate="off", **kwargs)
+    # A fixed, uneven upstream gradient, so that backward's scaling is checked too.
+    upstream = torch.linspace(0.5, 1.5, values.numel()).reshape(values.shape).to(values.dtype)
+    (values * upstream).sum().backward()
+    return values.detach(), yp.grad, yt.grad if label_grad else None
+
+
+def _close(got: Any, want: Any, *, rtol: float, what: str) -> None:
+    got64, want64 = got.double().numpy(), want.double().numpy()
+    # Entries far below the largest are compared to it: a softmax gradient's tiny
+    # entries are sums of terms of both signs in the generic kernel's float32 autodiff.
+    finite = np.abs(want64[np.isfinite(want64)])
+    atol = rtol * float(finite.max(initial=0.0))
+    np.testing.assert_allclose(got64, want64, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
+
+
+def _compare(fn: Callable[..., Any], y_true: Any, y_pred: Any, *, label_grad: bool = False,
+             rtol: float = 8 * EPS32, **kwargs: Any) -> None:
+    fast = _run(fn, y_true, y_pred, fast=True, label_grad=label_grad, **kwargs)
+    generic = _run(fn, y_true, y_pred, fast=False, label_grad=label_grad, **kwargs)
+    assert fast[0].dtype == generic[0].dtype
+    assert fast[0].shape == generic[0].shape
+    _close(fast[0], generic[0], rtol=rtol, what="values")
+    _close(fast[1], generic[1], rtol=rtol, what="gradient w.r.t. y_pred")
+    if label_grad:
+        _close(fast[2], generic[2], rtol=rtol, what="gradient w.r.t. y_true")
+
+
+def _gen(seed: int) -> Any:
+    return torch.Generator().manual_seed(seed)
+
+
+def _logits(shape: tuple[int, ...], seed: int, scale: float = 4.0) -> Any:
+    return torch.randn(shape, generator=_gen(seed)) * scale
+
+
+def _distribution(shape: tuple[int, ...], axis: int, seed: int) -> Any:
+    return torch.softmax(torch.randn(shape, generator=_gen(seed)) * 2, dim=axis)
+
+
+def test_every_torch_fast_path_is_tested_here():
+    _dispatch.import_backend("torch")
+    tested = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "poisson",
+              "kl_divergence"}
+    assert {name for name, library in _dispatch.FAST if library == "torch"} == tested
+
+
+def test_calls_go_through_the_fast_path(monkeypatch):
+    from probloss._backends import _torch
+
+    calls = []
+    original = _torch.SoftmaxCrossEntropy.apply
+    monkeypatch.setattr(_torch.SoftmaxCrossEntropy, "apply", lambda *a: calls.append(1) or original(*a))
+    probloss.sparse_categorical_crossentropy(torch.tensor([1]), torch.tensor([[0.5, 2.0]]), from_logits=True)
+    assert calls == [1]
+    with probloss.fast_paths(False):
+        probloss.sparse_categorical_crossentropy(torch.tensor([1]), torch.tensor([[0.5, 2.0]]), from_logits=True)
+    assert calls == [1]
+
+
+# ------------------------------------------------------------------ softmax cross-entropy
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+@pytest.mark.parametrize("shape", [(6, 5, 7), (40, 3, 300)])
+def test_sparse_softmax_parity(axis, shape):
+    logits = _logits(shape, 1)
+    label_shape = tuple(d for i, d in enumerate(shape) if i != axis % len(shape))
+    labels = torch.randint(0, shape[axis], label_shape, generator=_gen(2))
+    _compare(probloss.sparse_categorical_crossentropy, labels, logits, from_logits=True, axis=axis)
+
+
+def test_sparse_softmax_parity_over_several_chunks(monkeypatch):
+    from probloss._backends import _torch
+
+    monkeypatch.setattr(_torch, "CHUNK_ELEMENTS", 64)  # rows of 30 classes: 2 rows a chunk, 29 chunks
+    logits = _logits((57, 30), 3, scale=10.0)
+    labels = torch.randint(0, 30, (57,), generator=_gen(4))
+    _compare(probloss.sparse_categorical_crossentropy, labels, logits, from_logits=True)
+    dense = _distribution((57, 30), -1, 5)
+    _compare(probloss.categorical_crossentropy, dense, logits, from_logits=True, label_grad=True)
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_dense_softmax_parity_soft_labels_differentiable(axis, label_smoothing):
+    logits = _logits((6, 5, 7), 6)
+    labels = _distribution((6, 5, 7), axis, 7)
+    _compare(probloss.categorical_crossentropy, labels, logits, from_logits=True, axis=axis,
+             label_smoothing=label_smoothing, label_grad=True)
+
+
+def test_dense_softmax_one_hot_labels_with_zeros():
+    logits = _logits((50, 9), 8)
+    labels = torch.nn.functional.one_hot(torch.randint(0, 9, (50,), generator=_gen(9)), 9).float()
+    _compare(probloss.categorical_crossentropy, labels, logits, from_logits=True, label_grad=True)
+
+
+def test_softmax_dominant_label_keeps_its_tiny_gradient():
+    # The label is the maximum by 30..90: loss and gradient ~1e-13..1e-39, not rounded to 0.
+    gaps = torch.linspace(30.0, 90.0, 13)
+    logits = torch.stack([torch.zeros(13), -gaps, -gaps - 1.0], dim=1)
+    labels = torch.zeros(13, dtype=torch.int64)
+    values, grad, _ = _run(probloss.sparse_categorical_crossentropy, labels, logits, fast=True, from_logits=True)
+    rest = torch.exp(-gaps.double()) + torch.exp(-gaps.double() - 1)
+    upstream = torch.linspace(0.5, 1.5, 13).double()
+    exact_value = torch.log1p(rest)
+    exact_grad = -rest / (1 + rest) * upstream
+    normal = exact_value > torch.finfo(torch.float32).tiny
+    _close(values[normal], exact_value[normal].float(), rtol=4 * EPS32, what="dominant loss")
+    _close(grad[normal, 0], exact_grad[normal].float(), rtol=4 * EPS32, what="dominant label gradient")
+    assert (grad[normal, 0] < 0).all()
+
+
+def test_softmax_ties_give_softmax_minus_onehot():
+    logits = torch.tensor([[2.0, 2.0, 0.0, -1.0], [2.0, 2.0, 0.0, -1.0], [0.5, 3.0, 3.0, 3.0], [1.0, 1.0, 1.0, 1.0]])
+    labels = torch.tensor([0, 3, 2, 1])
+    _compare(probloss.sparse_categorical_crossentropy, labels, logits, from_logits=True)
+    _compare(probloss.categorical_crossentropy, torch.eye(4)[labels], logits, from_logits=True, label_grad=True)
+
+
+@pytest.mark.parametrize("name", ["sparse", "dense"])
+def test_softmax_non_finite_logits(name):
+    """-inf logits (masked classes), a zero label on one, rows with no softmax (+inf, NaN, all -inf)."""
+    inf, nan = float("inf"), float("nan")
+    logits = torch.tensor([[2.0, -inf, 0.5, 1.0], [-inf, -inf, -inf, -inf], [inf, 0.0, 1.0, 2.0],
+                           [nan, 0.0, 1.0, 2.0], [3.0, 3.0, -1.0, -inf], [1.0, 2.0, 3.0, 4.0], [0.0, -inf, 1.0, 2.0]])
+    labels = torch.tensor([0, 0, 1, 2, 1, 1, 1])
+    if name == "sparse":
+        fn = probloss.sparse_categorical_crossentropy
+    else:
+        fn, labels = probloss.categorical_crossentropy, torch.eye(4)[labels]
+    fast = _run(fn, labels, logits, fast=True, from_logits=True)
+    generic = _run(fn, labels, logits, fast=False, from_logits=True)
+    _close(fast[0], generic[0], rtol=4 * EPS32, what="values")
+    assert torch.isnan(fast[0][1:4]).all()
+    assert torch.isfinite(fast[0][[0, 4, 5]]).all()
+    assert fast[0][6] == float("inf")  # the label on a -inf logit
+    finite_rows = [0, 4, 5]  # the gradient where the loss is finite
+    _close(fast[1][finite_rows], generic[1][finite_rows], rtol=8 * EPS32, what="gradient")
+
+
+def test_sparse_invalid_labels_and_ignore_class():
+    logits = _logits((12, 6), 10)
+    labels = torch.randint(0, 6, (12,), generator=_gen(11))
+    labels[[2, 7]] = 4
+    _compare(probloss.sparse_categorical_crossentropy, labels, logits, from_logits=True, ignore_class=4)
+    bad = labels.clone()
+    bad[[1, 5]] = torch.tensor([-1, 6])
+    values, _, _ = _run(probloss.sparse_categorical_crossentropy, bad, logits, fast=True, from_logits=True)
+    assert torch.isnan(values[[1, 5]]).all()
+    assert torch.isfinite(values[[0, 2, 3, 4]]).all()
+
+
+# ------------------------------------------------------------------ binary, Poisson, KL
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_binary_from_logits_parity(axis, label_smoothing):
+    logits = _logits((30, 9), 12, scale=8.0)
+    labels = (torch.rand((30, 9), generator=_gen(13)) < 0.5).float()
+    _compare(probloss.binary_crossentropy, labels, logits, from_logits=True, axis=axis,
+             label_smoothing=label_smoothing)
+
+
+def test_binary_soft_labels_gradient_is_minus_x():
+    # Soft labels strictly inside (0, 1): there the generic kernel's zero-safe products are
+    # plain products and autograd gives d/dy = -x/n, as the fast path. (At y = 0 or 1 the
+    # generic kernel's autograd drops one of the two terms; the fast path keeps -x/n.)
+    logits = _logits((20, 7), 14, scale=6.0)
+    labels = torch.rand((20, 7), generator=_gen(15)) * 0.98 + 0.01
+    _compare(probloss.binary_crossentropy, labels, logits, from_logits=True, label_grad=True)
+    _, _, label_grad = _run(probloss.binary_crossentropy, torch.ones(20, 7), logits, fast=True, from_logits=True,
+                            label_grad=True)
+    upstream = torch.linspace(0.5, 1.5, 20)[:, None]
+    _close(label_grad, -logits * upstream / 7, rtol=2 * EPS32, what="d/dy at y = 1")
+
+
+def test_binary_non_finite_logits():
+    inf, nan = float("inf"), float("nan")
+    logits = torch.tensor([[inf, -inf, 60.0, -60.0, 0.0], [nan, 1.0, 2.0, 3.0, 4.0], [inf, inf, -inf, 1.0, 2.0]])
+    labels = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0, 0.5]])
+    fast = _run(probloss.binary_crossentropy, labels, logits, fast=True, from_logits=True)
+    generic = _run(probloss.binary_crossentropy, labels, logits, fast=False, from_logits=True)
+    _close(fast[0], generic[0], rtol=4 * EPS32, what="values")
+    assert torch.isfinite(fast[0][0])
+    assert torch.isnan(fast[0][1])
+    assert fast[0][2] == inf
+    _close(fast[1][0], generic[1][0], rtol=4 * EPS32, what="gradient, confident infinite logits")
+
+
+@pytest.mark.parametrize("label_grad", [False, True])
+def test_poisson_parity(label_grad):
+    rates = torch.rand((25, 8), generator=_gen(16)) * 3
+    rates[0, :2] = 0.0  # p + epsilon
+    counts = torch.poisson(torch.rand((25, 8), generator=_gen(17)) * 3, generator=_gen(18))
+    _compare(probloss.poisson, counts, rates, label_grad=label_grad)
+
+
+def test_kl_divergence_parity():
+    t = _distribution((30, 12), -1, 19)
+    p = _distribution((30, 12), -1, 20)
+    p[0] = t[0]  # KL 0: terms of both signs cancel
+    t[1, :3] = torch.tensor([0.0, 0.0, 0.0])  # clipped to epsilon
+    _compare(probloss.kl_divergence, t, p, label_grad=True, rtol=16 * EPS32)
+
+
+# ------------------------------------------------------------------ dtypes, Loss classes
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_computed_in_float32(dtype):
+    logits = _logits((16, 10), 21).to(dtype)
+    labels = torch.randint(0, 10, (16,), generator=_gen(22))
+    fast = _run(probloss.sparse_categorical_crossentropy, labels, logits, fast=True, from_logits=True)
+    generic = _run(probloss.sparse_categorical_crossentropy, labels, logits, fast=False, from_logits=True)
+    assert fast[0].dtype == dtype
+    assert fast[1].dtype == dtype
+    assert torch.equal(fast[0], generic[0])  # both round the same float32 value once
+    _close(fast[1].float(), generic[1].float(), rtol=float(torch.finfo(dtype).eps), what="gradient")
+    binary = _logits((16, 10), 23).to(dtype)
+    targets = (torch.rand((16, 10), generator=_gen(24)) < 0.5).to(dtype)
+    fast = _run(probloss.binary_crossentropy, targets, binary, fast=True, from_logits=True)
+    generic = _run(probloss.binary_crossentropy, targets, binary, fast=False, from_logits=True)
+    assert torch.equal(fast[0], generic[0])
+
+
+_CLASSES = [
+    (probloss.SparseCategoricalCrossentropy, {"from_logits": True}, "sparse"),
+    (probloss.SparseCategoricalCrossentropy, {"from_logits": True, "ignore_class": 2}, "sparse"),
+    (probloss.CategoricalCrossentropy, {"from_logits": True, "label_smoothing": 0.1}, "dense"),
+    (probloss.BinaryCrossentropy, {"from_logits": True}, "binary"),
+    (probloss.Poisson, {}, "counts"),
+    (probloss.KLDivergence, {}, "dense"),
+]
+
+
+@pytest.mark.parametrize(("cls", "options", "kind"), _CLASSES, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight", "none"])
+def test_loss_classes_reductions_and_sample_weights(cls, options, kind, reduction):
+    logits = _logits((8, 6), 25)
+    y_pred = {"counts": logits.abs(), "dense": torch.softmax(logits, -1)}.get(kind, logits)
+    y_pred = logits if kind == "dense" and options.get("from_logits") else y_pred
+    y_true = {"sparse": torch.randint(0, 6, (8,), generator=_gen(26)),
+              "dense": _distribution((8, 6), -1, 27),
+              "binary": (torch.rand((8, 6), generator=_gen(28)) < 0.5).float(),
+              "counts": torch.poisson(torch.ones(8, 6) * 2, generator=_gen(29))}[kind]
+    weight = torch.rand(8, generator=_gen(30))
+    loss = cls(reduction=reduction, **options)
+    grads = []
+    for fast in (True, False):
+        x = y_pred.detach().clone().requires_grad_()
+        with probloss.fast_paths(fast):
+            value = loss(y_true, x, sample_weight=weight)
+        value.sum().backward()
+        grads.append((value.detach(), x.grad))
+    _close(grads[0][0], grads[1][0], rtol=8 * EPS32, what="reduced value")
+    _close(grads[0][1], grads[1][1], rtol=8 * EPS32, what="gradient")
+
+
+# ------------------------------------------------------------------ torch.compile, torch.func
+
+_FAMILIES = {
+    "sparse": lambda y, x: probloss.sparse_categorical_crossentropy(y["sparse"], x, from_logits=True),
+    "dense": lambda y, x: probloss.categorical_crossentropy(y["dense"], x, from_logits=True),
+    "binary": lambda y, x: probloss.binary_crossentropy(y["binary"], x, from_logits=True),
+    "poisson": lambda y, x: probloss.poisson(y["binary"] * 3, x.abs()),
+    "kl": lambda y, x: probloss.kl_divergence(y["dense"], torch.softmax(x, -1)),
+    "class": lambda y, x: probloss.SparseCategoricalCrossentropy(from_logits=True)(y["sparse"], x),
+}
+
+
+def _family_inputs() -> tuple[dict[str, Any], Any]:
+    x = _logits((6, 10), 31)
+    labels = {"sparse": torch.randint(0, 10, (6,), generator=_gen(32)), "dense": _distribution((6, 10), -1, 33),
+              "binary": torch.rand((6, 10), generator=_gen(34))}
+    return labels, x
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_torch_compile_traces_one_graph(family):
+    import torch._dynamo
+
+    labels, x = _family_inputs()
+
+    def f(v: Any) -> Any:
+        return _FAMILIES[family](labels, v).mean()
+
+    torch._dynamo.reset()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            explanation = torch._dynamo.explain(f)(x)
+            compiled = torch.compile(f, backend="eager")(x)
+    finally:
+        torch._dynamo.reset()
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+    torch.testing.assert_close(compiled, f(x), rtol=4 * EPS32, atol=0)
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_torch_func_grad_and_vmap(family):
+    labels, x = _family_inputs()
+
+    def f(v: Any) -> Any:
+        return _FAMILIES[family](labels, v).sum()
+
+    v = x.clone().requires_grad_()
+    f(v).backward()
+    grad = torch.func.grad(f)(x)
+    torch.testing.assert_close(grad, v.grad, rtol=0, atol=0)
+    batch = torch.stack([x, 2 * x, -x])
+    per_sample = torch.func.vmap(torch.func.grad(f))(batch)
+    for i in range(3):
+        torch.testing.assert_close(per_sample[i], torch.func.grad(f)(batch[i]), rtol=4 * EPS32, atol=1e-12)
+    values = torch.func.vmap(f)(batch)
+    torch.testing.assert_close(values, torch.stack([f(b) for b in batch]), rtol=4 * EPS32, atol=0)
