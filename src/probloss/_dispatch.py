@@ -35,6 +35,7 @@ EXECUTORS: dict[str, Executor] = {}
 # (so importing probloss never imports an optional array library).
 _BACKEND_MODULES: dict[str, str] = {
     "numpy": "probloss._backends._numpy",
+    "jax": "probloss._backends._jax",
 }
 
 _NAMESPACE_NAMES: dict[str, str] = {
