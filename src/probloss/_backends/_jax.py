@@ -76,48 +76,66 @@ def _zero_safe(weight: Array, value: Array) -> Array:
 class _Softmax(NamedTuple):
     """One row-wise softmax, kept in the pieces the accurate formulas need."""
 
-    top: Array  # bool: the first maximal entry of each row
+    top: Array  # bool: the row's first maximal entry
     m: Array  # the row maximum (0 where the row has no softmax), keepdims
-    e: Array  # exp(x - m), TwoSum-corrected; exactly 1 at the top
-    rest: Array  # S' = sum of e without the top, keepdims; NaN where the row has no softmax
+    e: Array  # exp(x - m), TwoSum-corrected, with 0 at `top` (tied maxima keep their exact 1)
+    rest: Array  # S' = sum(e), keepdims; NaN where the row has no softmax
+
+
+def _two_difference_exp(x: Array, m: Array) -> tuple[Array, Array]:
+    """Return ``(x - m, exp(x - m)·(1 + err))`` with ``err`` the exact rounding error (TwoSum).
+
+    ``exp(d + err) = exp(d)·(1 + err)`` to first order: the error of ``x - m`` (up to
+    ``|x - m|/2`` ulps) does not reach the exponential. ``err`` is NaN where ``d`` is
+    infinite (a -inf entry, or ``x - m`` overflowing), where ``exp(d)`` needs no
+    correction. It carries no derivative (it is 0 in exact arithmetic), so
+    higher-order autodiff skips it.
+    """
+    d = x - m
+    a_part = d + m
+    b_part = d - a_part
+    err = (x - a_part) - (m + b_part)
+    err = lax.stop_gradient(jnp.where(jnp.isnan(err), jnp.zeros_like(err), err))
+    return d, jnp.exp(d) * (1 + err)
 
 
 def _softmax(x: Array, axis: int) -> _Softmax:
-    """The generic ``neg_log_softmax``'s pieces, with the top excluded by index.
+    """The generic ``neg_log_softmax``'s pieces, in as few full-size passes as XLA allows.
 
-    ``S'`` sums ``exp(x - m)·(1 + err)`` over all entries but the first maximal
-    one (``err`` the exact rounding error of ``x - m``, TwoSum); tied maxima
-    contribute their exact 1 each. A row whose maximum is not finite has no
-    softmax: ``S'`` is NaN. The correction carries no derivative (it is 0 in
-    exact arithmetic): higher-order autodiff of the gradient skips it.
+    ``S'`` sums ``exp(x - m)·(1 + err)`` over every entry but the first maximal one
+    (tied maxima add their exact 1 each). A row whose maximum is not finite (+inf,
+    NaN) has no softmax: ``S'`` is NaN.
+
+    Shaped for XLA on CPU, whose reductions read a materialized array and cannot
+    fuse a ``where`` or a broadcast: ``e`` is the one full-size intermediate, with
+    the first maximum (``argmax``, read straight from ``x``) zeroed in it; ``S'`` is
+    its plain sum, and the gradient reads it back instead of recomputing ``exp``.
     """
     k = jnp.argmax(x, axis=axis, keepdims=True)  # a NaN entry is the argmax: the row is NaN
     top_value = jnp.take_along_axis(x, k, axis=axis)
     row_ok = jnp.isfinite(top_value)
     m = jnp.where(row_ok, top_value, jnp.zeros_like(top_value))
-    d = x - m
-    a_part = d + m
-    b_part = d - a_part
-    err = (x - a_part) - (m + b_part)
-    # NaN where d is infinite (a -inf entry, or x - m overflowing): exp(d) is 0 there.
-    err = lax.stop_gradient(jnp.where(jnp.isnan(err), jnp.zeros_like(err), err))
-    e = jnp.exp(d) * (1 + err)
+    _, e = _two_difference_exp(x, m)
     top = lax.broadcasted_iota(k.dtype, x.shape, axis) == k
-    rest = jnp.sum(jnp.where(top, jnp.zeros_like(e), e), axis=axis, keepdims=True)
+    e = jnp.where(top, jnp.zeros_like(e), e)
+    rest = jnp.sum(e, axis=axis, keepdims=True)
     return _Softmax(top, m, e, jnp.where(row_ok, rest, jnp.full_like(rest, jnp.nan)))
 
 
-def _sparse_value(s: _Softmax, labels: Array, x: Array, axis: int) -> Array:
+def _label_entry(x: Array, labels: Array, axis: int) -> Array:
+    """``x`` at each row's label (keepdims); out-of-range labels read a valid entry (marked later)."""
+    index = jnp.expand_dims(jnp.clip(labels, 0, x.shape[axis] - 1), axis)
+    return jnp.take_along_axis(x, index, axis=axis)
+
+
+def _sparse_value(s: _Softmax, picked: Array, axis: int) -> Array:
     """``(m - x_label) + log1p(S')``: non-negative terms (no cancellation)."""
-    k = x.shape[axis]
-    index = jnp.expand_dims(jnp.clip(labels, 0, k - 1), axis)
-    picked = jnp.take_along_axis(x, index, axis=axis)
     return jnp.squeeze((s.m - picked) + jnp.log1p(s.rest), axis=axis)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _sparse_from_logits(labels: Array, x: Array, axis: int) -> Array:
-    return _sparse_value(_softmax(x, axis), labels, x, axis)
+    return _sparse_value(_softmax(x, axis), _label_entry(x, labels, axis), axis)
 
 
 @functools.partial(_sparse_from_logits.defjvp, symbolic_zeros=True)
@@ -125,12 +143,17 @@ def _sparse_from_logits_jvp(axis: int, primals: tuple[Array, Array],
                             tangents: tuple[Any, Any]) -> tuple[Array, Array]:
     labels, x = primals
     s = _softmax(x, axis)
-    value = _sparse_value(s, labels, x, axis)
+    picked = _label_entry(x, labels, axis)
+    value = _sparse_value(s, picked, axis)
+    if _is_zero(tangents[1]):
+        return value, jnp.zeros_like(value)
     z = 1 + s.rest
+    # The label's entry, p - 1, per row: -S'/(1 + S') where the label is a maximum (a
+    # dominant class's tiny gradient keeps its bits), else exp(x_label - m)/(1 + S') - 1.
+    _, e_label = _two_difference_exp(picked, s.m)
+    at_label = jnp.where(picked == s.m, -s.rest, e_label - z) / z
     hit = lax.broadcasted_iota(labels.dtype, x.shape, axis) == jnp.expand_dims(labels, axis)
-    # softmax - onehot; at the label, p - 1 formed without cancellation: -S'/(1 + S')
-    # where the label is the top (a dominant class's tiny gradient keeps its bits).
-    g = jnp.where(hit, jnp.where(s.top, -s.rest, s.e - z), s.e) / z
+    g = jnp.where(hit, at_label, jnp.where(s.top, 1 / z, s.e / z))
     return value, _linear([(g, tangents[1])], lambda t: jnp.sum(t, axis=axis), value)
 
 
@@ -158,10 +181,9 @@ def _dense_from_logits_jvp(axis: int, primals: tuple[Array, Array],
     if not _is_zero(tangents[1]):
         z = 1 + s.rest
         total = jnp.sum(t, axis=axis, keepdims=True)
-        t_top = jnp.sum(jnp.where(s.top, t, jnp.zeros_like(t)), axis=axis, keepdims=True)
-        # sum(t)·softmax - t; at the top (sum(t) - t_top)/(1 + S') - t_top·S'/(1 + S'),
-        # so a one-hot label on a dominant class gives -S'/(1 + S'), not 1/(1 + S') - 1.
-        g = jnp.where(s.top, (total - t_top) - t_top * s.rest, total * s.e - t * z) / z
+        # sum(t)·softmax - t; at a maximum (sum(t) - t)/(1 + S') - t·S'/(1 + S'), so a
+        # one-hot label on a dominant class gives -S'/(1 + S'), not 1/(1 + S') - 1.
+        g = jnp.where(s.top, (total - t) - t * s.rest, total * s.e - t * z) / z
         terms.append((g, tangents[1]))
     if not _is_zero(tangents[0]):
         # d/dt = -log softmax; a zero label on a -inf logit (a 0·inf term, read as 0) gets 0.
