@@ -47,6 +47,7 @@ EXECUTORS: dict[str, Executor] = {}
 _BACKEND_MODULES: dict[str, str] = {
     "numpy": "probloss._backends._numpy",
     "torch": "probloss._backends._torch",
+    "jax": "probloss._backends._jax",
 }
 
 _NAMESPACE_NAMES: dict[str, str] = {

@@ -1,0 +1,441 @@
+"""JAX fast paths: each loss a ``jax.custom_jvp`` with an analytic derivative.
+
+Autodiff of the generic kernels goes through every ``where`` and every TwoSum
+step, forward and back. Here each loss family is one ``jax.custom_jvp``
+function: the primal computes the value with the generic kernel's formulas
+(same accuracy, docs/accuracy.md), and the JVP rule returns ``sum(g·ẋ)`` with
+``g`` the analytic gradient (``softmax - target``, ``sigmoid - target``, the
+focal, Poisson and KL derivatives) written in plain ``jax.numpy``. Reverse mode
+(``jax.grad``) transposes that linear map, so the backward pass is a scale of
+``g``; under ``jax.jit`` XLA fuses ``g`` into it. Because the rule is itself
+differentiable, forward mode (``jax.jvp``, ``jax.jacfwd``) and higher orders
+(``jax.hessian``) work too: the second derivative is autodiff of ``g``.
+
+Zero tangents stay symbolic (``symbolic_zeros=True``): the derivative with
+respect to a label is only formed when something differentiates the label.
+
+Inputs arrive cast by the public layer (float16 and bfloat16 as float32); other
+dtypes, and the options without a path here, fall through to the generic kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
+
+from .._dispatch import fast_path
+from .._kernels._crossentropy import mark_invalid_labels
+from .._numerics import clip_bounds
+
+Array = Any
+_FLOATS = (jnp.dtype("float32"), jnp.dtype("float64"))
+
+
+def _handled(x: Array) -> bool:
+    return x.dtype in _FLOATS
+
+
+def _wide(dtype: Any) -> Any:
+    """float64 for float32 where JAX has float64 (``jax_enable_x64``), else ``dtype``."""
+    if dtype == jnp.float32 and jax.config.jax_enable_x64:
+        return jnp.float64
+    return dtype
+
+
+def _is_zero(tangent: Any) -> bool:
+    return isinstance(tangent, SymbolicZero)
+
+
+def _linear(terms: list[tuple[Array, Any]], reduce: Callable[[Array], Array], out: Array) -> Array:
+    """Return ``reduce(sum(g·ṫ))`` over the non-zero tangents ``ṫ`` (a linear map of them)."""
+    total = None
+    for g, tangent in terms:
+        if _is_zero(tangent):
+            continue
+        term = g * tangent.astype(g.dtype)
+        total = term if total is None else total + term
+    if total is None:
+        return jnp.zeros_like(out)
+    return reduce(total).astype(out.dtype)
+
+
+def _zero_safe(weight: Array, value: Array) -> Array:
+    """``weight·value`` with ``0·inf`` read as 0, as the generic kernel."""
+    return jnp.where(weight == 0, 0, weight * value)
+
+
+# ------------------------------------------------------------------ softmax CE
+
+
+class _Softmax(NamedTuple):
+    """One row-wise softmax, kept in the pieces the accurate formulas need."""
+
+    top: Array  # bool: the row's first maximal entry
+    m: Array  # the row maximum (0 where the row has no softmax), keepdims
+    e: Array  # exp(x - m), TwoSum-corrected, with 0 at `top` (tied maxima keep their exact 1)
+    rest: Array  # S' = sum(e), keepdims; NaN where the row has no softmax
+
+
+def _two_difference_exp(x: Array, m: Array) -> tuple[Array, Array]:
+    """Return ``(x - m, exp(x - m)·(1 + err))`` with ``err`` the exact rounding error (TwoSum).
+
+    ``exp(d + err) = exp(d)·(1 + err)`` to first order: the error of ``x - m`` (up to
+    ``|x - m|/2`` ulps) does not reach the exponential. ``err`` is NaN where ``d`` is
+    infinite (a -inf entry, or ``x - m`` overflowing), where ``exp(d)`` needs no
+    correction. It carries no derivative (it is 0 in exact arithmetic), so
+    higher-order autodiff skips it.
+    """
+    d = x - m
+    a_part = d + m
+    b_part = d - a_part
+    err = (x - a_part) - (m + b_part)
+    err = lax.stop_gradient(jnp.where(jnp.isnan(err), jnp.zeros_like(err), err))
+    return d, jnp.exp(d) * (1 + err)
+
+
+def _softmax(x: Array, axis: int) -> _Softmax:
+    """The generic ``neg_log_softmax``'s pieces, in as few full-size passes as XLA allows.
+
+    ``S'`` sums ``exp(x - m)·(1 + err)`` over every entry but the first maximal one
+    (tied maxima add their exact 1 each). A row whose maximum is not finite (+inf,
+    NaN) has no softmax: ``S'`` is NaN.
+
+    Shaped for XLA on CPU, whose reductions read a materialized array and cannot
+    fuse a ``where`` or a broadcast: ``e`` is the one full-size intermediate, with
+    the first maximum (``argmax``, read straight from ``x``) zeroed in it; ``S'`` is
+    its plain sum, and the gradient reads it back instead of recomputing ``exp``.
+    """
+    k = jnp.argmax(x, axis=axis, keepdims=True)  # a NaN entry is the argmax: the row is NaN
+    top_value = jnp.take_along_axis(x, k, axis=axis)
+    row_ok = jnp.isfinite(top_value)
+    m = jnp.where(row_ok, top_value, jnp.zeros_like(top_value))
+    _, e = _two_difference_exp(x, m)
+    top = lax.broadcasted_iota(k.dtype, x.shape, axis) == k
+    e = jnp.where(top, jnp.zeros_like(e), e)
+    rest = jnp.sum(e, axis=axis, keepdims=True)
+    return _Softmax(top, m, e, jnp.where(row_ok, rest, jnp.full_like(rest, jnp.nan)))
+
+
+def _label_entry(x: Array, labels: Array, axis: int) -> Array:
+    """``x`` at each row's label (keepdims); out-of-range labels read a valid entry (marked later)."""
+    index = jnp.expand_dims(jnp.clip(labels, 0, x.shape[axis] - 1), axis)
+    return jnp.take_along_axis(x, index, axis=axis)
+
+
+def _sparse_value(s: _Softmax, picked: Array, axis: int) -> Array:
+    """``(m - x_label) + log1p(S')``: non-negative terms (no cancellation)."""
+    return jnp.squeeze((s.m - picked) + jnp.log1p(s.rest), axis=axis)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _sparse_from_logits(labels: Array, x: Array, axis: int) -> Array:
+    return _sparse_value(_softmax(x, axis), _label_entry(x, labels, axis), axis)
+
+
+@functools.partial(_sparse_from_logits.defjvp, symbolic_zeros=True)
+def _sparse_from_logits_jvp(axis: int, primals: tuple[Array, Array],
+                            tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+    labels, x = primals
+    s = _softmax(x, axis)
+    picked = _label_entry(x, labels, axis)
+    value = _sparse_value(s, picked, axis)
+    if _is_zero(tangents[1]):
+        return value, jnp.zeros_like(value)
+    z = 1 + s.rest
+    # The label's entry, p - 1, per row: -S'/(1 + S') where the label is a maximum (a
+    # dominant class's tiny gradient keeps its bits), else exp(x_label - m)/(1 + S') - 1.
+    _, e_label = _two_difference_exp(picked, s.m)
+    at_label = jnp.where(picked == s.m, -s.rest, e_label - z) / z
+    hit = lax.broadcasted_iota(labels.dtype, x.shape, axis) == jnp.expand_dims(labels, axis)
+    g = jnp.where(hit, at_label, jnp.where(s.top, 1 / z, s.e / z))
+    return value, _linear([(g, tangents[1])], lambda t: jnp.sum(t, axis=axis), value)
+
+
+def _dense_value(s: _Softmax, t: Array, x: Array, axis: int) -> tuple[Array, Array, Array]:
+    """Return ``(loss, gap, log1p(S'))``: ``sum(t·gap) + sum(t)·log1p(S')`` (zero labels skip ±inf)."""
+    gap = s.m - x
+    log_rest = jnp.log1p(s.rest)
+    total = jnp.sum(t, axis=axis, keepdims=True)
+    loss = jnp.sum(_zero_safe(t, gap), axis=axis, keepdims=True) + _zero_safe(total, log_rest)
+    return jnp.squeeze(loss, axis=axis), gap, log_rest
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _dense_from_logits(t: Array, x: Array, axis: int) -> Array:
+    return _dense_value(_softmax(x, axis), t, x, axis)[0]
+
+
+@functools.partial(_dense_from_logits.defjvp, symbolic_zeros=True)
+def _dense_from_logits_jvp(axis: int, primals: tuple[Array, Array],
+                           tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+    t, x = primals
+    s = _softmax(x, axis)
+    value, gap, log_rest = _dense_value(s, t, x, axis)
+    terms = []
+    if not _is_zero(tangents[1]):
+        z = 1 + s.rest
+        total = jnp.sum(t, axis=axis, keepdims=True)
+        # sum(t)·softmax - t; at a maximum (sum(t) - t)/(1 + S') - t·S'/(1 + S'), so a
+        # one-hot label on a dominant class gives -S'/(1 + S'), not 1/(1 + S') - 1.
+        g = jnp.where(s.top, (total - t) - t * s.rest, total * s.e - t * z) / z
+        terms.append((g, tangents[1]))
+    if not _is_zero(tangents[0]):
+        # d/dt = -log softmax; a zero label on a -inf logit (a 0·inf term, read as 0) gets 0.
+        nll = gap + log_rest
+        terms.append((jnp.where((t == 0) & jnp.isinf(nll), jnp.zeros_like(nll), nll), tangents[0]))
+    return value, _linear(terms, lambda u: jnp.sum(u, axis=axis), value)
+
+
+@fast_path("sparse_categorical_crossentropy", backend="jax")
+def sparse_categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int,
+                                    epsilon: float, xp: Any) -> Array:
+    """Softmax cross-entropy with integer labels, from logits."""
+    if not from_logits or not _handled(y_pred):
+        return NotImplemented
+    loss = _sparse_from_logits(y_true, y_pred, axis)
+    return mark_invalid_labels(loss, y_true, y_pred.shape[axis], xp=xp)
+
+
+@fast_path("categorical_crossentropy", backend="jax")
+def categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int,
+                             epsilon: float, xp: Any) -> Array:
+    """Softmax cross-entropy with dense (soft) labels, from logits."""
+    if not from_logits or not _handled(y_pred):
+        return NotImplemented
+    return _dense_from_logits(y_true, y_pred, axis)
+
+
+# ------------------------------------------------------------------ binary CE
+
+
+class _Logit(NamedTuple):
+    """A logit's pieces (the generic ``LogitParts``) and its sigmoids."""
+
+    relu: Array
+    relu_neg: Array
+    log1p_e: Array
+    sig_pos: Array  # sigmoid(x)
+    sig_neg: Array  # sigmoid(-x)
+
+
+def _logit(x: Array) -> _Logit:
+    zeros = jnp.zeros_like(x)
+    relu = jnp.maximum(x, zeros)
+    relu_neg = jnp.maximum(-x, zeros)
+    e = jnp.exp(-(relu + relu_neg))
+    # sigmoid(|x|) = 1/(1+e), sigmoid(-|x|) = e/(1+e): no 1 - p anywhere.
+    near_one = 1 / (1 + e)
+    near_zero = e * near_one
+    positive = x >= 0
+    return _Logit(relu, relu_neg, jnp.log1p(e), jnp.where(positive, near_one, near_zero),
+                  jnp.where(positive, near_zero, near_one))
+
+
+def _bce(y: Array, p: _Logit) -> Array:
+    """``log1p(e^-|x|) + y·relu(-x) + (1-y)·relu(x)``, non-negative terms."""
+    return p.log1p_e + _zero_safe(y, p.relu_neg) + _zero_safe(1 - y, p.relu)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _binary_from_logits(y: Array, x: Array, axis: int) -> Array:
+    return jnp.mean(_bce(y, _logit(x)), axis=axis)
+
+
+@functools.partial(_binary_from_logits.defjvp, symbolic_zeros=True)
+def _binary_from_logits_jvp(axis: int, primals: tuple[Array, Array],
+                            tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+    y, x = primals
+    p = _logit(x)
+    value = jnp.mean(_bce(y, p), axis=axis)
+    # sigmoid(x) - y as (1-y)·sigmoid(x) - y·sigmoid(-x): exact for hard labels in both tails.
+    grad_x = (1 - y) * p.sig_pos - y * p.sig_neg
+    return value, _linear([(grad_x, tangents[1]), (-x, tangents[0])],
+                          lambda t: jnp.mean(t, axis=axis), value)
+
+
+@fast_path("binary_crossentropy", backend="jax")
+def binary_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int, epsilon: float,
+                        xp: Any) -> Array:
+    """Binary cross-entropy from logits."""
+    if not from_logits or not _handled(y_pred):
+        return NotImplemented
+    return _binary_from_logits(y_true, y_pred, axis)
+
+
+# ------------------------------------------------------------------ binary focal
+
+
+class _FocalOptions(NamedTuple):
+    gamma: float
+    alpha: float | None  # None: no class balancing
+    axis: int
+
+
+def _power(q: Array, gamma: float) -> tuple[Array, Array]:
+    """Return ``(q**γ, d/dq q**γ)`` for ``q >= 0``; both 0 at ``q = 0`` for ``γ > 0`` (as the generic kernel)."""
+    if gamma == 0:
+        return jnp.ones_like(q), jnp.zeros_like(q)
+    positive = q > 0
+    safe = jnp.where(positive, q, jnp.ones_like(q))
+    zeros = jnp.zeros_like(q)
+    return jnp.where(positive, safe**gamma, zeros), jnp.where(positive, gamma * safe ** (gamma - 1), zeros)
+
+
+def _focal_pieces(y: Array, x: Array, options: _FocalOptions) -> tuple[Array, ...]:
+    p = _logit(x)
+    bce = _bce(y, p)
+    q = y * p.sig_neg + (1 - y) * p.sig_pos  # 1 - p_t, no cancellation
+    weight, d_weight = _power(q, options.gamma)
+    if options.alpha is None:
+        balance = None
+    else:
+        balance = y * options.alpha + (1 - y) * (1 - options.alpha)
+    return p, bce, weight, d_weight, balance
+
+
+def _focal_value(bce: Array, weight: Array, balance: Array | None, axis: int, dtype: Any) -> Array:
+    focal = weight * bce
+    if balance is not None:
+        focal = balance * focal
+    return jnp.mean(focal, axis=axis).astype(dtype)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _binary_focal_from_logits(y: Array, x: Array, options: _FocalOptions) -> Array:
+    wide = _wide(x.dtype)
+    _, bce, weight, _, balance = _focal_pieces(y.astype(wide), x.astype(wide), options)
+    return _focal_value(bce, weight, balance, options.axis, x.dtype)
+
+
+@functools.partial(_binary_focal_from_logits.defjvp, symbolic_zeros=True)
+def _binary_focal_from_logits_jvp(options: _FocalOptions, primals: tuple[Array, Array],
+                                  tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+    y_in, x_in = primals
+    wide = _wide(x_in.dtype)
+    y, x = y_in.astype(wide), x_in.astype(wide)
+    p, bce, weight, d_weight, balance = _focal_pieces(y, x, options)
+    value = _focal_value(bce, weight, balance, options.axis, x_in.dtype)
+    scale = 1 if balance is None else balance
+    terms = []
+    if not _is_zero(tangents[1]):
+        # d/dx [w(q)·bce] = w'(q)·dq/dx·bce + w(q)·(sigmoid(x) - y), dq/dx = (1 - 2y)·σ(x)σ(-x).
+        dq = (1 - 2 * y) * (p.sig_pos * p.sig_neg)
+        d_bce = (1 - y) * p.sig_pos - y * p.sig_neg
+        terms.append((scale * (d_weight * dq * bce + weight * d_bce), tangents[1]))
+    if not _is_zero(tangents[0]):
+        # d/dy: dq/dy = σ(-x) - σ(x), d bce/dy = -x, d balance/dy = 2α - 1.
+        grad_y = scale * (d_weight * (p.sig_neg - p.sig_pos) * bce - weight * x)
+        if balance is not None:
+            grad_y = grad_y + (2 * options.alpha - 1) * (weight * bce)
+        terms.append((grad_y, tangents[0]))
+    return value, _linear(terms, lambda t: jnp.mean(t, axis=options.axis), value)
+
+
+@fast_path("binary_focal_crossentropy", backend="jax")
+def binary_focal_crossentropy(y_true: Array, y_pred: Array, *, apply_class_balancing: bool, alpha: float,
+                              gamma: float, from_logits: bool, axis: int, epsilon: float, xp: Any) -> Array:
+    """Binary focal cross-entropy from logits (float64 inside where JAX has it)."""
+    if not from_logits or not _handled(y_pred):
+        return NotImplemented
+    options = _FocalOptions(float(gamma), float(alpha) if apply_class_balancing else None, axis)
+    return _binary_focal_from_logits(y_true, y_pred, options)
+
+
+# ------------------------------------------------------------------ Poisson and KL
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _poisson(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+    wide = _wide(p.dtype)
+    eps = jnp.asarray(epsilon, p.dtype).astype(wide)
+    tw, pw = t.astype(wide), p.astype(wide)
+    return jnp.mean(pw - tw * jnp.log(pw + eps), axis=axis).astype(p.dtype)
+
+
+@functools.partial(_poisson.defjvp, symbolic_zeros=True)
+def _poisson_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
+                 tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+    t, p = primals
+    wide = _wide(p.dtype)
+    eps = jnp.asarray(epsilon, p.dtype).astype(wide)
+    tw, pw = t.astype(wide), p.astype(wide)
+    rate = pw + eps
+    log_rate = jnp.log(rate)
+    value = jnp.mean(pw - tw * log_rate, axis=axis).astype(p.dtype)
+    # d/dp = 1 - t/(p + ε) = (p + ε - t)/(p + ε): the difference first, exact near t = p + ε.
+    terms = [((rate - tw) / rate, tangents[1]), (-log_rate, tangents[0])]
+    return value, _linear(terms, lambda u: jnp.mean(u, axis=axis), value)
+
+
+@fast_path("poisson", backend="jax")
+def poisson(y_true: Array, y_pred: Array, *, axis: int, epsilon: float, xp: Any) -> Array:
+    """Poisson: ``mean(p - y·log(p + ε))``, float64 inside where JAX has it."""
+    if not _handled(y_pred):
+        return NotImplemented
+    return _poisson(y_true, y_pred, axis, float(epsilon))
+
+
+def _clip_slope(x: Array, low: float, high: float) -> Array:
+    """The derivative JAX gives ``min(max(x, low), high)``: 1 inside, 1/2 at a bound, 0 outside."""
+    half = jnp.asarray(0.5, x.dtype)
+    return (half * ((x >= low).astype(x.dtype) + (x > low).astype(x.dtype))
+            * half * ((x <= high).astype(x.dtype) + (x < high).astype(x.dtype)))
+
+
+def _log_ratio(t: Array, p: Array, accurate_division: bool) -> Array:
+    """``log(t/p)`` for ``t, p`` in ``[ε, 1]``, accurate near ``t = p``.
+
+    ``accurate_division``: ``t`` and ``p`` are float32 values held in float64, where
+    ``t - p`` and the quotient carry float64's precision: ``log1p((t - p)/p)`` alone
+    is then accurate everywhere (``t/p >= ε``, so ``1 + r`` keeps ~2⁻³⁰ relative
+    precision), one logarithm instead of two. Otherwise the generic ``log_ratio``.
+    """
+    if accurate_division:
+        return jnp.log1p((t - p) / p)
+    near = 2 * t >= p
+    return jnp.where(near, jnp.log1p((t - p) / p), jnp.log(t / p))
+
+
+def _kl_pieces(t: Array, p: Array, epsilon: float) -> tuple[Array, Array, Array]:
+    wide = _wide(p.dtype)
+    tc = jnp.clip(t, epsilon, 1.0).astype(wide)
+    pc = jnp.clip(p, epsilon, 1.0).astype(wide)
+    log_ratio = _log_ratio(tc, pc, wide != p.dtype)
+    return tc, pc, log_ratio
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _kl(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+    tc, _, log_ratio = _kl_pieces(t, p, epsilon)
+    return jnp.sum(tc * log_ratio, axis=axis).astype(p.dtype)
+
+
+@functools.partial(_kl.defjvp, symbolic_zeros=True)
+def _kl_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
+            tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+    t, p = primals
+    tc, pc, log_ratio = _kl_pieces(t, p, epsilon)
+    value = jnp.sum(tc * log_ratio, axis=axis).astype(p.dtype)
+    terms = []
+    if not _is_zero(tangents[1]):
+        # d/dp t·log(t/p) = -t/p, in the input dtype (one rounded division).
+        terms.append((-(tc.astype(p.dtype) / pc.astype(p.dtype)) * _clip_slope(p, epsilon, 1.0),
+                      tangents[1]))
+    if not _is_zero(tangents[0]):
+        terms.append(((log_ratio + 1).astype(p.dtype) * _clip_slope(t, epsilon, 1.0), tangents[0]))
+    return value, _linear(terms, lambda u: jnp.sum(u, axis=axis), value)
+
+
+@fast_path("kl_divergence", backend="jax")
+def kl_divergence(y_true: Array, y_pred: Array, *, axis: int, epsilon: float, xp: Any) -> Array:
+    """KL divergence of inputs clipped to ``[ε, 1]``, float64 inside where JAX has it."""
+    if not _handled(y_pred):
+        return NotImplemented
+    low, _ = clip_bounds(epsilon, y_pred.dtype, xp=xp)
+    return _kl(y_true, y_pred, axis, low)
