@@ -330,7 +330,13 @@ def run_case(suite: str, case: Case, contenders: list[Contender], args: argparse
             c.run, c.skip = None, f"not timed: {contenders[0].name} failed ({type(exc).__name__}: {exc})"
         return case_record(suite, case_id, case.name, contenders, 0, **extra)
     check(contenders[1:], reference, log)
-    rounds = time_rounds(contenders, args.repeats, args.budget, args.min_rounds)
+    try:
+        rounds = time_rounds(contenders, args.repeats, args.budget, args.min_rounds)
+    except Exception as exc:  # a contender failing after its check: the case says so, the suite goes on
+        log(f"  WARNING timing failed ({type(exc).__name__}: {exc}); case not timed")
+        for c in contenders:
+            c.times, c.skip = [], f"not timed: timing failed ({type(exc).__name__}: {exc})"
+        rounds = 0
     record = case_record(suite, case_id, case.name, contenders, rounds, **extra)
     for line in ratio_table(record, contenders[0].key, f"{suite}: {case.name} {extra.get('mode', '')}"):
         log(line)
@@ -450,7 +456,7 @@ def probe_memory(suite: str, case_id: str, args: argparse.Namespace, log: Callab
         log(f"  WARNING memory probe failed: {result['error']}")
     else:
         log("  peak extra memory of forward+backward (MiB): "
-            + ", ".join(f"{k} {mib(v)}" for k, v in result.items() if isinstance(v, int)))
+            + ", ".join(f"{k} {mib(v)}" for k, v in result.items() if isinstance(v, int) and k != "input_bytes"))
     return result
 
 
