@@ -38,7 +38,7 @@ EXTENSIONS = [
            depends=("softmax_ce.h", "softmax_ce_impl.h")),
 ]
 
-UNIX_FLAGS = ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast",
+UNIX_FLAGS = ["-O3", "-g0", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast",
               "-fvisibility=hidden", "-Wall", "-Wno-unknown-pragmas"]
 MSVC_FLAGS = ["/O2", "/fp:precise"]
 
