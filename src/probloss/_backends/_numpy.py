@@ -15,10 +15,7 @@ the functions here are what they fall back on where the extension is missing:
 - categorical focal cross-entropy from logits, the same way;
 - categorical cross-entropy from probabilities, binary (focal) cross-entropy
   from logits and KL divergence: the generic formulas with in-place ufuncs and
-  no ``where`` (float64 where the generic kernel computes in float64). The
-  binary family is registered by :mod:`probloss._backends._native_binary`
-  (compiled kernels), which runs these functions only where the extension is
-  missing.
+  no ``where`` (float64 where the generic kernel computes in float64).
 
 Rows whose result comes out non-finite (an infinite logit, a zero label on a
 -inf logit, a zero row) are recomputed by the generic kernel, which defines the
