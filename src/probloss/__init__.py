@@ -9,7 +9,7 @@ Examples:
 import sys as _sys
 
 from . import _dispatch, losses
-from ._config import epsilon, fast_paths, set_epsilon, validation
+from ._config import epsilon, fast_paths, get_num_threads, set_epsilon, set_num_threads, validation
 from ._functional import (
     binary_crossentropy,
     binary_focal_crossentropy,
@@ -62,6 +62,7 @@ __all__ = [
     "epsilon",
     "fast_paths",
     "get",
+    "get_num_threads",
     "kl_divergence",
     "kld",
     "kullback_leibler_divergence",
@@ -69,6 +70,7 @@ __all__ = [
     "poisson",
     "serialize",
     "set_epsilon",
+    "set_num_threads",
     "sparse_categorical_crossentropy",
     "to_keras",
     "validation",

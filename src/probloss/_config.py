@@ -1,6 +1,8 @@
-"""Settings: epsilon (process-wide), data validation and fast paths (context-scoped).
+"""Settings: epsilon and threads (process-wide), data validation and fast paths (context-scoped).
 
-``set_epsilon`` changes the fuzz factor for the whole process, as Keras's does.
+``set_epsilon`` changes the fuzz factor for the whole process, as Keras's does;
+``set_num_threads`` caps the threads of the compiled kernels, as NumPy's and
+PyTorch's thread settings do.
 Validation and fast paths live in :class:`contextvars.ContextVar` objects set by
 ``with`` blocks: a block changes them for the current thread or task only, and
 the previous value is restored on exit even when the block raises.
@@ -14,7 +16,9 @@ global, so a compiled loss outside any block is one graph.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Literal
@@ -24,7 +28,9 @@ __all__ = [
     "epsilon",
     "fast_paths",
     "fast_paths_enabled",
+    "get_num_threads",
     "set_epsilon",
+    "set_num_threads",
     "validation",
     "validation_mode",
 ]
@@ -36,6 +42,7 @@ VALIDATION_MODES: tuple[str, ...] = ("raise", "warn", "off")
 # process-wide, as in Keras: a value set in the main thread must reach data-loader and
 # worker threads (a ContextVar would leave new threads at the default).
 _EPSILON = 1e-7
+_NUM_THREADS: int | None = None  # None: not set yet (PROBLOSS_NUM_THREADS, else the usable cores)
 _VALIDATION: ContextVar[str] = ContextVar("probloss_validation", default="raise")
 _FAST_PATHS: ContextVar[bool] = ContextVar("probloss_fast_paths", default=True)
 # Open `validation` / `fast_paths` blocks, over all threads (see the module docstring).
@@ -89,6 +96,73 @@ def set_epsilon(value: float) -> None:
         raise ValueError(msg)
     global _EPSILON  # a process-wide setting, as Keras's
     _EPSILON = value
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _threads_from_environment() -> int:
+    text = os.environ.get("PROBLOSS_NUM_THREADS", "").strip()
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value >= 1:
+            return value
+        warnings.warn(f"PROBLOSS_NUM_THREADS={text!r} is not a positive integer; using every usable core.",
+                      RuntimeWarning, stacklevel=3)
+    return _usable_cores()
+
+
+def get_num_threads() -> int:
+    """Return the most threads a compiled kernel uses for one call.
+
+    The default is ``PROBLOSS_NUM_THREADS`` from the environment if set, else
+    the number of cores available to the process. Results never depend on it:
+    the kernels split the work into fixed blocks, whatever the thread count.
+
+    Examples:
+        >>> import probloss
+        >>> probloss.get_num_threads() >= 1
+        True
+    """
+    global _NUM_THREADS  # process-wide, resolved on first use
+    if _NUM_THREADS is None:
+        _NUM_THREADS = _threads_from_environment()
+    return _NUM_THREADS
+
+
+def set_num_threads(n: int | None) -> None:
+    """Cap the threads of the compiled kernels for the whole process.
+
+    Args:
+        n: a positive int, or None to go back to the default
+            (``PROBLOSS_NUM_THREADS``, else every usable core).
+
+    Raises:
+        ValueError: if ``n`` is not a positive integer.
+
+    Examples:
+        >>> import probloss
+        >>> probloss.set_num_threads(1)
+        >>> probloss.get_num_threads()
+        1
+        >>> probloss.set_num_threads(None)  # back to the default
+    """
+    global _NUM_THREADS  # process-wide, as NumPy's and PyTorch's thread settings
+    if n is None:
+        _NUM_THREADS = None
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        msg = f"`n` must be a positive int or None. Received: n={n!r}"
+        raise ValueError(msg)
+    _NUM_THREADS = n
 
 
 def check_validation_mode(mode: object) -> str:

@@ -11,6 +11,15 @@ A library may also register an *executor* with :func:`executor`: a function
 that runs whichever implementation was chosen, for example block by block so
 that temporaries stay in cache (NumPy). Executors count as fast paths:
 ``probloss.fast_paths(False)`` turns them off too.
+
+A fast path registered with ``observes=True`` also reports, from the same pass
+over the data, the minimum and maximum of its input arrays into an
+:class:`Observed` passed as ``observe=`` by :func:`call_observing` (the
+functional layer uses them for its data checks instead of passes of its own);
+:func:`call` passes ``observe=None``. Such a fast path returns NotImplemented
+to :func:`call_observing` where it cannot observe. A fast path registered with
+``whole=True`` is run on the whole arrays by the library's executor (it does
+its own blocking: compiled kernels).
 """
 
 from __future__ import annotations
@@ -18,11 +27,13 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._config import fast_paths_enabled
 
-__all__ = ["EXECUTORS", "FAST", "GENERIC", "backend_of", "call", "executor", "fast_path", "import_backend", "kernel"]
+__all__ = ["EXECUTORS", "FAST", "GENERIC", "Observed", "backend_of", "call", "call_observing", "executor", "fast_path",
+           "import_backend", "kernel"]
 
 Kernel = Callable[..., Any]
 Executor = Callable[[Kernel, tuple[Any, ...], dict[str, Any], Any], Any]
@@ -55,10 +66,27 @@ def kernel(fn: Kernel) -> Kernel:
     return fn
 
 
-def fast_path(name: str, *, backend: str) -> Callable[[Kernel], Kernel]:
-    """Register a fast path for loss ``name`` on one library (``"numpy"``, ...)."""
+@dataclass
+class Observed:
+    """What a fast path saw of its inputs: position in the call -> (minimum, maximum).
+
+    A NaN anywhere makes the minimum or the maximum NaN; empty arrays are left out.
+    """
+
+    bounds: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+
+def fast_path(name: str, *, backend: str, observes: bool = False,
+              whole: bool = False) -> Callable[[Kernel], Kernel]:
+    """Register a fast path for loss ``name`` on one library (``"numpy"``, ...).
+
+    ``observes``: it accepts ``observe=`` (an :class:`Observed` to fill, or None).
+    ``whole``: the executor must hand it the whole arrays (no blocking).
+    """
 
     def register(fn: Kernel) -> Kernel:
+        fn.observes_data = observes  # type: ignore[attr-defined]
+        fn.whole_arrays = whole  # type: ignore[attr-defined]
         FAST[name, backend] = fn
         return fn
 
@@ -105,6 +133,23 @@ def import_backend(backend: str) -> None:
 def _run_directly(implementation: Kernel, arrays: tuple[Any, ...], static: dict[str, Any],
                   xp: Any) -> Any:
     return implementation(*arrays, xp=xp, **static)
+
+
+def call_observing(name: str, *arrays: Any, xp: Any, observe: Observed, **static: Any) -> Any:
+    """Run ``name`` through a fast path that also reports its inputs' bounds into ``observe``.
+
+    Returns NotImplemented, having run nothing, where no such fast path applies
+    (then the caller checks its data first and uses :func:`call`).
+    """
+    if not fast_paths_enabled():
+        return NotImplemented
+    backend = backend_of(xp)
+    chain = _chain(name, backend)
+    run = EXECUTORS.get(backend, _run_directly)
+    for implementation in chain[:-1]:  # the generic kernel observes nothing
+        if getattr(implementation, "observes_data", False):
+            return run(implementation, arrays, {**static, "observe": observe}, xp)
+    return NotImplemented
 
 
 def call(name: str, *arrays: Any, xp: Any, **static: Any) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import _kernels  # noqa: F401 - registers the kernels
 from ._config import epsilon
-from ._dispatch import call
+from ._dispatch import Observed, call, call_observing
 from ._namespace import FLOATX, as_arrays, compute_dtype, index_dtype, is_floating, is_integer, resolve_dtype
 from ._validation import (
     DataChecker,
@@ -143,6 +143,30 @@ def evaluate(fn: Callable[..., Any], y_true: Any, y_pred: Any, *, validate: str 
 # values in the compute dtype, mask a boolean array of valid entries or None.
 
 
+def _checked_call(x: Inputs, name: str, y_true: Array, check: Callable[[], None], **static: Any) -> Array:
+    """Run the data checks ``check()`` and the kernel ``name`` on ``(y_true, x.y_pred)``.
+
+    Where a fast path can report its inputs' bounds from its own pass (the
+    compiled NumPy kernels), the kernel runs first and the checks then read
+    those bounds instead of making passes of their own; only a failing check
+    reads the data again, to name the first offending position, and it still
+    raises (or warns) before any result is returned. Elsewhere the checks run
+    first, as always.
+    """
+    if x.checker.active:
+        observed = Observed()
+        values = call_observing(name, y_true, x.y_pred, xp=x.xp, observe=observed, **static)
+        if values is not NotImplemented:
+            if 1 in observed.bounds:
+                x.checker.learn_bounds(x.y_pred, *observed.bounds[1])
+            if 0 in observed.bounds and y_true is x.y_true:  # smoothed labels are not the ones checked
+                x.checker.learn_bounds(x.y_true, *observed.bounds[0])
+            check()
+            return values
+    check()
+    return call(name, y_true, x.y_pred, xp=x.xp, **static)
+
+
 def _check_binary_data(x: Inputs, from_logits: bool) -> None:
     x.checker.in_range(x.y_true, "y_true", 0.0, 1.0, hint=_LABEL_HINT)
     if from_logits:
@@ -183,10 +207,9 @@ def _binary_crossentropy(x: Inputs, *, from_logits: bool, label_smoothing: float
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
     _check_mean_axis(x.y_pred, axis)
-    _check_binary_data(x, from_logits)
     y_true = _smooth_binary(x.y_true, label_smoothing)
-    values = call("binary_crossentropy", y_true, x.y_pred, xp=x.xp, from_logits=from_logits,
-                  axis=axis, epsilon=epsilon())
+    values = _checked_call(x, "binary_crossentropy", y_true, lambda: _check_binary_data(x, from_logits),
+                           from_logits=from_logits, axis=axis, epsilon=epsilon())
     return values, None
 
 
@@ -201,11 +224,10 @@ def _binary_focal_crossentropy(x: Inputs, *, apply_class_balancing: bool, alpha:
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
     _check_mean_axis(x.y_pred, axis)
-    _check_binary_data(x, from_logits)
     y_true = _smooth_binary(x.y_true, label_smoothing)
-    values = call("binary_focal_crossentropy", y_true, x.y_pred, xp=x.xp,
-                  apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
-                  from_logits=from_logits, axis=axis, epsilon=epsilon())
+    values = _checked_call(x, "binary_focal_crossentropy", y_true, lambda: _check_binary_data(x, from_logits),
+                           apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
+                           from_logits=from_logits, axis=axis, epsilon=epsilon())
     return values, None
 
 
@@ -311,21 +333,25 @@ def _poisson(x: Inputs) -> tuple[Array, None]:
     check_same_shape(x.y_true, x.y_pred)
     _check_rank_1(x.y_pred)
     _check_mean_axis(x.y_pred, -1)
-    x.checker.in_range(x.y_true, "y_true", 0.0, math.inf, hint=" Counts cannot be negative.")
-    x.checker.in_range(x.y_pred, "y_pred", 0.0, math.inf, hint=" Rates cannot be negative.")
+
+    def check() -> None:
+        x.checker.in_range(x.y_true, "y_true", 0.0, math.inf, hint=" Counts cannot be negative.")
+        x.checker.in_range(x.y_pred, "y_pred", 0.0, math.inf, hint=" Rates cannot be negative.")
+
     # Keras reduces the last axis; the kernel is told so, like every other kernel.
-    return call("poisson", x.y_true, x.y_pred, xp=x.xp, axis=x.y_pred.ndim - 1,
-                epsilon=epsilon()), None
+    return _checked_call(x, "poisson", x.y_true, check, axis=x.y_pred.ndim - 1, epsilon=epsilon()), None
 
 
 def _kl_divergence(x: Inputs) -> tuple[Array, None]:
     check_same_shape(x.y_true, x.y_pred)
     _check_rank_1(x.y_pred)
     _check_mean_axis(x.y_pred, -1, "the axis the divergence sums over")
-    x.checker.in_range(x.y_true, "y_true", 0.0, 1.0, hint=" Both arguments are distributions.")
-    x.checker.in_range(x.y_pred, "y_pred", 0.0, 1.0, hint=" Both arguments are distributions.")
-    return call("kl_divergence", x.y_true, x.y_pred, xp=x.xp, axis=x.y_pred.ndim - 1,
-                epsilon=epsilon()), None
+
+    def check() -> None:
+        x.checker.in_range(x.y_true, "y_true", 0.0, 1.0, hint=" Both arguments are distributions.")
+        x.checker.in_range(x.y_pred, "y_pred", 0.0, 1.0, hint=" Both arguments are distributions.")
+
+    return _checked_call(x, "kl_divergence", x.y_true, check, axis=x.y_pred.ndim - 1, epsilon=epsilon()), None
 
 
 # ------------------------------------------------------------ public functions

@@ -179,6 +179,22 @@ class DataChecker:
         self.mode = mode
         self.active = mode != "off" and is_eager(*arrays)
         self._bounds: tuple[Any, float, float] | None = None  # (array, min, max) of the last check
+        self._known: list[tuple[Any, float, float]] = []  # (array, min, max) seen by a kernel's own pass
+
+    def learn_bounds(self, x: Any, low: float, high: float) -> None:
+        """Take ``x``'s minimum and maximum (NaN if it holds one) from a kernel's pass over it.
+
+        The range checks of ``x`` then cost nothing; only a failing check reads
+        ``x`` again, to name the first offending position.
+        """
+        if self.active:
+            self._known.append((x, low, high))
+
+    def _bounds_of(self, x: Any) -> tuple[float, float] | None:
+        for array, low, high in self._known:
+            if array is x:
+                return low, high
+        return None
 
     def fail(self, message: str) -> None:
         """Raise or warn with ``message`` according to the mode."""
@@ -200,9 +216,13 @@ class DataChecker:
         if not self.active or static_size(x) == 0:
             return
         xp, original, x = self.xp, x, _detached(x)
-        if low == 0.0 and not allow_neg_inf and _nonnegative_at_most(x, high):
+        known = self._bounds_of(original)
+        if known is not None:
+            lo, hi = known
+        elif low == 0.0 and not allow_neg_inf and _nonnegative_at_most(x, high):
             return
-        lo, hi = float(xp.min(x)), float(xp.max(x))
+        else:
+            lo, hi = float(xp.min(x)), float(xp.max(x))
         self._bounds = (original, lo, hi)
         # NaN fails every comparison, so one test covers NaN, inf and the range.
         if low <= lo and hi <= high and hi < math.inf and (allow_neg_inf or lo > -math.inf):

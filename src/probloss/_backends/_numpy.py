@@ -2,7 +2,10 @@
 
 NumPy runs one full pass per ufunc, and ``np.where`` on a random mask costs more
 than ``exp``; the generic kernels, written for every library, use both freely.
-The paths here take float32 inputs (others fall through to the generic kernel):
+The paths here take float32 inputs (others fall through to the generic kernel).
+The fast paths registered for NumPy are the compiled kernels
+(:mod:`probloss._backends._native_binary`, :mod:`probloss._backends._softmax_paths`);
+the functions here are what they fall back on where the extension is missing:
 
 - softmax cross-entropy (dense and sparse labels) from logits is computed in
   float64, one cache-sized block of rows at a time: ``x - max`` is then exact (a
@@ -26,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._dispatch import GENERIC, Kernel, executor, fast_path
+from .._dispatch import GENERIC, Kernel, executor
 from .._kernels._crossentropy import mark_invalid_labels
 from .._numerics import neg_log_picked
 
@@ -45,6 +48,8 @@ def run_in_blocks(implementation: Kernel, arrays: tuple[Any, ...], static: dict[
     shape (sparse labels), small inputs, kernels without an ``axis`` and per-class
     ``alpha`` run unblocked.
     """
+    if getattr(implementation, "whole_arrays", False):  # compiled: blocks and threads of its own
+        return implementation(*arrays, xp=xp, **static)
     first = arrays[0]
     axis = static.get("axis")  # the axis the kernel reduces (canonical, non-negative)
     if (axis is None or first.ndim < 2 or first.size <= 2 * BLOCK_ELEMENTS
@@ -97,7 +102,6 @@ def _finite_or_generic(values: np.ndarray, generic: Callable[[], np.ndarray]) ->
     return values if finite.all() else np.where(finite, values, generic())
 
 
-@fast_path("binary_crossentropy", backend="numpy")
 def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int, epsilon: float,
                         xp: Any) -> Any:
     """The generic kernel's logits formula in float32, without ``where``.
@@ -114,7 +118,6 @@ def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: in
         y_true, y_pred, from_logits=True, axis=axis, epsilon=epsilon, xp=xp))
 
 
-@fast_path("binary_focal_crossentropy", backend="numpy")
 def binary_focal_crossentropy(y_true: Any, y_pred: Any, *, apply_class_balancing: bool, alpha: float,
                               gamma: float, from_logits: bool, axis: int, epsilon: float, xp: Any) -> Any:
     """The generic kernel's float64 logits formula, with sigmoid's two branches chosen by arithmetic.
@@ -145,7 +148,6 @@ def binary_focal_crossentropy(y_true: Any, y_pred: Any, *, apply_class_balancing
     return values.astype(y_pred.dtype)
 
 
-@fast_path("kl_divergence", backend="numpy")
 def kl_divergence(y_true: Any, y_pred: Any, *, axis: int, epsilon: float, xp: Any) -> Any:
     """``sum(t·log1p((t - p)/p))`` of float32 inputs in float64, with no ``where``.
 
@@ -267,7 +269,6 @@ def _normalized_cross_entropy_rows(labels: np.ndarray, probs: np.ndarray, low: f
     return out
 
 
-@fast_path("categorical_crossentropy", backend="numpy")
 def categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
                              epsilon: float, xp: Any) -> Any:
     if y_pred.dtype != np.float32 or 0 in y_pred.shape:
@@ -316,7 +317,6 @@ def _focal_softmax_rows(labels: np.ndarray, logits: np.ndarray, gamma: float,
     return out
 
 
-@fast_path("categorical_focal_crossentropy", backend="numpy")
 def categorical_focal_crossentropy(y_true: Any, y_pred: Any, *, alpha: float | tuple[float, ...],
                                    gamma: float, from_logits: bool, axis: int, epsilon: float,
                                    xp: Any) -> Any:
@@ -338,7 +338,6 @@ def categorical_focal_crossentropy(y_true: Any, y_pred: Any, *, alpha: float | t
     return _finish(values, redo, shape, y_pred.dtype)
 
 
-@fast_path("sparse_categorical_crossentropy", backend="numpy")
 def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: int,
                                     epsilon: float, xp: Any) -> Any:
     num_classes = y_pred.shape[axis]
@@ -366,3 +365,8 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bo
         np.put_along_axis(others, index, 0, axis=axis)
         loss = neg_log_picked(picked, np.sum(others, axis=axis), epsilon, 1.0 - epsilon, xp=xp)
     return mark_invalid_labels(loss, y_true, num_classes, xp=xp)
+
+
+# The compiled binary-family and softmax-family kernels; they fall back on the
+# functions above where the extension is missing.
+from . import _native_binary, _softmax_paths  # noqa: E402, F401 - register their fast paths

@@ -1,0 +1,78 @@
+"""Build the compiled kernels (everything else is in pyproject.toml).
+
+Each loss family is one extension module built from one C file under
+src/probloss/_native/; add a family with one line in EXTENSIONS. The headers
+there (pl_math.h, pl_parallel.h, pl_rows.h) are shared.
+
+Portable flags only: no -march=native. The hot loops carry target_clones
+(pl_parallel.h), so one binary uses AVX-512 or AVX2 where the CPU has them.
+OpenMP is used where the compiler supports it (tried once, at build time);
+without it the extension is built serial from the same source. No -ffast-math:
+the kernels' accuracy depends on IEEE arithmetic.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+NATIVE = "src/probloss/_native"
+HEADERS = [f"{NATIVE}/{name}" for name in ("pl_math.h", "pl_parallel.h", "pl_rows.h")]
+
+
+def family(name: str, source: str, *more: str, depends: tuple[str, ...] = ()) -> Extension:
+    """The extension module ``probloss._native.<name>`` built from ``src/probloss/_native/<source>`` (and ``more``)."""
+    return Extension(f"probloss._native.{name}", [f"{NATIVE}/{s}" for s in (source, *more)], include_dirs=[NATIVE],
+                     depends=HEADERS + [f"{NATIVE}/{d}" for d in depends])
+
+
+EXTENSIONS = [
+    family("_binary", "binary.c"),
+    # softmax_ce_base.c and softmax_ce_avx2.c compile softmax_ce_impl.h for two instruction sets;
+    # softmax_ce.c picks one at run time.
+    family("_softmax", "softmax.c", "softmax_ce.c", "softmax_ce_base.c", "softmax_ce_avx2.c",
+           depends=("softmax_ce.h", "softmax_ce_impl.h")),
+]
+
+UNIX_FLAGS = ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast",
+              "-fvisibility=hidden", "-Wall", "-Wno-unknown-pragmas"]
+MSVC_FLAGS = ["/O2", "/fp:precise"]
+
+
+class BuildWithOpenMP(build_ext):
+    """Add the compiler's optimisation and OpenMP flags (OpenMP only if a test program builds)."""
+
+    def build_extensions(self) -> None:
+        msvc = self.compiler.compiler_type == "msvc"
+        compile_flags = list(MSVC_FLAGS if msvc else UNIX_FLAGS)
+        link_flags: list[str] = []
+        openmp = ["/openmp"] if msvc else ["-fopenmp"]
+        if os.environ.get("PROBLOSS_NO_OPENMP") != "1" and self._builds_with(openmp):
+            compile_flags += openmp
+            link_flags += [] if msvc else openmp
+        for extension in self.extensions:
+            extension.extra_compile_args = compile_flags + list(extension.extra_compile_args)
+            extension.extra_link_args = link_flags + list(extension.extra_link_args)
+        super().build_extensions()
+
+    def _builds_with(self, flags: list[str]) -> bool:
+        """Whether a small OpenMP program compiles and links with ``flags``."""
+        with tempfile.TemporaryDirectory() as tmp:
+            source = os.path.join(tmp, "omp_check.c")
+            with open(source, "w") as f:
+                f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+            try:
+                objects = self.compiler.compile([source], output_dir=tmp, extra_postargs=flags)
+                self.compiler.link_executable(objects, os.path.join(tmp, "omp_check"), extra_postargs=flags
+                                              if self.compiler.compiler_type != "msvc" else [])
+            except Exception:  # any failure means "no OpenMP here"
+                print("probloss: building the kernels without OpenMP (single-threaded)", file=sys.stderr)
+                return False
+        return True
+
+
+setup(ext_modules=EXTENSIONS, cmdclass={"build_ext": BuildWithOpenMP})

@@ -1,0 +1,115 @@
+/* Softmax-family cross-entropies on float32 rows: the compiled fast paths of
+ * sparse categorical, categorical and categorical focal cross-entropy.
+ *
+ * Every function here works on a range of rows [row_begin, row_end) of a
+ * C-contiguous (rows, classes) float32 array, and each row is computed by one
+ * thread from its own data only, so the results do not depend on how rows are
+ * split between threads (bit-identical for any thread count).
+ *
+ * The math of a row from logits x (see probloss._numerics.neg_log_softmax):
+ *
+ *   m   = max(x), a = the first index of m,
+ *   S'  = sum over j != a of exp(x_j - m)     (ties at m stay in S' as 1s),
+ *   -log softmax(x)_j = (m - x_j) + log1p(S').
+ *
+ * Both terms are >= 0, so a confident class keeps its tiny loss. The passes:
+ *   1. m, a and whether the row holds NaN or +inf (such rows are left NaN for
+ *      the caller, which recomputes them with the generic kernel);
+ *   2. S' with a float32 SIMD exp (below), summed in float64; with a gradient
+ *      buffer, the exps are stored there;
+ *   3. (gradient only) the exps are scaled in place into the gradient.
+ * A row of 32000 classes (125 KiB) stays in L2 between the passes; the next
+ * row is prefetched during pass 2.
+ *
+ * The SIMD exp: exp(d) for d = x - m in [-150, 0] (d clamped at -150, so
+ * -inf logits need no test: exp(-150) ~ 1e-65 adds nothing a float32 result
+ * can show). d = fl(x - m) carries a rounding error of up to |d|/2 ulps, which
+ * exp turns into the same relative error of the term; TwoSum gives the exact
+ * error `err` and it is folded into the reduced argument (exp(d + err)). The
+ * reduction: k = round(d/ln 2), r = d - k ln2_hi (exact: Cody-Waite with a
+ * 15-bit ln2_hi, |k| <= 217) - k ln2_lo + err, |r| <= 0.35; exp(r) by its
+ * degree-7 Taylor polynomial (truncation < 2^-27 relative) in Horner form;
+ * the result is scaled by 2^(k + 100) rather than 2^k: every term is then a
+ * normal float32 number (terms below 2^-126 keep their bits: S' of a
+ * confident row can be a sum of such terms and still a normal float32 loss),
+ * and the float64 sum is scaled back by 2^-100 exactly. The error of a term
+ * is about 1.5 ulp (argument ~0.4, polynomial and Horner ~0.9, final product
+ * 0.5); S' of positive terms keeps that relative error, log1p(S') too, and
+ * the float32 loss adds its own rounding: <= ~2.5 ulps.
+ */
+#include "softmax_ce.h"
+
+#if PL_SOFTMAX_AVAILABLE
+
+#include <stdlib.h>
+
+/* Each instruction set's build of softmax_ce_impl.h, and the choice at run time. */
+#define DECLARE(suffix)                                                                                       \
+    void pl_sparse_softmax_ce_rows##suffix(const float *, int64_t, const int64_t *, float *, float *,         \
+                                           const float *, double, float *, int64_t, int64_t);                 \
+    void pl_softmax_ce_rows##suffix(const float *, const float *, int64_t, float *, float *, const float *,    \
+                                    double, float *, int64_t, int64_t);                                        \
+    void pl_focal_softmax_ce_rows##suffix(const float *, const float *, int64_t, const double *, int64_t,      \
+                                          double, float *, float *, int64_t, int64_t);                         \
+    void pl_sparse_normalized_ce_rows##suffix(const float *, int64_t, const int64_t *, double, double, float *, \
+                                              int64_t, int64_t);                                \
+    void pl_normalized_ce_rows##suffix(const float *, const float *, int64_t, double, double, float *, int64_t,  \
+                                       int64_t);
+DECLARE(_base)
+#if PL_HAVE_AVX2_BUILD
+DECLARE(_avx2)
+#endif
+
+/* PROBLOSS_NATIVE_BASELINE=1 in the environment forces the baseline build
+ * (for tests of that build on AVX2 machines). The first call decides; a race
+ * between threads on it writes the same value. */
+static int use_avx2(void) {
+#if PL_HAVE_AVX2_BUILD
+    static volatile int cached = -1;
+    if (cached < 0) {
+        const char *force = getenv("PROBLOSS_NATIVE_BASELINE");
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !(force && force[0] == '1');
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+const char *pl_softmax_ce_isa(void) { return use_avx2() ? "avx2" : "baseline"; }
+
+#if PL_HAVE_AVX2_BUILD
+#define PICK(fn) (use_avx2() ? fn##_avx2 : fn##_base)
+#else
+#define PICK(fn) fn##_base
+#endif
+
+void pl_sparse_softmax_ce_rows(const float *logits, int64_t k, const int64_t *labels, float *loss, float *grad,
+                               const float *row_scale, double scale, float *bounds, int64_t row_begin,
+                               int64_t row_end) {
+    PICK(pl_sparse_softmax_ce_rows)(logits, k, labels, loss, grad, row_scale, scale, bounds, row_begin, row_end);
+}
+
+void pl_softmax_ce_rows(const float *logits, const float *labels, int64_t k, float *loss, float *grad,
+                        const float *row_scale, double scale, float *bounds, int64_t row_begin, int64_t row_end) {
+    PICK(pl_softmax_ce_rows)(logits, labels, k, loss, grad, row_scale, scale, bounds, row_begin, row_end);
+}
+
+void pl_focal_softmax_ce_rows(const float *logits, const float *labels, int64_t k, const double *alpha,
+                              int64_t n_alpha, double gamma, float *loss, float *bounds, int64_t row_begin,
+                              int64_t row_end) {
+    PICK(pl_focal_softmax_ce_rows)(logits, labels, k, alpha, n_alpha, gamma, loss, bounds, row_begin, row_end);
+}
+
+void pl_sparse_normalized_ce_rows(const float *probs, int64_t k, const int64_t *labels, double lo, double hi,
+                                  float *loss, int64_t row_begin, int64_t row_end) {
+    PICK(pl_sparse_normalized_ce_rows)(probs, k, labels, lo, hi, loss, row_begin, row_end);
+}
+
+void pl_normalized_ce_rows(const float *probs, const float *labels, int64_t k, double lo, double hi, float *loss,
+                           int64_t row_begin, int64_t row_end) {
+    PICK(pl_normalized_ce_rows)(probs, labels, k, lo, hi, loss, row_begin, row_end);
+}
+
+#endif /* PL_SOFTMAX_AVAILABLE */

@@ -1,0 +1,574 @@
+/* The softmax-family kernels, compiled once per instruction set.
+ *
+ * Included by softmax_ce_base.c (the baseline: SSE2 on x86-64, NEON, ...) and
+ * softmax_ce_avx2.c (AVX2 + FMA), each defining PL_NAME to suffix the entry
+ * points; softmax_ce.c picks one at run time. The arithmetic is written once
+ * with GCC/Clang vector extensions; AVX intrinsics replace the few operations
+ * that GCC lowers poorly (float32 -> float64 widening, max, blend).
+ * See softmax_ce.c for the math and its error bounds.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "softmax_ce.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* The vector helpers below are always inlined, so the ABI note GCC gives for
+ * passing 32-byte vectors in the baseline build does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define PL_AVX2 1
+#endif
+
+#define W 8 /* float32 lanes per vector */
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+
+#define INLINE static inline __attribute__((always_inline))
+
+static const double TWO_M100 = 0x1p-100; /* the exps are scaled by 2^100 */
+
+INLINE v8f splat(float v) { return (v8f){v, v, v, v, v, v, v, v}; }
+INLINE v8i splati(int32_t v) { return (v8i){v, v, v, v, v, v, v, v}; }
+INLINE v8f load(const float *p) { v8f v; memcpy(&v, p, sizeof v); return v; }
+INLINE void store(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+
+#ifdef PL_AVX2
+INLINE v8f select_f(v8i mask, v8f a, v8f b) { return (v8f)_mm256_blendv_ps((__m256)b, (__m256)a, (__m256)mask); }
+INLINE v8i select_i(v8i mask, v8i a, v8i b) {
+    return (v8i)_mm256_blendv_ps((__m256)b, (__m256)a, (__m256)mask);
+}
+/* max(a, b) for b not NaN (maxps returns its second operand when one is NaN) */
+INLINE v8f max_f(v8f a, v8f b) { return (v8f)_mm256_max_ps((__m256)a, (__m256)b); }
+INLINE v4d half_lo(v8f v) { return (v4d)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v)); }
+INLINE v4d half_hi(v8f v) { return (v4d)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1)); }
+#else
+INLINE v8f select_f(v8i mask, v8f a, v8f b) { return (v8f)((mask & (v8i)a) | (~mask & (v8i)b)); }
+INLINE v8i select_i(v8i mask, v8i a, v8i b) { return (mask & a) | (~mask & b); }
+INLINE v8f max_f(v8f a, v8f b) { return select_f(a > b, a, b); }
+INLINE v4d half_lo(v8f v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), v4d); }
+INLINE v4d half_hi(v8f v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), v4d); }
+#endif
+
+/* Float64 sums of float32 vectors, as two 4-lane halves. */
+typedef struct {
+    v4d lo, hi;
+} Acc;
+
+INLINE void add_to(Acc *acc, v8f v) {
+    acc->lo += half_lo(v);
+    acc->hi += half_hi(v);
+}
+
+INLINE double total(Acc acc) {
+    v4d s = acc.lo + acc.hi;
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* ---- float64 exp and log on 4 lanes, for the focal and probability paths,
+ * where a term's float32 rounding would count against the 4-ulp budget. Both
+ * are accurate to ~2^-42 relative, far below what a float32 result shows. */
+typedef int64_t v4l __attribute__((vector_size(32)));
+typedef uint64_t v4u __attribute__((vector_size(32)));
+
+INLINE v4d splat_d(double v) { return (v4d){v, v, v, v}; }
+INLINE v4d select_d(v4l mask, v4d a, v4d b) { return (v4d)((mask & (v4l)a) | (~mask & (v4l)b)); }
+
+/* e^d for d in [-700, 0]: k = round(d/ln 2) (magic-number rounding), Cody-Waite
+ * r = d - k ln2 with |r| <= 0.35, Taylor to degree 10 (truncation < 2^-42). */
+INLINE v4d exp_pd(v4d d) {
+    const double magic = 6755399441055744.0; /* 1.5·2^52 */
+    const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
+    v4d shifted = d * 1.4426950408889634 + magic;
+    v4d kf = shifted - magic;
+    v4d r = (d - kf * ln2_hi) - kf * ln2_lo;
+    v4d p = splat_d(1.0 / 3628800.0);
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    v4l k = (v4l)shifted - (v4l)splat_d(magic); /* the integer k, from the low bits */
+    return p * (v4d)((k + 1023) << 52);
+}
+
+/* log(p) for positive normal p: p = 2^e·f, f in [sqrt(1/2), sqrt(2)),
+ * log f = 2 atanh(s) with s = (f-1)/(f+1), |s| <= 0.1716, to s^15 (< 2^-45). */
+INLINE v4d log_pd(v4d p) {
+    const v4u bits = (v4u)p;
+    v4l e = (v4l)(bits >> 52) - 1023; /* p > 0: no sign bit */
+    v4d f = (v4d)((bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
+    v4l big = f > 1.4142135623730951;
+    f = select_d(big, f * 0.5, f);
+    e -= big; /* big is -1 where true */
+    v4d ed = (v4d)(e + 0x4338000000000000LL) - 6755399441055744.0;
+    v4d s = (f - 1.0) / (f + 1.0);
+    v4d s2 = s * s;
+    v4d q = splat_d(2.0 / 15.0);
+    q = q * s2 + 2.0 / 13.0;
+    q = q * s2 + 2.0 / 11.0;
+    q = q * s2 + 2.0 / 9.0;
+    q = q * s2 + 2.0 / 7.0;
+    q = q * s2 + 2.0 / 5.0;
+    q = q * s2 + 2.0 / 3.0;
+    return ed * 0.6931471805599453 + (2.0 * s + s * s2 * q);
+}
+
+INLINE v4d sqrt_pd(v4d v) {
+#ifdef PL_AVX2
+    return (v4d)_mm256_sqrt_pd((__m256d)v);
+#else
+    for (int l = 0; l < 4; l++) v[l] = sqrt(v[l]);
+    return v;
+#endif
+}
+
+/* base^gamma for base in [1/2, 1] (1 - p off the maximum) */
+INLINE v4d power_pd(v4d base, double gamma) {
+    if (gamma == 2.0) return base * base;
+    if (gamma == 1.0) return base;
+    if (gamma == 0.0) return splat_d(1.0);
+    if (gamma == 0.5) return sqrt_pd(base);
+    return exp_pd(gamma * log_pd(base)); /* gamma·log(base) in [-0.7·gamma, 0] */
+}
+
+INLINE v8i lane_index(void) { return (v8i){0, 1, 2, 3, 4, 5, 6, 7}; }
+
+/* Load up to W entries of p (n < W) into a vector filled with `fill`. */
+INLINE v8f load_partial(const float *p, int64_t n, float fill) {
+    float buf[W];
+    for (int i = 0; i < W; i++) buf[i] = fill;
+    memcpy(buf, p, (size_t)n * sizeof(float));
+    return load(buf);
+}
+
+INLINE void store_partial(float *p, v8f v, int64_t n) {
+    float buf[W];
+    store(buf, v);
+    memcpy(p, buf, (size_t)n * sizeof(float));
+}
+
+/* 2^100 · exp(d + err) for d in [-150, 0], |err| <= 2^-24·|d| (see the top). */
+INLINE v8f exp_scaled(v8f d, v8f err) {
+    const float log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693145751953125f;      /* 15 significant bits */
+    const float ln2_lo = 1.428606765330187045e-06f;
+    const float round_magic = 12582912.0f;         /* 1.5·2^23: adding it rounds to an integer */
+    v8f kf = (d * log2e + round_magic) - round_magic;
+    v8f r = d - kf * ln2_hi;
+    r = r - kf * ln2_lo;
+    r = r + err;
+    v8f p = splat(1.0f / 5040.0f);
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    v8i k = __builtin_convertvector(kf, v8i);
+    v8f scale = (v8f)((k + (127 + 100)) << 23);
+    return p * scale;
+}
+
+/* The exact rounding error of fl(x - m) (Knuth's TwoSum on x + (-m)). */
+INLINE v8f difference_error(v8f x, v8f m, v8f d) {
+    v8f from_x = d + m;
+    v8f from_m = d - from_x;
+    return (x - (d - from_m)) - (m + from_m);
+}
+
+typedef struct {
+    float max;       /* m */
+    int64_t argmax;  /* a: the first index of m */
+    int bad;         /* a NaN or +inf entry, or no finite maximum */
+    float min;       /* the row's minimum, NaN where the row holds a NaN (for the data checks) */
+} RowMax;
+
+/* Pass 1: the maximum, its first index, and whether the row has a softmax. */
+INLINE RowMax row_max(const float *x, int64_t k) {
+    const v8f inf = splat(INFINITY);
+    v8f mx = splat(-INFINITY), mn = splat(INFINITY);
+    v8i at = lane_index();
+    v8i bad = splati(0), nan = splati(0);
+    int64_t i = 0;
+    for (; i + W <= k; i += W) {
+        v8f v = load(x + i);
+        v8i gt = v > mx;
+        mx = select_f(gt, v, mx);
+        at = select_i(gt, lane_index() + (int32_t)i, at);
+        mn = select_f(v < mn, v, mn);
+        bad |= ~(v < inf); /* NaN or +inf */
+        nan |= v != v;
+    }
+    RowMax out = {-INFINITY, 0, 0, INFINITY};
+    int64_t first = INT64_MAX;
+    int any_nan = 0;
+    for (int l = 0; l < W; l++) {
+        out.bad |= bad[l] != 0;
+        any_nan |= nan[l] != 0;
+        if (mn[l] < out.min) out.min = mn[l];
+        if (mx[l] > out.max || (mx[l] == out.max && at[l] < first)) {
+            out.max = mx[l];
+            first = at[l];
+        }
+    }
+    out.argmax = first == INT64_MAX ? 0 : first;
+    for (; i < k; i++) {
+        float v = x[i];
+        out.bad |= !(v < INFINITY);
+        any_nan |= v != v;
+        if (v < out.min) out.min = v;
+        if (v > out.max) {
+            out.max = v;
+            out.argmax = i;
+        }
+    }
+    out.bad |= !(out.max > -INFINITY);
+    if (any_nan) out.min = NAN;
+    return out;
+}
+
+/* The exps of one vector of x (scaled by 2^100). Entries more than 150 below
+ * the maximum (-inf included) are taken at d = -150, where exp is ~1e-65: no
+ * float32 result can show it, and the exp below needs d >= -150. Their TwoSum
+ * error (NaN for -inf, or meaningless) is dropped. */
+INLINE v8f exps(v8f v, v8f m) {
+    const v8f floor = splat(-150.0f);
+    v8f d = v - m;
+    v8i near = d > floor;
+    v8f err = (v8f)(near & (v8i)difference_error(v, m, d));
+    return exp_scaled(max_f(d, floor), err);
+}
+
+/* Pass 2: 2^100·S' in float64; with `e_out`, the scaled exps are stored there
+ * (the maximum's own entry included). The next row (if any) is prefetched. */
+INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, const float *next) {
+    const v8f m = splat(rm.max);
+    const int64_t a_block = rm.argmax - rm.argmax % W;
+    Acc acc0 = {{0}, {0}}, acc1 = {{0}, {0}};
+    int64_t i = 0;
+    int64_t next_line = 0;
+    for (; i + 2 * W <= k; i += 2 * W) {
+        v8f e0 = exps(load(x + i), m);
+        v8f e1 = exps(load(x + i + W), m);
+        if (e_out) {
+            store(e_out + i, e0);
+            store(e_out + i + W, e1);
+        }
+        if (next && next_line < k) {
+            __builtin_prefetch(next + next_line, 0, 3);
+            next_line += 16;
+        }
+        if (i == a_block) e0 = select_f(lane_index() == (int32_t)(rm.argmax - i), splat(0.0f), e0);
+        if (i + W == a_block) e1 = select_f(lane_index() == (int32_t)(rm.argmax - i - W), splat(0.0f), e1);
+        add_to(&acc0, e0);
+        add_to(&acc1, e1);
+    }
+    for (; i < k; i += W) {
+        int64_t n = k - i < W ? k - i : W;
+        v8f e = exps(load_partial(x + i, n, rm.max), m);
+        if (e_out) store_partial(e_out + i, e, n);
+        v8i drop = lane_index() >= (int32_t)n;
+        if (i == a_block) drop |= lane_index() == (int32_t)(rm.argmax - i);
+        add_to(&acc0, select_f(drop, splat(0.0f), e));
+    }
+    if (next) for (; next_line < k; next_line += 16) __builtin_prefetch(next + next_line, 0, 3);
+    return total(acc0) + total(acc1);
+}
+
+/* bounds[2r], bounds[2r + 1] <- the row's minimum (NaN if it holds a NaN) and maximum */
+INLINE void put_bounds(float *bounds, int64_t r, RowMax rm) {
+    if (bounds) {
+        bounds[2 * r] = rm.min;
+        bounds[2 * r + 1] = rm.max;
+    }
+}
+
+INLINE void fill_nan(float *g, int64_t k) {
+    for (int64_t j = 0; j < k; j++) g[j] = NAN;
+}
+
+/* Pass 3: g <- c·2^-100·g - t·t_scale (t may be NULL: no label term). The
+ * factor is applied as (c·2^-50)·2^-50, so that a small c (a mean over many
+ * rows) stays a normal float32 number. */
+INLINE void scale_exps(float *g, int64_t k, double c, const float *t, float t_scale) {
+    const float c1 = (float)(c * 0x1p-50), c2 = 0x1p-50f;
+    const v8f cv = splat(c1), ts = splat(t_scale);
+    int64_t i = 0;
+    if (t) {
+        for (; i + W <= k; i += W) store(g + i, (load(g + i) * cv) * c2 - load(t + i) * ts);
+        for (; i < k; i++) g[i] = (g[i] * c1) * c2 - t[i] * t_scale;
+    } else {
+        for (; i + W <= k; i += W) store(g + i, (load(g + i) * cv) * c2);
+        for (; i < k; i++) g[i] = (g[i] * c1) * c2;
+    }
+}
+
+void PL_NAME(pl_sparse_softmax_ce_rows)(const float *logits, int64_t k, const int64_t *labels, float *loss,
+                                       float *grad, const float *row_scale, double scale, float *bounds,
+                                       int64_t row_begin, int64_t row_end) {
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const float *x = logits + r * k;
+        float *g = grad ? grad + r * k : NULL;
+        int64_t label = labels[r];
+        RowMax rm = row_max(x, k);
+        put_bounds(bounds, r, rm);
+        if (rm.bad || label < 0 || label >= k) {
+            loss[r] = NAN;
+            if (g) fill_nan(g, k);
+            continue;
+        }
+        const float *next = r + 1 < row_end ? x + k : NULL;
+        double rest = scaled_rest(x, k, rm, g, next) * TWO_M100;
+        double gap = (double)rm.max - (double)x[label];
+        loss[r] = (float)(gap + log1p(rest));
+        if (g) {
+            double s = scale * (row_scale ? (double)row_scale[r] : 1.0);
+            double inv = s / (1.0 + rest);
+            double e_label = (double)g[label];
+            scale_exps(g, k, inv, NULL, 0.0f);
+            if (label == rm.argmax) {
+                g[label] = (float)(-rest * inv); /* p - 1 = -S'/(1 + S'), no cancellation */
+            } else {
+                g[rm.argmax] = (float)inv;
+                g[label] = (float)(e_label * TWO_M100 * inv - s); /* p <= 1/2 here */
+            }
+        }
+    }
+}
+
+/* Dense labels: loss = sum_j t_j (m - x_j) + T log1p(S'), T = sum_j t_j (a zero
+ * label on a -inf logit adds 0). Gradient: s (T p_j - t_j), with
+ * p_j = e_j / (1 + S') and, at the maximum, T p_a - t_a = (T - t_a) - T S'/(1 + S'). */
+void PL_NAME(pl_softmax_ce_rows)(const float *logits, const float *labels, int64_t k, float *loss, float *grad,
+                                const float *row_scale, double scale, float *bounds, int64_t row_begin,
+                                int64_t row_end) {
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const float *x = logits + r * k;
+        const float *t = labels + r * k;
+        float *g = grad ? grad + r * k : NULL;
+        RowMax rm = row_max(x, k);
+        put_bounds(bounds, r, rm);
+        if (rm.bad) {
+            loss[r] = NAN;
+            if (g) fill_nan(g, k);
+            continue;
+        }
+        const float *next = r + 1 < row_end ? x + k : NULL;
+        double rest = scaled_rest(x, k, rm, g, next) * TWO_M100;
+        /* sum t_j (m - x_j) and sum t_j in float64; where t_j = 0 the gap is
+         * taken as 0 (x_j replaced by m), so 0·inf never forms. */
+        const v8f m = splat(rm.max);
+        const v4d m64 = half_lo(m);
+        Acc gap_acc = {{0}, {0}}, mass_acc = {{0}, {0}};
+        int64_t i = 0;
+        for (; i < k; i += W) {
+            int64_t n = k - i < W ? k - i : W;
+            v8f tv = n == W ? load(t + i) : load_partial(t + i, n, 0.0f);
+            v8f xv = n == W ? load(x + i) : load_partial(x + i, n, rm.max);
+            xv = select_f(tv == 0.0f, m, xv);
+            gap_acc.lo += half_lo(tv) * (m64 - half_lo(xv)); /* m - x is exact in float64 */
+            gap_acc.hi += half_hi(tv) * (m64 - half_hi(xv));
+            add_to(&mass_acc, tv);
+        }
+        double gap = total(gap_acc), mass = total(mass_acc);
+        loss[r] = (float)(gap + mass * log1p(rest));
+        if (g) {
+            double s = scale * (row_scale ? (double)row_scale[r] : 1.0);
+            double inv = s / (1.0 + rest);
+            scale_exps(g, k, inv * mass, t, (float)s);
+            int64_t a = rm.argmax;
+            g[a] = (float)(s * (mass - (double)t[a]) - mass * rest * inv);
+        }
+    }
+}
+
+INLINE double power(double base, double gamma) {
+    if (gamma == 2.0) return base * base;
+    if (gamma == 1.0) return base;
+    if (gamma == 0.0) return 1.0;
+    if (gamma == 0.5) return sqrt(base);
+    return pow(base, gamma);
+}
+
+/* Adds alpha_j (1 - p_j)^gamma t_j (-log p_j) of 8 entries off the maximum to acc,
+ * in float64: -log p_j = lse - (x_j - m) and p_j = e^(x_j - m) / total. `alpha`
+ * holds the 8 per-class weights, or is NULL for the single weight `alpha0`. A zero
+ * label adds 0 (also on a -inf logit, where -log p is inf). */
+INLINE void focal_block(Acc *acc, v8f xv, v8f tv, const double *alpha, double alpha0, v4d m64, v4d lse64,
+                        v4d inv_total, double gamma) {
+    const v4d floor = splat_d(-700.0);
+    v4d halves[2];
+    for (int h = 0; h < 2; h++) {
+        v4d x64 = h ? half_hi(xv) : half_lo(xv), t64 = h ? half_hi(tv) : half_lo(tv);
+        v4d a64 = splat_d(alpha0);
+        if (alpha) memcpy(&a64, alpha + 4 * h, sizeof a64);
+        v4d d = x64 - m64; /* exact: a difference of two float32 numbers */
+        v4d nll = lse64 - d;
+        v4d e = exp_pd(select_d(d > floor, d, floor));
+        v4d w = power_pd(1.0 - e * inv_total, gamma);
+        halves[h] = select_d(t64 != 0.0, a64 * w * t64 * nll, splat_d(0.0));
+    }
+    acc->lo += halves[0];
+    acc->hi += halves[1];
+}
+
+/* Categorical focal cross-entropy from logits:
+ * sum_j alpha_j (1 - p_j)^gamma t_j (-log p_j), in float64 per nonzero label:
+ * -log p_j = (m - x_j) + log1p(S'), and 1 - p_j = 1 - e_j/(1 + S') (p_j <= 1/2
+ * off the maximum) or S'/(1 + S') at the maximum: no 1 - (something near 1).
+ * `alpha` is one value (n_alpha = 1) or one per class (n_alpha = k). */
+void PL_NAME(pl_focal_softmax_ce_rows)(const float *logits, const float *labels, int64_t k, const double *alpha,
+                                      int64_t n_alpha, double gamma, float *loss, float *bounds, int64_t row_begin,
+                                      int64_t row_end) {
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const float *x = logits + r * k;
+        const float *t = labels + r * k;
+        RowMax rm = row_max(x, k);
+        put_bounds(bounds, r, rm);
+        if (rm.bad) {
+            loss[r] = NAN;
+            continue;
+        }
+        const float *next = r + 1 < row_end ? x + k : NULL;
+        double rest = scaled_rest(x, k, rm, NULL, next) * TWO_M100;
+        double lse = log1p(rest), denominator = 1.0 + rest, m = (double)rm.max;
+        /* Vector lanes: every entry but the maximum's, whose 1 - p = S'/(1 + S')
+         * (no cancellation) is added on its own. */
+        const v4d m64 = splat_d(m), lse64 = splat_d(lse), inv_total = splat_d(1.0 / denominator);
+        Acc acc = {{0}, {0}};
+        const int64_t a_block = rm.argmax - rm.argmax % W;
+        for (int64_t i = 0; i < k; i += W) {
+            int64_t n = k - i < W ? k - i : W;
+            if (n == W && i != a_block) {
+                const double *a = n_alpha == 1 ? NULL : alpha + i;
+                focal_block(&acc, load(x + i), load(t + i), a, alpha[0], m64, lse64, inv_total, gamma);
+                continue;
+            }
+            /* the tail, or the maximum's block: through buffers, the maximum left out */
+            float xb[W], tb[W];
+            double ab[W];
+            for (int l = 0; l < W; l++) {
+                int64_t j = i + l;
+                int keep = l < n && j != rm.argmax;
+                xb[l] = keep ? x[j] : rm.max;
+                tb[l] = keep ? t[j] : 0.0f;
+                ab[l] = keep ? alpha[n_alpha == 1 ? 0 : j] : 0.0;
+            }
+            focal_block(&acc, load(xb), load(tb), ab, 0.0, m64, lse64, inv_total, gamma);
+        }
+        double sum = total(acc);
+        double t_top = (double)t[rm.argmax];
+        if (t_top != 0.0)
+            sum += alpha[n_alpha == 1 ? 0 : rm.argmax] * power(rest / denominator, gamma) * t_top * lse;
+        loss[r] = (float)sum;
+    }
+}
+
+/* Clip -log p to [-log hi, -log lo] as Keras clips p to [lo, hi]; NaN stays NaN. */
+INLINE double clip_nll(double v, double nll_hi, double nll_lo) {
+    if (v < nll_hi) return nll_hi;
+    if (v > nll_lo) return nll_lo;
+    return v;
+}
+
+/* Sparse cross-entropy from probabilities (probloss._numerics.neg_log_picked):
+ * picked = y_l and rest = the sum without it (float64, not sum - picked);
+ * p >= 1/2: log1p(rest/picked), else -log(clip(picked/(picked + rest))). */
+void PL_NAME(pl_sparse_normalized_ce_rows)(const float *probs, int64_t k, const int64_t *labels, double lo, double hi,
+                                  float *loss, int64_t row_begin, int64_t row_end) {
+    const double nll_hi = -log1p(-(1.0 - hi)), nll_lo = -log(lo);
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const float *y = probs + r * k;
+        int64_t label = labels[r];
+        if (label < 0 || label >= k) {
+            loss[r] = NAN;
+            continue;
+        }
+        const int64_t l_block = label - label % W;
+        Acc acc0 = {{0}, {0}}, acc1 = {{0}, {0}};
+        int64_t i = 0;
+        for (; i + 2 * W <= k; i += 2 * W) {
+            v8f v0 = load(y + i), v1 = load(y + i + W);
+            if (i == l_block) v0 = select_f(lane_index() == (int32_t)(label - i), splat(0.0f), v0);
+            if (i + W == l_block) v1 = select_f(lane_index() == (int32_t)(label - i - W), splat(0.0f), v1);
+            add_to(&acc0, v0);
+            add_to(&acc1, v1);
+        }
+        for (; i < k; i += W) {
+            int64_t n = k - i < W ? k - i : W;
+            v8f v = load_partial(y + i, n, 0.0f);
+            if (i == l_block) v = select_f(lane_index() == (int32_t)(label - i), splat(0.0f), v);
+            add_to(&acc0, v);
+        }
+        double rest = total(acc0) + total(acc1);
+        double picked = (double)y[label];
+        double v;
+        if (picked >= rest) {
+            v = clip_nll(log1p(rest / picked), nll_hi, nll_lo);
+        } else {
+            double p = picked / (picked + rest);
+            v = -log(p < lo ? lo : (p > hi ? hi : p));
+        }
+        loss[r] = (float)v;
+    }
+}
+
+/* Categorical cross-entropy from probabilities (probloss._numerics.neg_log_normalized):
+ * sum_j t_j -log(clip(y_j / total, lo, hi)), all in float64. The generic kernel
+ * takes -log p of a probability near 1 as log1p(rest / max) because float32
+ * cannot resolve it; in float64 -log p has an absolute error ~2^-53 while the
+ * clipped loss is >= -log(hi) ~ 2^-23: 2^-30 relative, invisible in float32.
+ * Pass 1: the total (float64) and whether the row holds a negative, NaN or
+ * infinite entry or sums to 0 (left NaN for the caller); pass 2 (from cache): the sum. */
+void PL_NAME(pl_normalized_ce_rows)(const float *probs, const float *labels, int64_t k, double lo, double hi,
+                                    float *loss, int64_t row_begin, int64_t row_end) {
+    const v8f zero = splat(0.0f), inf = splat(INFINITY);
+    const v4d lo64 = splat_d(lo), hi64 = splat_d(hi);
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const float *y = probs + r * k;
+        const float *t = labels + r * k;
+        Acc sum_acc = {{0}, {0}};
+        v8i bad = splati(0);
+        for (int64_t i = 0; i < k; i += W) {
+            int64_t n = k - i < W ? k - i : W;
+            v8f v = n == W ? load(y + i) : load_partial(y + i, n, 0.0f);
+            bad |= ~(v >= zero) | (v == inf);
+            add_to(&sum_acc, v);
+        }
+        int any_bad = 0;
+        for (int l = 0; l < W; l++) any_bad |= bad[l] != 0;
+        double sum = total(sum_acc);
+        if (any_bad || !(sum > 0.0)) { /* a zero row has no distribution */
+            loss[r] = NAN;
+            continue;
+        }
+        const v4d inv = splat_d(1.0 / sum);
+        Acc acc = {{0}, {0}};
+        for (int64_t i = 0; i < k; i += W) {
+            int64_t n = k - i < W ? k - i : W;
+            v8f v = n == W ? load(y + i) : load_partial(y + i, n, 1.0f);
+            v8f tv = n == W ? load(t + i) : load_partial(t + i, n, 0.0f);
+            for (int h = 0; h < 2; h++) {
+                v4d p = (h ? half_hi(v) : half_lo(v)) * inv;
+                p = select_d(p < lo64, lo64, select_d(p > hi64, hi64, p));
+                v4d term = (h ? half_hi(tv) : half_lo(tv)) * log_pd(p);
+                if (h) acc.hi -= term; else acc.lo -= term;
+            }
+        }
+        loss[r] = (float)total(acc);
+    }
+}
