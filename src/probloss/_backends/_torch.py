@@ -188,7 +188,8 @@ def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
 def _softmax_compute(x: Tensor, labels: Tensor, dense: bool, want_grad: bool,
                      label_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     kernel = CPU_KERNELS.get("softmax_rows")
-    if kernel is not None and x.device.type == "cpu" and not label_grad and not torch._C._are_functorch_transforms_active():
+    functorch = bool(torch._C._are_functorch_transforms_active())  # vmap: no batching rule for the op
+    if kernel is not None and x.device.type == "cpu" and not label_grad and not functorch:
         loss, grad = kernel(x, labels, dense, want_grad)
         return loss, grad, x.new_empty(0), x.new_empty(0, dtype=torch.float64)
     return softmax_rows(x, labels, dense, want_grad)
