@@ -55,11 +55,11 @@ Tensor = torch.Tensor
 # extra memory of a large batch.
 CHUNK_ELEMENTS = 1 << 17
 
-#: Compiled CPU implementations of the row computations, by name, each with the
-#: signature of the torch function it replaces (``softmax_rows``: ``(x, labels,
-#: dense) -> (loss float64 rows, grad float32, max, log1p(S'))``). They must be
-#: ``torch.library`` custom ops (opaque to ``torch.compile``) with a fake
-#: implementation. Empty unless the compiled extension registers them.
+#: Compiled CPU implementations of the row computations, by name (filled below when
+#: the compiled extension loads): ``softmax_rows(x, labels, dense, want_grad) -> (loss
+#: float32 rows, grad)``, a ``torch.library`` custom op (opaque to torch.compile, with a
+#: fake implementation). Used for CPU float32 tensors outside torch.func transforms when
+#: the labels need no gradient; the torch-ops code below serves everything else.
 CPU_KERNELS: dict[str, Callable[..., Any]] = {}
 
 
@@ -185,12 +185,49 @@ def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
     return loss, e.to(block.dtype), m[:, 0], log1p_rest[:, 0]
 
 
-def _softmax_compute(x: Tensor, labels: Tensor, dense: bool,
-                     want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _softmax_compute(x: Tensor, labels: Tensor, dense: bool, want_grad: bool,
+                     label_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     kernel = CPU_KERNELS.get("softmax_rows")
-    if kernel is not None and x.device.type == "cpu":
-        return kernel(x, labels, dense, want_grad)
+    functorch = bool(torch._C._are_functorch_transforms_active())  # vmap: no batching rule for the op
+    if kernel is not None and x.device.type == "cpu" and not label_grad and not functorch:
+        loss, grad = kernel(x, labels, dense, want_grad)
+        return loss, grad, x.new_empty(0), x.new_empty(0, dtype=torch.float64)
     return softmax_rows(x, labels, dense, want_grad)
+
+
+def _register_compiled_softmax() -> None:
+    """Serve CPU float32 softmax rows with the compiled one-pass kernels, where they are built."""
+    try:
+        from . import _native_softmax
+    except ImportError:  # pragma: no cover - the module ships with probloss
+        return
+    if not _native_softmax.AVAILABLE:
+        return
+
+    @torch.library.custom_op("probloss::softmax_rows_cpu", mutates_args=(), device_types="cpu")
+    def softmax_rows_cpu(x: Tensor, labels: Tensor, dense: bool, want_grad: bool) -> tuple[Tensor, Tensor]:
+        x = x.contiguous()
+        grad = torch.empty_like(x) if want_grad else x.new_empty(0)
+        kernel = _native_softmax.softmax_cross_entropy if dense else _native_softmax.softmax_cross_entropy_sparse
+        # Zero-copy: the NumPy views share the tensors' memory; the kernel writes grad in place.
+        loss = torch.from_numpy(kernel(x.detach().numpy(), labels.detach().contiguous().numpy(),
+                                       grad_out=grad.numpy() if want_grad else None))
+        bad = ~torch.isfinite(loss)
+        if bool(bad.any()):  # rows the kernel leaves to the reference (NaN/+inf logits, no finite logit)
+            redo = softmax_rows(x[bad], labels[bad], dense, want_grad)
+            loss[bad] = redo[0].to(loss.dtype)
+            if want_grad:
+                grad[bad] = redo[1]
+        return loss, grad
+
+    @softmax_rows_cpu.register_fake
+    def _(x: Tensor, labels: Tensor, dense: bool, want_grad: bool) -> tuple[Tensor, Tensor]:
+        return x.new_empty(x.shape[0]), (torch.empty_like(x) if want_grad else x.new_empty(0))
+
+    CPU_KERNELS["softmax_rows"] = softmax_rows_cpu
+
+
+_register_compiled_softmax()
 
 
 class SoftmaxCrossEntropy(torch.autograd.Function):
@@ -200,7 +237,7 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(labels: Tensor, x: Tensor, dense: bool, want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        loss, grad, maxima, log_rest = _softmax_compute(x, labels, dense, want_grad)
+        loss, grad, maxima, log_rest = _softmax_compute(x, labels, dense, want_grad, labels.requires_grad)
         return loss.to(x.dtype), grad, maxima, log_rest
 
     @staticmethod
