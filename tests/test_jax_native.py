@@ -212,8 +212,8 @@ def test_ties_give_softmax_minus_onehot(x64: bool) -> None:
 def test_non_finite_logits_equal_generic_kernel(x64: bool, family: str) -> None:
     """-inf entries (masked classes), +inf and NaN: the same values; gradients where the generic one is finite."""
     x = np.array([[0.0, -np.inf, 1.0, 2.0], [np.inf, 0.0, 1.0, 2.0], [np.nan, 0.0, 1.0, 2.0],
-                  [-np.inf, -np.inf, 3.0, -np.inf], [-3e38, 3e38, 0.0, 1.0]], np.float32)
-    labels = np.array([1, 0, 2, 2, 3])
+                  [-np.inf, -np.inf, 3.0, -np.inf]], np.float32)
+    labels = np.array([1, 0, 2, 2])
     if family == "sparse":
         fn = functools.partial(probloss.sparse_categorical_crossentropy, jnp.asarray(labels), from_logits=True)
     elif family == "cce":

@@ -348,6 +348,7 @@ def test_torch_func_grad_and_vmap(family):
     batch = torch.stack([x, 2 * x, -x])
     per_sample = torch.func.vmap(torch.func.grad(f))(batch)
     for i in range(3):
-        torch.testing.assert_close(per_sample[i], torch.func.grad(f)(batch[i]), rtol=4 * EPS32, atol=1e-12)
+        # Under vmap the torch-ops path runs; plain grad may take the compiled CPU kernel: a few ulps apart.
+        torch.testing.assert_close(per_sample[i], torch.func.grad(f)(batch[i]), rtol=8 * EPS32, atol=1e-12)
     values = torch.func.vmap(f)(batch)
     torch.testing.assert_close(values, torch.stack([f(b) for b in batch]), rtol=4 * EPS32, atol=0)

@@ -292,10 +292,7 @@ def _focal_pieces(y: Array, x: Array, options: _FocalOptions) -> tuple[Array, ..
     bce = _bce(y, p)
     q = y * p.sig_neg + (1 - y) * p.sig_pos  # 1 - p_t, no cancellation
     weight, d_weight = _power(q, options.gamma)
-    if options.alpha is None:
-        balance = None
-    else:
-        balance = y * options.alpha + (1 - y) * (1 - options.alpha)
+    balance = None if options.alpha is None else y * options.alpha + (1 - y) * (1 - options.alpha)
     return p, bce, weight, d_weight, balance
 
 

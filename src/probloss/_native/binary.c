@@ -56,16 +56,16 @@ PL_CLONES static void bce_logits_block(const void *params, const float *restrict
                                        const float *restrict x, Py_ssize_t n, double *acc,
                                        float *restrict grad, pl_bounds *b)
 {
-    double terms[PL_BLOCK];
+    float terms[PL_BLOCK]; /* all-float loop: 8 lanes per AVX2 register throughout */
     for (Py_ssize_t i = 0; i < n; i++) {
         float xi = x[i], yi = y[i];
         float e = pl_expf_neg(fabsf(xi));
         float relu = xi > 0.0f ? xi : 0.0f;
         float relu_neg = xi < 0.0f ? -xi : 0.0f;
         float t = (yi * relu_neg + (1.0f - yi) * relu) + (xi - xi);
-        terms[i] = (double)(pl_log1pf_unit(e) + t);
+        terms[i] = pl_log1pf_unit(e) + t;
     }
-    pl_sum_lanes(terms, n, acc);
+    pl_sum_lanes_f(terms, n, acc);
     pl_bounds_update(y, x, n, b);
     if (grad) {
         const float scale = (float)((const params_t *)params)->p[0];

@@ -163,7 +163,8 @@ PL_INLINE float pl_expf_neg(float a)
 {
     float xc = a < 110.0f ? -a : -110.0f;
     const float magic = 12582912.0f;
-    float kf = (xc * 1.44269504088896341f + magic) - magic;
+    float km = xc * 1.44269504088896341f + magic; /* k in the low mantissa bits */
+    float kf = km - magic;
     float r = xc - kf * 0.693359375f;
     r = r - kf * -2.12194440e-4f;
     float p = 1.0f / 5040.0f;
@@ -174,8 +175,8 @@ PL_INLINE float pl_expf_neg(float a)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t k = (int32_t)kf; /* in [-159, 0] */
-    int32_t k1 = k / 2;
+    int32_t k = (int32_t)(pl_bits_f(km) - 0x4B400000u); /* in [-159, 0], no conversion */
+    int32_t k1 = k > -126 ? k : -126;                  /* 2^k1 normal, 2^(k-k1) in [2^-33, 1] */
     float s1 = pl_float_b((uint32_t)(k1 + 127) << 23);
     float s2 = pl_float_b((uint32_t)(k - k1 + 127) << 23);
     return (p * s1) * s2;

@@ -10,8 +10,9 @@
  *   PL_CLONES            put before a function definition holding a hot loop:
  *                        gcc (and clang >= 14) on x86-64 ELF compile it three
  *                        times, for x86-64-v4 (AVX-512), x86-64-v3 (AVX2 + FMA)
- *                        and the baseline, and pick one at load time (ifunc);
- *                        elsewhere it expands to nothing (one portable build).
+ *                        and the baseline, and pick one at load time (ifunc,
+ *                        so glibc only); elsewhere it expands to nothing (one
+ *                        portable baseline build).
  *
  *   PL_PARALLEL_FOR(nthreads, work, ntasks, i) { body using i }
  *                        runs body for i = 0 .. ntasks-1 (i is declared by the
@@ -36,11 +37,14 @@
 #ifndef PL_PARALLEL_H
 #define PL_PARALLEL_H
 
+#include <stdlib.h> /* defines __GLIBC__ on glibc */
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && defined(__ELF__) && !defined(__INTEL_COMPILER) && \
+/* target_clones needs ifunc: glibc on x86-64 ELF (not musl, macOS or Windows). */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && !defined(__INTEL_COMPILER) && \
     (defined(__clang__) ? (__clang_major__ >= 14) : defined(__GNUC__))
 #define PL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else

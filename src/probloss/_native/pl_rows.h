@@ -18,7 +18,8 @@
  *   typedef void (*pl_block_fn)(const void *params, const float *y, const float *x,
  *                               Py_ssize_t n, double *acc, float *grad, pl_bounds *b);
  *       Process n <= PL_BLOCK contiguous elements: add each loss term into the
- *       lane accumulators acc[PL_LANES] with pl_sum_lanes (fixed order), update
+ *       lane accumulators acc[PL_LANES] with pl_sum_lanes or pl_sum_lanes_f
+ *       (double or float terms; fixed order, vectorised), update
  *       *b with pl_bounds_update, and if grad != NULL write d(term)/dx there.
  *       Define it with PL_CLONES so that it runs with AVX2/AVX-512 where present.
  *
@@ -110,6 +111,15 @@ PL_INLINE void pl_sum_lanes(const double *restrict terms, Py_ssize_t n, double *
     for (; i + PL_LANES <= n; i += PL_LANES)
         for (int j = 0; j < PL_LANES; j++) acc[j] += terms[i + j];
     for (int j = 0; i + j < n; j++) acc[j] += terms[i + j];
+}
+
+/* The same for float terms, each widened to double before it is added. */
+PL_INLINE void pl_sum_lanes_f(const float *restrict terms, Py_ssize_t n, double *restrict acc)
+{
+    Py_ssize_t i = 0;
+    for (; i + PL_LANES <= n; i += PL_LANES)
+        for (int j = 0; j < PL_LANES; j++) acc[j] += (double)terms[i + j];
+    for (int j = 0; i + j < n; j++) acc[j] += (double)terms[i + j];
 }
 
 static double pl_lanes_total(const double *acc)
