@@ -154,6 +154,7 @@ def _sparse_from_logits_jvp(axis: int, primals: tuple[Array, Array],
     at_label = jnp.where(picked == s.m, -s.rest, e_label - z) / z
     hit = lax.broadcasted_iota(labels.dtype, x.shape, axis) == jnp.expand_dims(labels, axis)
     g = jnp.where(hit, at_label, jnp.where(s.top, 1 / z, s.e / z))
+    g = jnp.where(jnp.isnan(s.rest), jnp.zeros_like(g), g)  # no softmax: the value is NaN, the slope 0
     return value, _linear([(g, tangents[1])], lambda t: jnp.sum(t, axis=axis), value)
 
 
@@ -184,6 +185,7 @@ def _dense_from_logits_jvp(axis: int, primals: tuple[Array, Array],
         # sum(t)·softmax - t; at a maximum (sum(t) - t)/(1 + S') - t·S'/(1 + S'), so a
         # one-hot label on a dominant class gives -S'/(1 + S'), not 1/(1 + S') - 1.
         g = jnp.where(s.top, (total - t) - t * s.rest, total * s.e - t * z) / z
+        g = jnp.where(jnp.isnan(s.rest), jnp.zeros_like(g), g)  # no softmax: the value is NaN, the slope 0
         terms.append((g, tangents[1]))
     if not _is_zero(tangents[0]):
         # d/dt = -log softmax; a zero label on a -inf logit (a 0·inf term, read as 0) gets 0.

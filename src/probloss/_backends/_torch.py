@@ -250,6 +250,7 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
             ctx.save_for_backward(grad, labels, x, maxima, log_rest)
         else:
             ctx.save_for_backward(grad)
+        ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' own gradients
         ctx.mark_non_differentiable(grad, maxima, log_rest)
 
     @staticmethod
@@ -351,6 +352,7 @@ class BinaryCrossEntropy(torch.autograd.Function):
         _, x, _ = inputs
         ctx.label_grad = ctx.needs_input_grad[0]
         ctx.save_for_backward(output[1], x if ctx.label_grad else None)
+        ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' own gradients
         ctx.mark_non_differentiable(output[1])
 
     @staticmethod
@@ -398,6 +400,7 @@ class Poisson(torch.autograd.Function):
         _, p, epsilon, _ = inputs
         ctx.epsilon = epsilon
         ctx.save_for_backward(output[1], p if ctx.needs_input_grad[0] else None)
+        ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' own gradients
         ctx.mark_non_differentiable(output[1])
 
     @staticmethod
@@ -464,6 +467,7 @@ class KLDivergence(torch.autograd.Function):
         ctx.epsilon = epsilon
         label_grad = ctx.needs_input_grad[0]
         ctx.save_for_backward(output[1], t if label_grad else None, p if label_grad else None)
+        ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' own gradients
         ctx.mark_non_differentiable(output[1])
 
     @staticmethod
