@@ -48,6 +48,7 @@ _BACKEND_MODULES: dict[str, str] = {
     "numpy": "probloss._backends._numpy",
     "torch": "probloss._backends._torch",
     "jax": "probloss._backends._jax",
+    "dask": "probloss._backends._dask",
 }
 
 _NAMESPACE_NAMES: dict[str, str] = {
