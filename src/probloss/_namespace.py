@@ -121,8 +121,16 @@ def _convert(name: str, value: object, xp: Any, device: Any) -> Any:
 
 
 def device_of(x: Any) -> Any:
-    """Return the device of an array (None for jitted JAX values without one)."""
-    return array_api_compat.device(x)
+    """Return the device of an array (None for jitted JAX values without one).
+
+    A JAX array sharded over several devices reports its sharding, which a new
+    scalar cannot take (a scalar has no axis to shard): None then, so that JAX
+    places the scalar itself.
+    """
+    device = array_api_compat.device(x)
+    if type(device).__name__.endswith("Sharding") and len(getattr(device, "device_set", ())) > 1:
+        return None
+    return device
 
 
 def static_size(x: Any) -> int:
