@@ -17,8 +17,9 @@ the file, and the row or column where it can.
 from __future__ import annotations
 
 import csv
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +40,17 @@ class Source:
     rows: int | None
     bytes_per_row: int
     _chunks: Any
+    #: ``(chunk_rows) -> [(start, stop, read)]``: independent, picklable reads of row
+    #: ranges (for Dask workers), or None where the format reads only in sequence (.csv).
+    _blocks: Any = None
 
     def chunks(self, chunk_rows: int) -> Iterator[np.ndarray]:
         """Yield consecutive arrays of at most ``chunk_rows`` rows."""
         return self._chunks(chunk_rows)
+
+    def blocks(self, chunk_rows: int) -> list[tuple[int, int, Callable[[], np.ndarray]]] | None:
+        """Row ranges of about ``chunk_rows`` rows, each with a function that reads it."""
+        return None if self._blocks is None else self._blocks(chunk_rows)
 
 
 def open_source(spec: str) -> Source:
@@ -125,7 +133,26 @@ def _npy(path: str, _selector: str | None) -> Source:
                     raise InputError(msg)
                 yield block.reshape((n, *shape[1:]))
 
-    return Source(path, int(shape[0]), row_bytes, chunks)
+    def blocks(chunk_rows: int) -> list[tuple[int, int, Callable[[], np.ndarray]]]:
+        return [(start, min(start + chunk_rows, shape[0]),
+                 functools.partial(_read_npy_rows, path, offset, dtype.str, tuple(shape), fortran, start,
+                                   min(start + chunk_rows, shape[0])))
+                for start in range(0, shape[0], chunk_rows)]
+
+    return Source(path, int(shape[0]), row_bytes, chunks, blocks)
+
+
+def _read_npy_rows(path: str, offset: int, dtype: str, shape: tuple[int, ...], fortran: bool,
+                   start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of an .npy file (a module-level function: Dask pickles it)."""
+    if fortran and len(shape) > 1:
+        return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
+    row_items = int(np.prod(shape[1:], dtype=np.int64))
+    itemsize = np.dtype(dtype).itemsize
+    with open(path, "rb") as f:
+        f.seek(offset + start * row_items * itemsize)
+        block = np.fromfile(f, dtype=np.dtype(dtype), count=(stop - start) * row_items)
+    return block.reshape((stop - start, *shape[1:]))
 
 
 def _npz(path: str, key: str | None) -> Source:
@@ -165,7 +192,16 @@ def _npz(path: str, key: str | None) -> Source:
         for start in range(0, data.shape[0], chunk_rows):
             yield data[start:start + chunk_rows]
 
-    return Source(label, int(data.shape[0]), data[:1].nbytes or 8, chunks)
+    def blocks(chunk_rows: int) -> list[tuple[int, int, Callable[[], np.ndarray]]]:
+        return [(start, min(start + chunk_rows, len(data)),
+                 functools.partial(_slice, data, start, start + chunk_rows))
+                for start in range(0, len(data), chunk_rows)]
+
+    return Source(label, int(data.shape[0]), data[:1].nbytes or 8, chunks, blocks)
+
+
+def _slice(data: np.ndarray, start: int, stop: int) -> np.ndarray:
+    return data[start:stop]
 
 
 def _csv(path: str, selector: str | None) -> Source:
@@ -260,8 +296,44 @@ def _parquet(path: str, selector: str | None) -> Source:
             msg = f"{path}: column {name!r} holds {kind}, not numbers"
             raise InputError(msg)
 
-    def column(batch: Any, name: str, start: int) -> np.ndarray:
+    def chunks(chunk_rows: int) -> Iterator[np.ndarray]:
+        start = 0
+        for batch in file.iter_batches(batch_size=chunk_rows, columns=wanted):
+            yield _parquet_columns(path, batch, wanted, start)
+            start += batch.num_rows
+
+    def blocks(_chunk_rows: int) -> list[tuple[int, int, Callable[[], np.ndarray]]]:
+        out, start = [], 0
+        for group in range(file.metadata.num_row_groups):  # a row group is Parquet's unit of reading
+            rows = file.metadata.row_group(group).num_rows
+            out.append((start, start + rows,
+                        functools.partial(_read_parquet_group, path, tuple(wanted), group, start)))
+            start += rows
+        return out
+
+    row_bytes = 8 * max(len(wanted), 1)
+    if file.metadata.num_row_groups and file.metadata.row_group(0).num_rows:
+        group = file.metadata.row_group(0)  # list columns: the stored size tells the row width
+        row_bytes = max(row_bytes, group.total_byte_size // group.num_rows)
+    return Source(f"{path}:{','.join(wanted)}" if selector else path, file.metadata.num_rows,
+                  row_bytes, chunks, blocks)
+
+
+def _read_parquet_group(path: str, columns: tuple[str, ...], group: int, start: int) -> np.ndarray:
+    """One row group's columns as an array (a module-level function: Dask pickles it)."""
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(path).read_row_group(group, columns=list(columns))
+    return _parquet_columns(path, table, list(columns), start)
+
+
+def _parquet_columns(path: str, batch: Any, wanted: list[str], start: int) -> np.ndarray:
+    import pyarrow as pa
+
+    def column(name: str) -> np.ndarray:
         values = batch.column(name)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
         if values.null_count:
             row = start + int(np.flatnonzero(np.asarray(values.is_null()))[0])
             msg = f"{path}: column {name!r} is empty (null) at row {row}"
@@ -278,17 +350,5 @@ def _parquet(path: str, selector: str | None) -> Source:
             return flat.reshape(len(values), -1)
         return values.to_numpy(zero_copy_only=False)
 
-    def chunks(chunk_rows: int) -> Iterator[np.ndarray]:
-        start = 0
-        for batch in file.iter_batches(batch_size=chunk_rows, columns=wanted):
-            parts = [column(batch, name, start) for name in wanted]
-            start += batch.num_rows
-            yield parts[0] if len(parts) == 1 else np.column_stack(parts)
-
-    row_bytes = 8 * max(len(wanted), 1)
-    if file.metadata.num_row_groups and file.metadata.row_group(0).num_rows:
-        group = file.metadata.row_group(0)  # list columns: the stored size tells the row width
-        row_bytes = max(row_bytes, group.total_byte_size // group.num_rows)
-    return Source(f"{path}:{','.join(wanted)}" if selector else path, file.metadata.num_rows,
-                  row_bytes, chunks)
-
+    parts = [column(name) for name in wanted]
+    return parts[0] if len(parts) == 1 else np.column_stack(parts)

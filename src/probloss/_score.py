@@ -99,8 +99,6 @@ def score(metric: _metrics.MeanMetricWrapper, y_true: Source, y_pred: Source,
           sample_weight: Source | None = None, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
           progress: Callable[[int], None] | None = None) -> ScoreResult:
     """Stream the three sources through ``metric``; see the module docstring."""
-    class_name = type(metric).__name__
-    sparse = class_name == "SparseCategoricalCrossentropy"
     for other in (y_true, sample_weight):
         if other is not None and other.rows is not None and y_pred.rows is not None \
                 and other.rows != y_pred.rows:
@@ -110,51 +108,80 @@ def score(metric: _metrics.MeanMetricWrapper, y_true: Source, y_pred: Source,
     streams: list[Iterator[np.ndarray]] = [y_true.chunks(rows), y_pred.chunks(rows)]
     if sample_weight is not None:
         streams.append(sample_weight.chunks(rows))
-    class_totals: np.ndarray | None = None
-    class_counts: np.ndarray | None = None
+    sums: BlockSums | None = None
     start = 0
+    labels_of = (y_true.label, y_pred.label, None if sample_weight is None else sample_weight.label)
     for parts in zip_longest(*streams):
         if any(p is None for p in parts) or len({len(p) for p in parts}) > 1:
             raise InputError(_length_message(parts, start, y_true, y_pred, sample_weight))
-        labels, predictions = parts[0], parts[1]
         weight = parts[2] if sample_weight is not None else None
-        _check_finite(predictions, y_pred.label, start)
-        _check_finite(labels, y_true.label, start)
-        if weight is not None:
-            _check_finite(weight, sample_weight.label, start)  # type: ignore[union-attr]
-        if predictions.ndim == 1 and not sparse:
-            # A vector of probabilities: one sample per row, not one sample per chunk.
-            labels, predictions = labels.reshape(-1, 1), predictions.reshape(-1, 1)
-        if sparse:
-            labels = _class_labels(labels, predictions, y_true.label, start, metric)
-        try:
-            total, count, per_total, per_count = metric.batch_sums(labels, predictions, weight)
-        except (ValueError, TypeError) as error:
-            message = " ".join(str(error).split())
-            msg = (
-                f"{y_pred.label}, rows {start}-{start + len(predictions) - 1}: "
-                f"{message}"
-            )
-            raise InputError(msg) from None
-        metric.total += total
-        metric.count += count
-        if class_name in _PER_CLASS and predictions.ndim == 2:
-            classes = labels if sparse else np.argmax(labels, axis=-1)
-            keep = per_count > 0
-            n = predictions.shape[1]
-            sums = np.bincount(classes[keep], weights=per_total[keep], minlength=n)
-            counts = np.bincount(classes[keep], weights=per_count[keep], minlength=n)
-            class_totals = sums if class_totals is None else class_totals + sums
-            class_counts = counts if class_counts is None else class_counts + counts
-        start += len(predictions)
+        block = block_sums(metric, parts[0], parts[1], weight, start, labels_of)
+        sums = block if sums is None else sums + block
+        start += len(parts[1])
         if progress is not None:
-            progress(len(predictions))
+            progress(len(parts[1]))
+    return finish(metric, sums, start)
+
+
+@dataclass
+class BlockSums:
+    """One block's float64 sums: the total, the weight sum, and per class (or None)."""
+
+    total: float
+    count: float
+    class_totals: np.ndarray | None
+    class_counts: np.ndarray | None
+
+    def __add__(self, other: BlockSums) -> BlockSums:
+        def add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return b if a is None else a if b is None else a + b
+
+        return BlockSums(self.total + other.total, self.count + other.count,
+                         add(self.class_totals, other.class_totals),
+                         add(self.class_counts, other.class_counts))
+
+
+def block_sums(metric: _metrics.MeanMetricWrapper, labels: np.ndarray, predictions: np.ndarray,
+               weight: np.ndarray | None, start: int, labels_of: tuple[str, str, str | None]) -> BlockSums:
+    """Check and score one block of rows starting at row ``start``; no state changes."""
+    class_name = type(metric).__name__
+    sparse = class_name == "SparseCategoricalCrossentropy"
+    _check_finite(predictions, labels_of[1], start)
+    _check_finite(labels, labels_of[0], start)
+    if weight is not None:
+        _check_finite(weight, str(labels_of[2]), start)
+    if predictions.ndim == 1 and not sparse:
+        # A vector of probabilities: one sample per row, not one sample per block.
+        labels, predictions = labels.reshape(-1, 1), predictions.reshape(-1, 1)
+    if sparse:
+        labels = _class_labels(labels, predictions, labels_of[0], start, metric)
+    try:
+        total, count, per_total, per_count = metric.batch_sums(labels, predictions, weight)
+    except (ValueError, TypeError) as error:
+        message = " ".join(str(error).split())
+        msg = f"{labels_of[1]}, rows {start}-{start + len(predictions) - 1}: {message}"
+        raise InputError(msg) from None
+    if class_name not in _PER_CLASS or predictions.ndim != 2:
+        return BlockSums(total, count, None, None)
+    classes = labels if sparse else np.argmax(labels, axis=-1)
+    keep = per_count > 0
+    n = predictions.shape[1]
+    return BlockSums(total, count,
+                     np.bincount(classes[keep], weights=per_total[keep], minlength=n),
+                     np.bincount(classes[keep], weights=per_count[keep], minlength=n))
+
+
+def finish(metric: _metrics.MeanMetricWrapper, sums: BlockSums | None, rows: int) -> ScoreResult:
+    """Add the sums to ``metric`` and report."""
     per_class = None
-    if class_totals is not None and class_counts is not None:
-        per_class = [{"class": k, "count": float(c), "loss": float(t / c) if c else 0.0}
-                     for k, (t, c) in enumerate(zip(class_totals, class_counts, strict=True))]
+    if sums is not None:
+        metric.total += sums.total
+        metric.count += sums.count
+        if sums.class_totals is not None and sums.class_counts is not None:
+            per_class = [{"class": k, "count": float(c), "loss": float(t / c) if c else 0.0}
+                         for k, (t, c) in enumerate(zip(sums.class_totals, sums.class_counts, strict=True))]
     return ScoreResult(metric.name, metric.get_config(), float(metric.result()), metric.count,
-                       start, per_class)
+                       rows, per_class)
 
 
 def _length_message(parts: tuple[Any, ...], start: int, *sources: Source | None) -> str:
