@@ -278,7 +278,8 @@ def _parquet(path: str, selector: str | None) -> Source:
         )
         raise InputError(msg) from None
     try:
-        file = pq.ParquetFile(path)
+        # Streamed reads: no whole-row-group pre-buffering, so memory stays bounded by the batch size.
+        file = pq.ParquetFile(path, pre_buffer=False, buffer_size=4 * 2**20)
     except Exception as error:
         msg = f"{path}: not a readable Parquet file ({error})"
         raise InputError(msg) from None
@@ -298,7 +299,7 @@ def _parquet(path: str, selector: str | None) -> Source:
 
     def chunks(chunk_rows: int) -> Iterator[np.ndarray]:
         start = 0
-        for batch in file.iter_batches(batch_size=chunk_rows, columns=wanted):
+        for batch in file.iter_batches(batch_size=chunk_rows, columns=wanted, use_threads=False):
             yield _parquet_columns(path, batch, wanted, start)
             start += batch.num_rows
 

@@ -194,8 +194,8 @@ def _length_message(parts: tuple[Any, ...], start: int, *sources: Source | None)
 
 
 def _check_finite(x: np.ndarray, label: str, start: int) -> None:
-    if not np.issubdtype(x.dtype, np.floating):
-        return
+    if not np.issubdtype(x.dtype, np.floating) or not np.isnan(np.sum(x)):
+        return  # a NaN anywhere makes the sum NaN; only then (or for inf - inf) look closer
     bad = np.isnan(x)
     if bad.any():
         row = int(np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))[0])
