@@ -177,3 +177,20 @@ def test_torch_and_jax_inputs_and_aliases() -> None:
     assert metrics.kld is metrics.KLD is metrics.kullback_leibler_divergence is probloss.kl_divergence
     with pytest.raises(ValueError, match="same class and options"):
         reference.merge_state([metrics.CategoricalCrossentropy(from_logits=True)])
+
+
+def test_update_from_a_partial_computed_under_jit() -> None:
+    import jax
+    import jax.numpy as jnp
+
+    labels, probs = _data("sparse", 12)
+    weight = RNG.uniform(0.0, 2.0, 12).astype(np.float32)
+    labels[3] = 3  # ignored
+    loss = probloss.SparseCategoricalCrossentropy(ignore_class=3, reduction="mean_with_sample_weight")
+    numerator, denominator = jax.jit(loss.partial)(jnp.asarray(labels), jnp.asarray(probs), jnp.asarray(weight))
+    from_partial = metrics.SparseCategoricalCrossentropy(ignore_class=3)
+    from_partial.update_from_partial(numerator, denominator)
+    eager = metrics.SparseCategoricalCrossentropy(ignore_class=3)
+    eager.update_state(labels, probs, sample_weight=weight)
+    np.testing.assert_allclose(from_partial.total, eager.total, rtol=1e-6)
+    np.testing.assert_allclose(from_partial.count, eager.count, rtol=1e-6)

@@ -150,7 +150,13 @@ class Metric:
         raise NotImplementedError
 
     def update_from_partial(self, numerator: Any, denominator: Any) -> None:
-        """Add a weighted sum and a weight sum computed elsewhere (e.g. inside ``jax.jit``)."""
+        """Add a weighted sum and a weight sum computed elsewhere (e.g. inside ``jax.jit``).
+
+        For one loss value per sample, a loss with
+        ``reduction="mean_with_sample_weight"`` gives, through
+        :meth:`probloss.Loss.partial`, exactly the two numbers ``update_state``
+        adds (the weighted sum and the weight sum of the kept samples).
+        """
         self.total += float(to_host(numerator))
         self.count += float(to_host(denominator))
 
