@@ -243,10 +243,11 @@ def progress_bar(total: int | None, description: str) -> tuple[Callable[[int], N
     if not sys.stderr.isatty():
         return None, lambda: None
     try:
+        from rich.console import Console
         from rich.progress import Progress
     except ImportError:
         return None, lambda: None
-    bar = Progress(transient=True, console=None)
+    bar = Progress(transient=True, console=Console(stderr=True))  # stdout stays the result
     bar.start()
     task = bar.add_task(description, total=total)
     return (lambda n: bar.advance(task, n)), bar.stop
