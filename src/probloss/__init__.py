@@ -8,7 +8,7 @@ Examples:
 
 import sys as _sys
 
-from . import _dispatch, losses
+from . import _dispatch, losses, metrics
 from ._config import epsilon, fast_paths, get_num_threads, set_epsilon, set_num_threads, validation
 from ._functional import (
     binary_crossentropy,
@@ -67,6 +67,7 @@ __all__ = [
     "kld",
     "kullback_leibler_divergence",
     "losses",
+    "metrics",
     "poisson",
     "serialize",
     "set_epsilon",

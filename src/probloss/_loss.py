@@ -18,8 +18,10 @@ import numpy as np
 
 from ._config import check_validation_mode
 from ._functional import SPECS, Inputs, prepare
-from ._namespace import dtype_name
+from ._namespace import as_arrays, dtype_name
 from ._reduction import (
+    combine_partial,
+    partial_terms,
     reduce_weighted_values,
     squeeze_or_expand_to_same_rank,
     standardize_reduction,
@@ -121,6 +123,50 @@ class Loss:
         result = reduce_weighted_values(values, sample_weight=weight, mask=mask,
                                         reduction=self.reduction, xp=xp)
         return xp.astype(result, inputs.out_dtype, copy=False)
+
+    def partial(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> tuple[Array, Array]:
+        """The reduction's numerator and denominator, for exact accumulation over splits.
+
+        ``numerator`` is the weighted sum of the per-sample losses (entries masked
+        by ``ignore_class`` count 0); ``denominator`` is what the reduction divides
+        by: the element count (``"sum_over_batch_size"``, ``"mean"``) or the count
+        of entries not ignored, the sum of the weights (``"mean_with_sample_weight"``),
+        the element count, unused, for ``"sum"``. Both are additive: sum them over
+        gradient-accumulation steps or data-parallel ranks (``all_reduce``,
+        ``jax.lax.psum``) and :meth:`combine` gives the loss of the whole batch.
+        For gradients, each part's loss is ``combine(numerator, total_denominator)``
+        (the denominator carries no gradient), and the parts' gradients add up to
+        the whole batch's. Both are arrays of the inputs' library in the compute
+        dtype (float32 for float16 inputs), so this works under ``jax.jit``. A
+        scalar ``sample_weight`` with ``"mean_with_sample_weight"`` is counted once
+        per call, as Keras does, so give per-sample weights to split that case.
+
+        Examples:
+            >>> import numpy as np
+            >>> import probloss
+            >>> loss = probloss.SparseCategoricalCrossentropy(ignore_class=-1)
+            >>> y = np.array([1, -1, 2, 0])
+            >>> p = np.array([[.1, .8, .1], [.3, .3, .4], [.2, .2, .6], [.7, .2, .1]], np.float32)
+            >>> n1, d1 = loss.partial(y[:2], p[:2])
+            >>> n2, d2 = loss.partial(y[2:], p[2:])
+            >>> float(d1 + d2)
+            3.0
+            >>> bool(np.isclose(loss.combine(n1 + n2, d1 + d2), loss(y, p)))
+            True
+        """
+        inputs, weight = prepare(y_true, y_pred, dtype=self._dtype, validate=self.validate,
+                                 sparse=self.sparse_labels, sample_weight=sample_weight)
+        values, mask = self.compute_values(inputs)
+        if weight is not None:
+            inputs.checker.in_range(weight, "sample_weight", 0.0, float("inf"),
+                                    hint=" Sample weights must be non-negative.")
+        return partial_terms(values, sample_weight=weight, mask=mask, reduction=self.reduction,
+                             xp=inputs.xp)
+
+    def combine(self, numerator: Any, denominator: Any) -> Array:
+        """The loss from :meth:`partial`'s two numbers, each summed over the parts."""
+        xp, arrays = as_arrays({"numerator": numerator, "denominator": denominator})
+        return combine_partial(arrays["numerator"], arrays["denominator"], self.reduction, xp=xp)
 
     def compute_values(self, inputs: Inputs) -> tuple[Array, Array | None]:
         """Return ``(per-sample losses, mask or None)`` for prepared inputs."""

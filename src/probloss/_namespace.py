@@ -67,6 +67,7 @@ def as_arrays(named: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         TypeError: if the inputs come from two different array libraries, or an
             input cannot be read as a numeric array.
     """
+    named = {k: _from_dask_dataframe(v) for k, v in named.items()}
     arrays = {k: v for k, v in named.items() if v is not None and _is_array(v)}
     if arrays:
         first = next(iter(arrays))
@@ -92,6 +93,18 @@ def as_arrays(named: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         else:
             out[key] = _convert(key, value, xp, device)
     return xp, out
+
+
+def _from_dask_dataframe(value: Any) -> Any:
+    """A dask DataFrame or Series becomes a dask array (columns in order), lazily.
+
+    Its partitions become the array's row blocks (their lengths are computed once,
+    as Dask needs them for the rank adjustments); anything else is returned as is.
+    """
+    if "dask" in sys.modules and type(value).__module__.split(".")[0] in ("dask", "dask_expr") \
+            and hasattr(value, "to_dask_array") and hasattr(value, "npartitions"):
+        return value.to_dask_array(lengths=True)
+    return value
 
 
 def _is_array(value: object) -> bool:
@@ -121,8 +134,16 @@ def _convert(name: str, value: object, xp: Any, device: Any) -> Any:
 
 
 def device_of(x: Any) -> Any:
-    """Return the device of an array (None for jitted JAX values without one)."""
-    return array_api_compat.device(x)
+    """Return the device of an array (None for jitted JAX values without one).
+
+    A JAX array sharded over several devices reports its sharding, which a new
+    scalar cannot take (a scalar has no axis to shard): None then, so that JAX
+    places the scalar itself.
+    """
+    device = array_api_compat.device(x)
+    if type(device).__name__.endswith("Sharding") and len(getattr(device, "device_set", ())) > 1:
+        return None
+    return device
 
 
 def static_size(x: Any) -> int:

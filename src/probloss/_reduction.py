@@ -25,6 +25,8 @@ __all__ = [
     "REDUCTIONS",
     "Reduction",
     "apply_mask",
+    "combine_partial",
+    "partial_terms",
     "reduce_values",
     "reduce_weighted_values",
     "squeeze_or_expand_to_same_rank",
@@ -189,3 +191,47 @@ def reduce_weighted_values(values: Array, *, sample_weight: Array | None, mask: 
         values = values * sample_weight
     return reduce_values(values, sample_weight, reduction, xp=xp)
 
+
+
+def partial_terms(values: Array, *, sample_weight: Array | None, mask: Array | None,
+                  reduction: str | None, xp: Any) -> tuple[Array, Array]:
+    """Split a reduction into ``(numerator, denominator)``, both additive over samples.
+
+    The numerator is the weighted sum of the losses (masked entries count 0). The
+    denominator is what the reduction divides by: the element count
+    (``"sum_over_batch_size"``, ``"mean"``), or the number of unmasked elements when
+    there is a mask; the sum of the weights (``"mean_with_sample_weight"``); the
+    element count, unused, for ``"sum"``. Summing both over any split of a batch
+    (accumulation steps, data-parallel ranks) and calling :func:`combine_partial`
+    gives the reduction of the whole batch. Keras's ``total / valid`` rescaling of
+    the mask is folded into the denominator, so it too splits exactly.
+    """
+    reduction = standardize_reduction(reduction)
+    if reduction in (None, "none"):
+        msg = "A partial result needs a reducing `reduction`; received reduction='none'."
+        raise ValueError(msg)
+    if values.ndim == 0:
+        values = xp.reshape(values, (1,))
+    if sample_weight is not None:
+        values, sample_weight = _align_weight(values, sample_weight, xp=xp)
+    if mask is not None:
+        sample_weight = apply_mask(sample_weight, mask, reduction="sum", xp=xp, dtype=values.dtype)
+    if sample_weight is not None:
+        values, sample_weight = _align_weight(values, sample_weight, xp=xp)
+        values = values * sample_weight
+    numerator = xp.sum(values)
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        denominator = xp.sum(sample_weight)
+    elif mask is not None and reduction in _MEANS:
+        denominator = xp.sum(xp.astype(mask, values.dtype))
+    else:
+        denominator = xp.asarray(static_size(values), dtype=values.dtype, device=device_of(values))
+    return numerator, xp.astype(denominator, numerator.dtype)
+
+
+def combine_partial(numerator: Array, denominator: Array, reduction: str | None, *,
+                    xp: Any) -> Array:
+    """The reduced loss from summed :func:`partial_terms` (0 when the denominator is 0)."""
+    if standardize_reduction(reduction) == "sum":
+        return numerator
+    return divide_no_nan(numerator, denominator, xp=xp)
