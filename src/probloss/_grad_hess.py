@@ -51,6 +51,8 @@ def loss_options(loss: Any) -> tuple[Any, dict[str, Any]]:
             resolved = get(loss)
         except (ValueError, TypeError):
             resolved = None
+        if resolved in (*_BINARY, *_SOFTMAX, poisson):  # a function's name: its default options
+            resolved = LossFunctionWrapper(resolved)
         if not isinstance(resolved, LossFunctionWrapper):
             msg = (f"grad_hess needs a probloss loss object, one of {', '.join(_SUPPORTED)} "
                    f"(or its name). Received: loss={loss!r}")
@@ -106,7 +108,7 @@ def grad_hess(loss: Any, y_true: Any, raw_score: Any, sample_weight: Any = None,
     The cross-entropies are convex in the logits and their Hessian is never
     negative. The focal losses are not convex: their exact Hessian is
     negative where a sample is confidently wrong (for ``gamma = 2`` and a hard
-    label, a logit beyond about ``-1.3`` on the wrong side), and it is
+    label, a logit more than about 2.8 on the wrong side), and it is
     returned as is. Boosting needs positive Hessians: ``hessian_floor=1e-16``
     (what the probloss adapters pass, and XGBoost's own floor) clips the
     loss's Hessian from below before the sample weights apply.
