@@ -121,10 +121,11 @@ def _jax_derivatives(loss: Any, y: np.ndarray, x: np.ndarray, w: np.ndarray) -> 
     return np.asarray(grad_fn(xj)), np.asarray(hess)
 
 
-def test_derivatives_equal_autodiff_of_the_loss(jax_x64: None) -> None:
+def test_derivatives_equal_autodiff_of_the_loss(request: pytest.FixtureRequest) -> None:
     # One test over every option combination (not one per combination): JAX compiles each
     # primitive once per shape, a cost that one process pays once, not once per xdist worker.
-    library("jax")
+    library("jax")  # skips before importing JAX where it is not selected
+    request.getfixturevalue("jax_x64")
     rng = np.random.default_rng(RNG_SEED)
     for loss in ALL_LOSSES:
         y, x = _inputs(loss, rng)
