@@ -19,7 +19,8 @@ import pytest
 
 import probloss
 
-OPTIONAL = ("torch", "jax", "jaxlib", "dask", "keras", "cupy", "array_api_strict", "tensorflow", "ml_dtypes")
+OPTIONAL = ("torch", "jax", "jaxlib", "dask", "keras", "cupy", "array_api_strict", "tensorflow", "ml_dtypes",
+            "xgboost", "lightgbm")
 
 _SCRIPT = """
 import json, sys

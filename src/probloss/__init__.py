@@ -8,7 +8,7 @@ Examples:
 
 import sys as _sys
 
-from . import _dispatch, losses, metrics
+from . import _dispatch, lightgbm, losses, metrics, xgboost
 from ._config import epsilon, fast_paths, get_num_threads, set_epsilon, set_num_threads, validation
 from ._functional import (
     binary_crossentropy,
@@ -19,6 +19,7 @@ from ._functional import (
     poisson,
     sparse_categorical_crossentropy,
 )
+from ._grad_hess import grad_hess
 from ._interop import to_keras
 from ._loss import Loss, LossFunctionWrapper
 from ._losses import (
@@ -63,9 +64,11 @@ __all__ = [
     "fast_paths",
     "get",
     "get_num_threads",
+    "grad_hess",
     "kl_divergence",
     "kld",
     "kullback_leibler_divergence",
+    "lightgbm",
     "losses",
     "metrics",
     "poisson",
@@ -75,6 +78,7 @@ __all__ = [
     "sparse_categorical_crossentropy",
     "to_keras",
     "validation",
+    "xgboost",
 ]
 
 if "torch" in _sys.modules:
