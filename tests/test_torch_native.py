@@ -75,7 +75,7 @@ def _distribution(shape: tuple[int, ...], axis: int, seed: int) -> Any:
 def test_every_torch_fast_path_is_tested_here():
     _dispatch.import_backend("torch")
     tested = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "poisson",
-              "kl_divergence"}
+              "kl_divergence", "binary_focal_crossentropy"}
     assert {name for name, library in _dispatch.FAST if library == "torch"} == tested
 
 
@@ -344,7 +344,9 @@ def test_torch_func_grad_and_vmap(family):
     v = x.clone().requires_grad_()
     f(v).backward()
     grad = torch.func.grad(f)(x)
-    torch.testing.assert_close(grad, v.grad, rtol=0, atol=0)
+    # torch.func runs the torch-ops path; plain autograd may take the compiled CPU kernel: a few ulps
+    # apart (of the largest entry, where sigmoid(x) - y cancels).
+    torch.testing.assert_close(grad, v.grad, rtol=8 * EPS32, atol=8 * EPS32 * float(v.grad.abs().max()))
     batch = torch.stack([x, 2 * x, -x])
     per_sample = torch.func.vmap(torch.func.grad(f))(batch)
     for i in range(3):
