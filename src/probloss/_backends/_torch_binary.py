@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from .._dispatch import GENERIC, fast_path
+from .._dispatch import GENERIC, Observed, fast_path
 from ._torch import _native, _wants_grad
 
 Tensor = torch.Tensor
@@ -114,18 +114,21 @@ def _kernel_params(kind: int, params: list[float]) -> tuple[float, ...]:
 
 
 def _compute_rows(kind: int, y: Tensor, x: Tensor, params: list[float], mean: bool,
-                  want_grad: bool) -> tuple[Tensor, Tensor]:
+                  want_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
     from .. import _native as native
 
     grad = torch.empty_like(x, memory_format=torch.contiguous_format) if want_grad else x.new_empty(0)
     loss = x.new_empty(x.shape[0])
     cols = x.shape[1]
+    bounds = torch.tensor([math.inf, -math.inf, math.inf, -math.inf], dtype=torch.float64)
     if x.numel():
         # Zero-copy: NumPy views of the tensors' memory (any strides); the kernel writes
         # loss and grad in place, with the GIL released.
-        nonfinite = native.binary.row_losses(kind, y.detach().numpy(), x.detach().numpy(), loss.numpy(),
-                                             float(cols) if mean else 1.0, native.threads(),
-                                             grad.numpy() if want_grad else None, _kernel_params(kind, params))[0]
+        nonfinite, *found = native.binary.row_losses(kind, y.detach().numpy(), x.detach().numpy(), loss.numpy(),
+                                                     float(cols) if mean else 1.0, native.threads(),
+                                                     grad.numpy() if want_grad else None,
+                                                     _kernel_params(kind, params))
+        bounds = torch.tensor(found, dtype=torch.float64)
         if nonfinite:  # rows the generic kernel defines (non-finite inputs, invalid data)
             bad = ~torch.isfinite(loss)
             values, row_grad = _generic_rows(kind, _static_of(kind, params), y[bad], x[bad], want_grad)
@@ -134,7 +137,7 @@ def _compute_rows(kind: int, y: Tensor, x: Tensor, params: list[float], mean: bo
                 grad[bad] = row_grad
     elif want_grad:
         grad.zero_()
-    return loss, grad
+    return loss, grad, bounds
 
 
 def _register_compiled() -> Callable[..., Any] | None:
@@ -146,25 +149,27 @@ def _register_compiled() -> Callable[..., Any] | None:
 
     @torch.library.custom_op("probloss::binary_rows_cpu", mutates_args=(), device_types="cpu")
     def binary_rows_cpu(kind: int, y: Tensor, x: Tensor, params: list[float], mean: bool,
-                        want_grad: bool) -> tuple[Tensor, Tensor]:
-        """Per-row loss of float32 ``(rows, cols)`` inputs (mean or sum) and, if asked, its gradient."""
+                        want_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-row loss of float32 ``(rows, cols)`` inputs (mean or sum), its gradient if asked, and
+        the bounds ``[min y, max y, min x, max x]`` (float64; NaN where the input holds one)."""
         return _compute_rows(kind, y, x, params, mean, want_grad)
 
     @binary_rows_cpu.register_fake
     def _(kind: int, y: Tensor, x: Tensor, params: list[float], mean: bool,
-          want_grad: bool) -> tuple[Tensor, Tensor]:
-        return x.new_empty(x.shape[0]), (torch.empty_like(x, memory_format=torch.contiguous_format)
-                                         if want_grad else x.new_empty(0))
+          want_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
+        return (x.new_empty(x.shape[0]),
+                torch.empty_like(x, memory_format=torch.contiguous_format) if want_grad else x.new_empty(0),
+                x.new_empty(4, dtype=torch.float64))
 
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor, Tensor]) -> None:
         kind, y, x, params, mean, _ = inputs
         ctx.spec = (kind, params, mean)
         ctx.save_for_backward(y, x)  # the caller's tensors: kept only to recompute after a retained backward
         ctx.grad = output[1]  # released by the first backward, so that it can be handed on in place
-        ctx.mark_non_differentiable(output[1])
+        ctx.mark_non_differentiable(output[1], output[2])
         ctx.set_materialize_grads(False)
 
-    def backward(ctx: Any, grad_loss: Tensor, _: Any) -> tuple[None, None, Tensor | None, None, None, None]:
+    def backward(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[None, None, Tensor | None, None, None, None]:
         if grad_loss is None or not ctx.needs_input_grad[2]:
             return None, None, None, None, None, None
         grad, ctx.grad = ctx.grad, None
@@ -196,15 +201,27 @@ def _compiled_applies(y: Tensor, x: Tensor) -> bool:
 
 
 def _compiled_rows(kind: int, y_true: Tensor, y_pred: Tensor, axis: int, params: list[float],
-                   mean: bool = True) -> Tensor:
-    """Run the compiled op on ``axis``-last rows; the result has ``y_pred``'s shape without ``axis``."""
+                   observe: Observed | None, mean: bool = True) -> Tensor:
+    """Run the compiled op on ``axis``-last rows; the result has ``y_pred``'s shape without ``axis``.
+
+    With ``observe``, the inputs' bounds from the same pass go there (eager calls only).
+    """
     x = torch.movedim(y_pred, axis, -1)
     y = torch.movedim(y_true, axis, -1)
     shape = x.shape[:-1]
     cols = x.shape[-1]
-    loss = torch.ops.probloss.binary_rows_cpu(kind, y.reshape(-1, cols), x.reshape(-1, cols), params, mean,
-                                              _wants_grad(y_pred))[0]
+    loss, _, bounds = torch.ops.probloss.binary_rows_cpu(kind, y.reshape(-1, cols), x.reshape(-1, cols), params,
+                                                         mean, _wants_grad(y_pred))
+    if observe is not None:
+        y_lo, y_hi, x_lo, x_hi = bounds.tolist()
+        observe.bounds[0] = (y_lo, y_hi)
+        observe.bounds[1] = (x_lo, x_hi)
     return loss.reshape(shape)
+
+
+def _observable(y_true: Tensor, y_pred: Tensor, observe: Observed | None) -> bool:
+    """Whether this call can run here: without ``observe``, or with it where the compiled op applies eagerly."""
+    return observe is None or (_compiled_applies(y_true, y_pred) and not torch.compiler.is_compiling())
 
 
 # ------------------------------------------------------------ binary cross-entropy from logits (torch ops)
@@ -268,26 +285,29 @@ class BinaryCrossEntropy(torch.autograd.Function):
         return grad_y, grad_x, None
 
 
-@fast_path("binary_crossentropy", backend="torch")
+@fast_path("binary_crossentropy", backend="torch", observes=True)
 def binary_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int, epsilon: float,
-                        xp: Any) -> Any:
-    if y_pred.numel() == 0 or not _native(y_true, y_pred):
+                        xp: Any, observe: Observed | None = None) -> Any:
+    if y_pred.numel() == 0 or not _native(y_true, y_pred) or not _observable(y_true, y_pred, observe):
         return NotImplemented
     if _compiled_applies(y_true, y_pred):
-        return _compiled_rows(BCE_LOGITS if from_logits else BCE_PROBS, y_true, y_pred, axis, [float(epsilon)])
+        return _compiled_rows(BCE_LOGITS if from_logits else BCE_PROBS, y_true, y_pred, axis, [float(epsilon)],
+                              observe)
     if not from_logits:
         return NotImplemented
     y, x = torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1)
     return BinaryCrossEntropy.apply(y, x, _wants_grad(y_pred))[0]
 
 
-@fast_path("binary_focal_crossentropy", backend="torch")
+@fast_path("binary_focal_crossentropy", backend="torch", observes=True)
 def binary_focal_crossentropy(y_true: Tensor, y_pred: Tensor, *, apply_class_balancing: bool, alpha: float,
-                              gamma: float, from_logits: bool, axis: int, epsilon: float, xp: Any) -> Any:
-    if y_pred.numel() == 0 or not _native(y_true, y_pred) or not _compiled_applies(y_true, y_pred):
+                              gamma: float, from_logits: bool, axis: int, epsilon: float, xp: Any,
+                              observe: Observed | None = None) -> Any:
+    if (y_pred.numel() == 0 or not _native(y_true, y_pred) or not _compiled_applies(y_true, y_pred)
+            or not _observable(y_true, y_pred, observe)):
         return NotImplemented
     params = [float(epsilon), float(gamma), float(alpha), float(bool(apply_class_balancing))]
-    return _compiled_rows(FOCAL_LOGITS if from_logits else FOCAL_PROBS, y_true, y_pred, axis, params)
+    return _compiled_rows(FOCAL_LOGITS if from_logits else FOCAL_PROBS, y_true, y_pred, axis, params, observe)
 
 
 # ------------------------------------------------------------ Poisson and KL divergence (torch ops)
@@ -331,12 +351,13 @@ class Poisson(torch.autograd.Function):
         return grad_t, grad_p, None, None
 
 
-@fast_path("poisson", backend="torch")
-def poisson(y_true: Tensor, y_pred: Tensor, *, axis: int, epsilon: float, xp: Any) -> Any:
-    if not _native(y_true, y_pred) or y_pred.numel() == 0:
+@fast_path("poisson", backend="torch", observes=True)
+def poisson(y_true: Tensor, y_pred: Tensor, *, axis: int, epsilon: float, xp: Any,
+            observe: Observed | None = None) -> Any:
+    if not _native(y_true, y_pred) or y_pred.numel() == 0 or not _observable(y_true, y_pred, observe):
         return NotImplemented
     if _compiled_applies(y_true, y_pred):
-        return _compiled_rows(POISSON, y_true, y_pred, axis, [float(epsilon)])
+        return _compiled_rows(POISSON, y_true, y_pred, axis, [float(epsilon)], observe)
     y, p = torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1)
     return Poisson.apply(y, p, epsilon, _wants_grad(y_pred))[0]
 
@@ -391,11 +412,12 @@ class KLDivergence(torch.autograd.Function):
         return grad_t, grad_p, None, None
 
 
-@fast_path("kl_divergence", backend="torch")
-def kl_divergence(y_true: Tensor, y_pred: Tensor, *, axis: int, epsilon: float, xp: Any) -> Any:
-    if not _native(y_true, y_pred) or y_pred.numel() == 0:
+@fast_path("kl_divergence", backend="torch", observes=True)
+def kl_divergence(y_true: Tensor, y_pred: Tensor, *, axis: int, epsilon: float, xp: Any,
+                  observe: Observed | None = None) -> Any:
+    if not _native(y_true, y_pred) or y_pred.numel() == 0 or not _observable(y_true, y_pred, observe):
         return NotImplemented
     if _compiled_applies(y_true, y_pred):
-        return _compiled_rows(KL, y_true, y_pred, axis, [float(epsilon)], mean=False)
+        return _compiled_rows(KL, y_true, y_pred, axis, [float(epsilon)], observe, mean=False)
     y, p = torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1)
     return KLDivergence.apply(y, p, epsilon, _wants_grad(y_pred))[0]
