@@ -199,9 +199,8 @@ def test_binary_from_logits_parity(axis, label_smoothing):
 
 
 def test_binary_soft_labels_gradient_is_minus_x():
-    # Soft labels strictly inside (0, 1): there the generic kernel's zero-safe products are
-    # plain products and autograd gives d/dy = -x/n, as the fast path. (At y = 0 or 1 the
-    # generic kernel's autograd drops one of the two terms; the fast path keeps -x/n.)
+    # Soft labels strictly inside (0, 1), and hard labels (y = 1 below): d/dy = -x/n, as the
+    # generic kernel's autograd (test_generic_label_gradient_at_hard_labels_is_the_slope).
     logits = _logits((20, 7), 14, scale=6.0)
     labels = torch.rand((20, 7), generator=_gen(15)) * 0.98 + 0.01
     _compare(probloss.binary_crossentropy, labels, logits, from_logits=True, label_grad=True)
@@ -354,3 +353,32 @@ def test_torch_func_grad_and_vmap(family):
         torch.testing.assert_close(per_sample[i], torch.func.grad(f)(batch[i]), rtol=8 * EPS32, atol=1e-12)
     values = torch.func.vmap(f)(batch)
     torch.testing.assert_close(values, torch.stack([f(b) for b in batch]), rtol=4 * EPS32, atol=0)
+
+
+# ------------------------------------------------------------------ generic kernel: label gradient at 0 and 1
+
+
+def _label_grad_generic(fn: Callable[..., Any], y_true: Any, y_pred: Any, **kwargs: Any) -> Any:
+    yt = y_true.detach().clone().requires_grad_(True)
+    with probloss.fast_paths(False):
+        fn(yt, y_pred, validate="off", **kwargs).sum().backward()
+    return yt.grad
+
+
+def test_generic_label_gradient_at_hard_labels_is_the_slope():
+    """At labels exactly 0 and 1 the label's slope is the loss's term, not 0 (zero_safe_multiply)."""
+    logits = _logits((12, 5), 40)
+    hard = (torch.rand((12, 5), generator=_gen(41)) < 0.5).float()
+    x64 = logits.double()
+    # d/dy mean(log1p(e) + y·relu(-x) + (1-y)·relu(x)) = -x / n
+    _close(_label_grad_generic(probloss.binary_crossentropy, hard, logits, from_logits=True), -x64 / 5,
+           rtol=2 * EPS32, what="binary from logits")
+    probs = torch.sigmoid(logits)
+    p64 = probs.double().clamp(1e-7, 1 - 1e-7)
+    # d/dy of -(y·log p + (1-y)·log(1-p)), averaged: -(log p - log1p(-p)) / n
+    _close(_label_grad_generic(probloss.binary_crossentropy, hard, probs), -(p64.log() - torch.log1p(-p64)) / 5,
+           rtol=8 * EPS32, what="binary from probabilities")
+    one_hot = torch.nn.functional.one_hot(torch.randint(0, 5, (12,), generator=_gen(42)), 5).float()
+    # d/dt_i of sum(t·-log_softmax(x)) = -log_softmax(x)_i, zero labels included
+    _close(_label_grad_generic(probloss.categorical_crossentropy, one_hot, logits, from_logits=True),
+           -torch.log_softmax(x64, -1), rtol=8 * EPS32, what="categorical from logits")

@@ -24,8 +24,8 @@ stays the reference. Accuracy is that of the generic kernels (docs/accuracy.md):
 - Poisson and KL divergence are computed in float64 and rounded once.
 
 Gradients with respect to ``y_true`` (soft labels are differentiable in Keras)
-are returned where the labels require grad: ``-log_softmax`` (zero where the
-label is 0, as the generic kernel's zero-safe product), ``-x`` for binary
+are returned where the labels require grad: ``-log_softmax`` (zero only where
+the label is 0 and the slope infinite, as the generic kernel's zero-safe product), ``-x`` for binary
 cross-entropy, ``-log(p + ε)`` for Poisson and ``log(t/p) + 1`` inside the clip
 range for KL. Integer labels get none.
 
@@ -260,9 +260,10 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         grad_labels = None
         if ctx.label_grad:
             _, labels, x, maxima, log_rest = ctx.saved_tensors
-            # d/dt_i = -log_softmax(x)_i = (m - x_i) + log1p(S'), 0 where t_i = 0.
+            # d/dt_i = -log_softmax(x)_i = (m - x_i) + log1p(S'), zero labels included (a
+            # -inf logit's infinite slope is read as 0 there, as the generic kernel's).
             nll = (maxima[:, None].to(torch.float64) - x) + log_rest[:, None]
-            nll = torch.where(labels == 0, torch.zeros_like(nll), nll)
+            nll = torch.where((labels == 0) & ~torch.isfinite(nll), torch.zeros_like(nll), nll)
             grad_labels = (nll * grad_loss[:, None]).to(x.dtype)
         return grad_labels, grad_x, None, None
 
