@@ -382,3 +382,96 @@ def test_generic_label_gradient_at_hard_labels_is_the_slope():
     # d/dt_i of sum(t·-log_softmax(x)) = -log_softmax(x)_i, zero labels included
     _close(_label_grad_generic(probloss.categorical_crossentropy, one_hot, logits, from_logits=True),
            -torch.log_softmax(x64, -1), rtol=8 * EPS32, what="categorical from logits")
+
+
+# ------------------------------------------------------------------ the compiled CPU op of the binary family
+
+
+def _binary_cases() -> list[tuple[str, Callable[..., Any], dict[str, Any], str]]:
+    focal = probloss.binary_focal_crossentropy
+    return [
+        ("bce-probs", probloss.binary_crossentropy, {}, "probs"),
+        ("bce-probs-smoothed", probloss.binary_crossentropy, {"label_smoothing": 0.2}, "probs"),
+        ("focal-logits-g2", focal, {"from_logits": True}, "logits"),
+        ("focal-logits-g0-balanced", focal, {"from_logits": True, "gamma": 0.0, "apply_class_balancing": True},
+         "logits"),
+        ("focal-logits-g1.5", focal, {"from_logits": True, "gamma": 1.5, "alpha": 0.3,
+                                      "apply_class_balancing": True}, "logits"),
+        ("focal-probs-g2", focal, {"apply_class_balancing": True}, "probs"),
+        ("focal-probs-g1", focal, {"gamma": 1.0}, "probs"),
+        ("poisson", probloss.poisson, {}, "rates"),
+        ("kl", probloss.kl_divergence, {}, "dist"),
+    ]
+
+
+def _binary_inputs(kind: str, shape: tuple[int, ...], seed: int) -> tuple[Any, Any]:
+    logits = _logits(shape, seed)
+    if kind == "rates":
+        return torch.poisson(torch.rand(shape, generator=_gen(seed + 1)) * 3, generator=_gen(seed + 2)), logits.abs()
+    if kind == "dist":
+        return _distribution(shape, -1, seed + 1), torch.softmax(logits, -1)
+    labels = torch.rand(shape, generator=_gen(seed + 1))
+    labels = torch.where(labels < 0.3, torch.zeros_like(labels), torch.where(labels > 0.7, 1.0, labels))
+    y_pred = logits if kind == "logits" else torch.sigmoid(logits)
+    if kind == "probs":  # the clip bounds and beyond them
+        y_pred.view(-1)[:4] = torch.tensor([0.0, 1.0, 1e-9, 1 - 1e-9])
+    return labels, y_pred
+
+
+@pytest.mark.parametrize(("name", "fn", "options", "kind"), _binary_cases(), ids=[c[0] for c in _binary_cases()])
+@pytest.mark.parametrize(("shape", "axis"), [((9, 13), -1), ((4, 7, 5), 1), ((3, 40000), -1)])
+def test_compiled_binary_op_parity(name, fn, options, kind, shape, axis):
+    """CPU float32: the compiled op (values and gradients) against the generic kernel by autograd."""
+    y_true, y_pred = _binary_inputs(kind, shape, 50)
+    if kind in ("rates", "dist"):  # no axis argument: the reduced axis moved last, a non-contiguous view
+        _compare(fn, torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1), rtol=16 * EPS32, **options)
+    else:
+        _compare(fn, y_true, y_pred, axis=axis, rtol=16 * EPS32, **options)
+
+
+@pytest.mark.parametrize(("name", "fn", "options", "kind"), _binary_cases(), ids=[c[0] for c in _binary_cases()])
+def test_compiled_binary_op_non_finite_and_strided(name, fn, options, kind):
+    """NaN/inf inputs (rows recomputed by the generic kernel) and a transposed, non-contiguous view."""
+    y_true, y_pred = _binary_inputs(kind, (6, 11), 60)
+    y_pred = y_pred.clone()
+    y_pred[1, 2] = float("nan")
+    y_pred[3, 4] = float("inf")
+    y_pred[4, 0] = -float("inf")
+    if kind in ("rates", "dist"):  # no axis argument: a non-contiguous view with rows along the last axis
+        y_true, y_pred = y_true.T.contiguous().T, y_pred.T.contiguous().T
+    else:
+        y_true, y_pred, options = y_true.T, y_pred.T, {**options, "axis": 0}
+    fast = _run(fn, y_true, y_pred, fast=True, **options)
+    generic = _run(fn, y_true, y_pred, fast=False, **options)
+    _close(fast[0], generic[0], rtol=16 * EPS32, what="values")
+    finite = [0, 2, 5]  # samples without a non-finite input: gradients of the compiled kernel
+    pick = (lambda g: g[:, finite]) if "axis" in options else (lambda g: g[finite])
+    _close(pick(fast[1]), pick(generic[1]), rtol=16 * EPS32, what="gradient")
+
+
+def test_compiled_binary_op_backward_twice_and_in_place():
+    """The saved gradient is scaled in place once; a retained graph's second backward recomputes it."""
+    y_true, y_pred = _binary_inputs("logits", (8, 6), 70)
+    x = y_pred.clone().requires_grad_()
+    loss = probloss.BinaryCrossentropy(from_logits=True)(y_true, x)
+    loss.backward(retain_graph=True)
+    first = x.grad.clone()
+    x.grad = None
+    loss.backward()
+    torch.testing.assert_close(x.grad, first, rtol=0, atol=0)
+    want = (torch.sigmoid(y_pred.double()) - y_true.double()) / y_pred.numel()
+    _close(first, want, rtol=4 * EPS32, what="d mean / dx")
+
+
+def test_compiled_binary_op_serves_cpu_float32_and_observes(monkeypatch):
+    from probloss._backends import _torch_binary
+
+    calls = []
+    original = _torch_binary._compute_rows
+    monkeypatch.setattr(_torch_binary, "_compute_rows", lambda *a: calls.append(a[0]) or original(*a))
+    y_true, y_pred = _binary_inputs("probs", (5, 4), 80)
+    probloss.binary_crossentropy(y_true, y_pred)
+    probloss.poisson(y_true, y_pred.abs())
+    assert calls == [_torch_binary.BCE_PROBS, _torch_binary.POISSON]
+    with pytest.raises(ValueError, match="y_true"):  # the checks read the op's bounds
+        probloss.binary_crossentropy(y_true + 2, y_pred)

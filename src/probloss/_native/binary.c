@@ -49,6 +49,15 @@ typedef struct {
 
 /* ------------------------------------------------------------ block functions */
 
+/* The derivative of clip(x, lo, hi) = minimum(maximum(x, lo), hi) as the generic
+ * kernel's autograd takes it: 1 inside, 1/2 at a bound (a tie of maximum or
+ * minimum splits the gradient), 0 outside; NaN for NaN. */
+PL_INLINE double clip_slope(float x, float lo, float hi)
+{
+    double inside = x > lo && x < hi ? 1.0 : (x == lo || x == hi ? 0.5 : 0.0);
+    return x != x ? (double)x : inside;
+}
+
 /* term = log1p(e) + y·max(-x, 0) + (1-y)·max(x, 0), e = exp(-|x|): the generic
  * kernel's formula, in float (as the generic kernel on float32), summed in
  * double. exp < 0.94 ulp and log1p(e) < 1.56 ulp (pl_math.h); the terms are
@@ -104,8 +113,9 @@ PL_CLONES static void bce_probs_block(const void *params, const float *restrict 
     pl_sum_lanes_f(terms, n, acc);
     pl_bounds_update(y, x, n, b);
     if (grad) {
-        /* d/dx = (p - y) / (p (1 - p)) inside [lo, hi] (bounds included, as the clip's
-         * derivative), 0 outside; in float64, rounded once. */
+        /* d/dx = (p - y) / (p (1 - p)) inside (lo, hi), 0 outside, and half of it at a
+         * bound (the generic kernel's clip is maximum/minimum, whose derivative at a tie
+         * is 1/2); in float64, rounded once. */
         const double scale = P->scale;
         for (Py_ssize_t i = 0; i < n; i++) {
             float xi = x[i];
@@ -113,7 +123,7 @@ PL_CLONES static void bce_probs_block(const void *params, const float *restrict 
             p = p > hi ? hi : p;
             double pd = (double)p;
             double g = ((pd - (double)y[i]) / (pd * (1.0 - pd))) * scale;
-            grad[i] = (float)(xi >= lo && xi <= hi ? g : (xi != xi ? g : 0.0));
+            grad[i] = (float)(g * clip_slope(xi, lo, hi));
         }
     }
 }
@@ -233,7 +243,7 @@ PL_INLINE void focal_probs_grad_loop(const params_t *P, const float *restrict y,
         double pc = p < lo ? lo : p;
         pc = pc > hi ? hi : pc;
         double bce = -(yi * pl_log(pc) + (1.0 - yi) * pl_log1p(-pc));
-        double dbce = (p >= lo && p <= hi) ? (pc - yi) / (pc * (1.0 - pc)) : 0.0;
+        double dbce = (pc - yi) / (pc * (1.0 - pc)) * clip_slope((float)p, (float)lo, (float)hi);
         double u = yi * (1.0 - p) + (1.0 - yi) * p;
         double du = 1.0 - 2.0 * yi;
         double g = focal_power_slope(u, mode, gamma) * du * bce + focal_power(u, mode, gamma) * dbce;
@@ -352,14 +362,14 @@ PL_CLONES static void kl_block(const void *params, const float *restrict y,
     }
     pl_sum_lanes(terms, n, acc);
     pl_bounds_update(y, x, n, b);
-    if (grad) { /* d/dp = -t/p inside [lo, 1] (bounds included), 0 outside */
+    if (grad) { /* d/dp = -t/p inside (lo, 1), half of it at a bound, 0 outside (clip_slope) */
         const double scale = ((const params_t *)params)->scale;
         for (Py_ssize_t i = 0; i < n; i++) {
             double t = (double)y[i], p = (double)x[i];
             t = t < lo ? lo : t;
             t = t > 1.0 ? 1.0 : t;
             double g = -(t / p) * scale;
-            grad[i] = (float)(p >= lo && p <= 1.0 ? g : (p != p ? p : 0.0));
+            grad[i] = (float)(g * clip_slope((float)p, (float)lo, 1.0f));
         }
     }
 }
