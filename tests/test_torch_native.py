@@ -298,6 +298,8 @@ _FAMILIES = {
     "sparse": lambda y, x: probloss.sparse_categorical_crossentropy(y["sparse"], x, from_logits=True),
     "dense": lambda y, x: probloss.categorical_crossentropy(y["dense"], x, from_logits=True),
     "binary": lambda y, x: probloss.binary_crossentropy(y["binary"], x, from_logits=True),
+    "binary_probs": lambda y, x: probloss.binary_crossentropy(y["binary"], torch.sigmoid(x)),
+    "focal": lambda y, x: probloss.binary_focal_crossentropy(y["binary"], x, from_logits=True),
     "poisson": lambda y, x: probloss.poisson(y["binary"] * 3, x.abs()),
     "kl": lambda y, x: probloss.kl_divergence(y["dense"], torch.softmax(x, -1)),
     "class": lambda y, x: probloss.SparseCategoricalCrossentropy(from_logits=True)(y["sparse"], x),
