@@ -207,7 +207,7 @@ PL_INLINE double focal_power_slope(double u, const int mode, double gamma)
 /* d term / d x of focal_logits_loop: w·(pow'(u)·du/dx·bce + u^gamma·(sigmoid(x) - y)),
  * du/dx = (1 - 2y)·sigmoid(x)·sigmoid(-x); in float64, rounded once. */
 PL_INLINE void focal_logits_grad_loop(const params_t *P, const float *restrict y, const float *restrict x,
-                                      Py_ssize_t n, float *restrict grad, const int mode)
+                                      Py_ssize_t n, double *restrict terms, float *restrict grad, const int mode)
 {
     const double gamma = P->p[0], alpha = P->p[2], scale = P->scale;
     const int balance = P->p[3] != 0.0;
@@ -225,16 +225,18 @@ PL_INLINE void focal_logits_grad_loop(const params_t *P, const float *restrict y
         /* sigmoid(x) - y = (1 - y)·sigmoid(x) - y·sigmoid(-x): no 1 - (1 - tiny) */
         double dbce = (1.0 - yi) * sig_pos - yi * sig_neg;
         double du = (1.0 - 2.0 * yi) * (sig_pos * sig_neg);
-        double g = focal_power_slope(u, mode, gamma) * du * bce + focal_power(u, mode, gamma) * dbce;
-        g = balance ? (yi * alpha + (1.0 - yi) * (1.0 - alpha)) * g : g;
-        grad[i] = (float)(g * scale);
+        double power = focal_power(u, mode, gamma);
+        double g = focal_power_slope(u, mode, gamma) * du * bce + power * dbce;
+        double weight = balance ? yi * alpha + (1.0 - yi) * (1.0 - alpha) : 1.0;
+        terms[i] = balance ? weight * (power * bce) : power * bce; /* as focal_logits_loop */
+        grad[i] = (float)(weight * g * scale);
     }
 }
 
 /* d term / d x of focal_probs_loop: the logs see p clipped (gradient inside [lo, hi]
  * only), 1 - p_t = y(1-p) + (1-y)p sees p unclipped. */
 PL_INLINE void focal_probs_grad_loop(const params_t *P, const float *restrict y, const float *restrict x,
-                                     Py_ssize_t n, float *restrict grad, const int mode)
+                                     Py_ssize_t n, double *restrict terms, float *restrict grad, const int mode)
 {
     const double gamma = P->p[0], alpha = P->p[2], lo = P->p[4], hi = P->p[5], scale = P->scale;
     const int balance = P->p[3] != 0.0;
@@ -246,19 +248,21 @@ PL_INLINE void focal_probs_grad_loop(const params_t *P, const float *restrict y,
         double dbce = (pc - yi) / (pc * (1.0 - pc)) * clip_slope((float)p, (float)lo, (float)hi);
         double u = yi * (1.0 - p) + (1.0 - yi) * p;
         double du = 1.0 - 2.0 * yi;
-        double g = focal_power_slope(u, mode, gamma) * du * bce + focal_power(u, mode, gamma) * dbce;
-        g = balance ? (yi * alpha + (1.0 - yi) * (1.0 - alpha)) * g : g;
-        grad[i] = (float)(p != p ? p : g * scale);
+        double power = focal_power(u, mode, gamma);
+        double g = focal_power_slope(u, mode, gamma) * du * bce + power * dbce;
+        double weight = balance ? yi * alpha + (1.0 - yi) * (1.0 - alpha) : 1.0;
+        terms[i] = balance ? weight * (power * bce) : power * bce; /* as focal_probs_loop */
+        grad[i] = (float)(p != p ? p : weight * g * scale);
     }
 }
 
 #define FOCAL_GRAD_DISPATCH(loop)                                       \
     do {                                                                \
         switch ((int)P->p[1]) {                                         \
-        case 0: loop(P, y, x, n, grad, 0); break;                       \
-        case 1: loop(P, y, x, n, grad, 1); break;                       \
-        case 2: loop(P, y, x, n, grad, 2); break;                       \
-        default: loop(P, y, x, n, grad, 3); break;                      \
+        case 0: loop(P, y, x, n, terms, grad, 0); break;                \
+        case 1: loop(P, y, x, n, terms, grad, 1); break;                \
+        case 2: loop(P, y, x, n, terms, grad, 2); break;                \
+        default: loop(P, y, x, n, terms, grad, 3); break;               \
         }                                                               \
     } while (0)
 
@@ -270,10 +274,12 @@ PL_CLONES static void focal_logits_block(const void *params, const float *restri
 {
     const params_t *P = (const params_t *)params;
     double terms[PL_BLOCK];
-    FOCAL_DISPATCH(focal_logits_loop);
+    if (grad) /* the terms and the gradient in one loop */
+        FOCAL_GRAD_DISPATCH(focal_logits_grad_loop);
+    else
+        FOCAL_DISPATCH(focal_logits_loop);
     pl_sum_lanes(terms, n, acc);
     pl_bounds_update(y, x, n, b);
-    if (grad) FOCAL_GRAD_DISPATCH(focal_logits_grad_loop);
 }
 
 /* params: as focal_logits_block, and p[4] = lo, p[5] = hi. */
@@ -283,10 +289,12 @@ PL_CLONES static void focal_probs_block(const void *params, const float *restric
 {
     const params_t *P = (const params_t *)params;
     double terms[PL_BLOCK];
-    FOCAL_DISPATCH(focal_probs_loop);
+    if (grad) /* the terms and the gradient in one loop */
+        FOCAL_GRAD_DISPATCH(focal_probs_grad_loop);
+    else
+        FOCAL_DISPATCH(focal_probs_loop);
     pl_sum_lanes(terms, n, acc);
     pl_bounds_update(y, x, n, b);
-    if (grad) FOCAL_GRAD_DISPATCH(focal_probs_grad_loop);
 }
 
 /* log(u) for u = p + eps of float32 numbers, in double: pl_log without its
