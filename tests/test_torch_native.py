@@ -75,7 +75,7 @@ def _distribution(shape: tuple[int, ...], axis: int, seed: int) -> Any:
 def test_every_torch_fast_path_is_tested_here():
     _dispatch.import_backend("torch")
     tested = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "poisson",
-              "kl_divergence"}
+              "kl_divergence", "binary_focal_crossentropy"}
     assert {name for name, library in _dispatch.FAST if library == "torch"} == tested
 
 
@@ -199,9 +199,8 @@ def test_binary_from_logits_parity(axis, label_smoothing):
 
 
 def test_binary_soft_labels_gradient_is_minus_x():
-    # Soft labels strictly inside (0, 1): there the generic kernel's zero-safe products are
-    # plain products and autograd gives d/dy = -x/n, as the fast path. (At y = 0 or 1 the
-    # generic kernel's autograd drops one of the two terms; the fast path keeps -x/n.)
+    # Soft labels strictly inside (0, 1), and hard labels (y = 1 below): d/dy = -x/n, as the
+    # generic kernel's autograd (test_generic_label_gradient_at_hard_labels_is_the_slope).
     logits = _logits((20, 7), 14, scale=6.0)
     labels = torch.rand((20, 7), generator=_gen(15)) * 0.98 + 0.01
     _compare(probloss.binary_crossentropy, labels, logits, from_logits=True, label_grad=True)
@@ -299,6 +298,8 @@ _FAMILIES = {
     "sparse": lambda y, x: probloss.sparse_categorical_crossentropy(y["sparse"], x, from_logits=True),
     "dense": lambda y, x: probloss.categorical_crossentropy(y["dense"], x, from_logits=True),
     "binary": lambda y, x: probloss.binary_crossentropy(y["binary"], x, from_logits=True),
+    "binary_probs": lambda y, x: probloss.binary_crossentropy(y["binary"], torch.sigmoid(x)),
+    "focal": lambda y, x: probloss.binary_focal_crossentropy(y["binary"], x, from_logits=True),
     "poisson": lambda y, x: probloss.poisson(y["binary"] * 3, x.abs()),
     "kl": lambda y, x: probloss.kl_divergence(y["dense"], torch.softmax(x, -1)),
     "class": lambda y, x: probloss.SparseCategoricalCrossentropy(from_logits=True)(y["sparse"], x),
@@ -344,7 +345,9 @@ def test_torch_func_grad_and_vmap(family):
     v = x.clone().requires_grad_()
     f(v).backward()
     grad = torch.func.grad(f)(x)
-    torch.testing.assert_close(grad, v.grad, rtol=0, atol=0)
+    # torch.func runs the torch-ops path; plain autograd may take the compiled CPU kernel: a few ulps
+    # apart (of the largest entry, where sigmoid(x) - y cancels).
+    torch.testing.assert_close(grad, v.grad, rtol=8 * EPS32, atol=8 * EPS32 * float(v.grad.abs().max()))
     batch = torch.stack([x, 2 * x, -x])
     per_sample = torch.func.vmap(torch.func.grad(f))(batch)
     for i in range(3):
@@ -352,3 +355,125 @@ def test_torch_func_grad_and_vmap(family):
         torch.testing.assert_close(per_sample[i], torch.func.grad(f)(batch[i]), rtol=8 * EPS32, atol=1e-12)
     values = torch.func.vmap(f)(batch)
     torch.testing.assert_close(values, torch.stack([f(b) for b in batch]), rtol=4 * EPS32, atol=0)
+
+
+# ------------------------------------------------------------------ generic kernel: label gradient at 0 and 1
+
+
+def _label_grad_generic(fn: Callable[..., Any], y_true: Any, y_pred: Any, **kwargs: Any) -> Any:
+    yt = y_true.detach().clone().requires_grad_(True)
+    with probloss.fast_paths(False):
+        fn(yt, y_pred, validate="off", **kwargs).sum().backward()
+    return yt.grad
+
+
+def test_generic_label_gradient_at_hard_labels_is_the_slope():
+    """At labels exactly 0 and 1 the label's slope is the loss's term, not 0 (zero_safe_multiply)."""
+    logits = _logits((12, 5), 40)
+    hard = (torch.rand((12, 5), generator=_gen(41)) < 0.5).float()
+    x64 = logits.double()
+    # d/dy mean(log1p(e) + y·relu(-x) + (1-y)·relu(x)) = -x / n
+    _close(_label_grad_generic(probloss.binary_crossentropy, hard, logits, from_logits=True), -x64 / 5,
+           rtol=2 * EPS32, what="binary from logits")
+    probs = torch.sigmoid(logits)
+    p64 = probs.double().clamp(1e-7, 1 - 1e-7)
+    # d/dy of -(y·log p + (1-y)·log(1-p)), averaged: -(log p - log1p(-p)) / n
+    _close(_label_grad_generic(probloss.binary_crossentropy, hard, probs), -(p64.log() - torch.log1p(-p64)) / 5,
+           rtol=8 * EPS32, what="binary from probabilities")
+    one_hot = torch.nn.functional.one_hot(torch.randint(0, 5, (12,), generator=_gen(42)), 5).float()
+    # d/dt_i of sum(t·-log_softmax(x)) = -log_softmax(x)_i, zero labels included
+    _close(_label_grad_generic(probloss.categorical_crossentropy, one_hot, logits, from_logits=True),
+           -torch.log_softmax(x64, -1), rtol=8 * EPS32, what="categorical from logits")
+
+
+# ------------------------------------------------------------------ the compiled CPU op of the binary family
+
+
+def _binary_cases() -> list[tuple[str, Callable[..., Any], dict[str, Any], str]]:
+    focal = probloss.binary_focal_crossentropy
+    return [
+        ("bce-probs", probloss.binary_crossentropy, {}, "probs"),
+        ("bce-probs-smoothed", probloss.binary_crossentropy, {"label_smoothing": 0.2}, "probs"),
+        ("focal-logits-g2", focal, {"from_logits": True}, "logits"),
+        ("focal-logits-g0-balanced", focal, {"from_logits": True, "gamma": 0.0, "apply_class_balancing": True},
+         "logits"),
+        ("focal-logits-g1.5", focal, {"from_logits": True, "gamma": 1.5, "alpha": 0.3,
+                                      "apply_class_balancing": True}, "logits"),
+        ("focal-probs-g2", focal, {"apply_class_balancing": True}, "probs"),
+        ("focal-probs-g1", focal, {"gamma": 1.0}, "probs"),
+        ("poisson", probloss.poisson, {}, "rates"),
+        ("kl", probloss.kl_divergence, {}, "dist"),
+    ]
+
+
+def _binary_inputs(kind: str, shape: tuple[int, ...], seed: int) -> tuple[Any, Any]:
+    logits = _logits(shape, seed)
+    if kind == "rates":
+        return torch.poisson(torch.rand(shape, generator=_gen(seed + 1)) * 3, generator=_gen(seed + 2)), logits.abs()
+    if kind == "dist":
+        return _distribution(shape, -1, seed + 1), torch.softmax(logits, -1)
+    labels = torch.rand(shape, generator=_gen(seed + 1))
+    labels = torch.where(labels < 0.3, torch.zeros_like(labels), torch.where(labels > 0.7, 1.0, labels))
+    y_pred = logits if kind == "logits" else torch.sigmoid(logits)
+    if kind == "probs":  # the clip bounds and beyond them
+        y_pred.view(-1)[:4] = torch.tensor([0.0, 1.0, 1e-9, 1 - 1e-9])
+    return labels, y_pred
+
+
+@pytest.mark.parametrize(("name", "fn", "options", "kind"), _binary_cases(), ids=[c[0] for c in _binary_cases()])
+@pytest.mark.parametrize(("shape", "axis"), [((9, 13), -1), ((4, 7, 5), 1), ((3, 40000), -1)])
+def test_compiled_binary_op_parity(name, fn, options, kind, shape, axis):
+    """CPU float32: the compiled op (values and gradients) against the generic kernel by autograd."""
+    y_true, y_pred = _binary_inputs(kind, shape, 50)
+    if kind in ("rates", "dist"):  # no axis argument: the reduced axis moved last, a non-contiguous view
+        _compare(fn, torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1), rtol=16 * EPS32, **options)
+    else:
+        _compare(fn, y_true, y_pred, axis=axis, rtol=16 * EPS32, **options)
+
+
+@pytest.mark.parametrize(("name", "fn", "options", "kind"), _binary_cases(), ids=[c[0] for c in _binary_cases()])
+def test_compiled_binary_op_non_finite_and_strided(name, fn, options, kind):
+    """NaN/inf inputs (rows recomputed by the generic kernel) and a transposed, non-contiguous view."""
+    y_true, y_pred = _binary_inputs(kind, (6, 11), 60)
+    y_pred = y_pred.clone()
+    y_pred[1, 2] = float("nan")
+    y_pred[3, 4] = float("inf")
+    y_pred[4, 0] = -float("inf")
+    if kind in ("rates", "dist"):  # no axis argument: a non-contiguous view with rows along the last axis
+        y_true, y_pred = y_true.T.contiguous().T, y_pred.T.contiguous().T
+    else:
+        y_true, y_pred, options = y_true.T, y_pred.T, {**options, "axis": 0}
+    fast = _run(fn, y_true, y_pred, fast=True, **options)
+    generic = _run(fn, y_true, y_pred, fast=False, **options)
+    _close(fast[0], generic[0], rtol=16 * EPS32, what="values")
+    finite = [0, 2, 5]  # samples without a non-finite input: gradients of the compiled kernel
+    pick = (lambda g: g[:, finite]) if "axis" in options else (lambda g: g[finite])
+    _close(pick(fast[1]), pick(generic[1]), rtol=16 * EPS32, what="gradient")
+
+
+def test_compiled_binary_op_backward_twice_and_in_place():
+    """The saved gradient is scaled in place once; a retained graph's second backward recomputes it."""
+    y_true, y_pred = _binary_inputs("logits", (8, 6), 70)
+    x = y_pred.clone().requires_grad_()
+    loss = probloss.BinaryCrossentropy(from_logits=True)(y_true, x)
+    loss.backward(retain_graph=True)
+    first = x.grad.clone()
+    x.grad = None
+    loss.backward()
+    torch.testing.assert_close(x.grad, first, rtol=0, atol=0)
+    want = (torch.sigmoid(y_pred.double()) - y_true.double()) / y_pred.numel()
+    _close(first, want, rtol=4 * EPS32, what="d mean / dx")
+
+
+def test_compiled_binary_op_serves_cpu_float32_and_observes(monkeypatch):
+    from probloss._backends import _torch_binary
+
+    calls = []
+    original = _torch_binary._compute_rows
+    monkeypatch.setattr(_torch_binary, "_compute_rows", lambda *a: calls.append(a[0]) or original(*a))
+    y_true, y_pred = _binary_inputs("probs", (5, 4), 80)
+    probloss.binary_crossentropy(y_true, y_pred)
+    probloss.poisson(y_true, y_pred.abs())
+    assert calls == [_torch_binary.BCE_PROBS, _torch_binary.POISSON]
+    with pytest.raises(ValueError, match="y_true"):  # the checks read the op's bounds
+        probloss.binary_crossentropy(y_true + 2, y_pred)

@@ -71,9 +71,12 @@ def sigmoid_pair(parts: LogitParts, x: Array, *, xp: Any) -> tuple[Array, Array]
 
 def zero_safe_multiply(weight: Array, value: Array, *, xp: Any) -> Array:
     """Return ``weight * value`` with ``0 * inf`` read as 0 (a zero label ignores its term)."""
-    # Replace the value before multiplying, so that 0 * inf is never evaluated
-    # (NumPy warns on it) and its NaN never reaches the gradient: 0 * 0 is 0.
-    return weight * xp.where(weight == 0, xp.zeros_like(value), value)
+    # Replace a non-finite value before multiplying where the weight is 0, so that
+    # 0 * inf is never evaluated (NumPy warns on it) and its NaN never reaches the
+    # gradient. Only non-finite values: a finite one stays, so that the slope with
+    # respect to the weight at 0 is the value itself (a soft label's gradient).
+    ignored = (weight == 0) & ~xp.isfinite(value)
+    return weight * xp.where(ignored, xp.zeros_like(value), value)
 
 
 def clip(x: Array, low: float, high: float, *, xp: Any) -> Array:

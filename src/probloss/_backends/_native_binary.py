@@ -193,7 +193,7 @@ def binary_crossentropy_with_grad(y_true: np.ndarray, logits: np.ndarray, *, axi
         return GENERIC["binary_crossentropy"](t, p, from_logits=True, axis=axis, epsilon=0.0, xp=xp)
 
     loss = _run(_native.binary.KIND_BCE_LOGITS, y_true, logits, axis=axis, mean=True,
-                params=(1.0 / logits.shape[axis],), observe=None, generic=generic, grad=grad)
+                params=(), observe=None, generic=generic, grad=grad)
     if loss is NotImplemented:
         msg = "binary_crossentropy_with_grad takes float32 arrays of one shape."
         raise TypeError(msg)

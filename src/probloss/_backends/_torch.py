@@ -24,8 +24,8 @@ stays the reference. Accuracy is that of the generic kernels (docs/accuracy.md):
 - Poisson and KL divergence are computed in float64 and rounded once.
 
 Gradients with respect to ``y_true`` (soft labels are differentiable in Keras)
-are returned where the labels require grad: ``-log_softmax`` (zero where the
-label is 0, as the generic kernel's zero-safe product), ``-x`` for binary
+are returned where the labels require grad: ``-log_softmax`` (zero only where
+the label is 0 and the slope infinite, as the generic kernel's zero-safe product), ``-x`` for binary
 cross-entropy, ``-log(p + ε)`` for Poisson and ``log(t/p) + 1`` inside the clip
 range for KL. Integer labels get none.
 
@@ -260,9 +260,10 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         grad_labels = None
         if ctx.label_grad:
             _, labels, x, maxima, log_rest = ctx.saved_tensors
-            # d/dt_i = -log_softmax(x)_i = (m - x_i) + log1p(S'), 0 where t_i = 0.
+            # d/dt_i = -log_softmax(x)_i = (m - x_i) + log1p(S'), zero labels included (a
+            # -inf logit's infinite slope is read as 0 there, as the generic kernel's).
             nll = (maxima[:, None].to(torch.float64) - x) + log_rest[:, None]
-            nll = torch.where(labels == 0, torch.zeros_like(nll), nll)
+            nll = torch.where((labels == 0) & ~torch.isfinite(nll), torch.zeros_like(nll), nll)
             grad_labels = (nll * grad_loss[:, None]).to(x.dtype)
         return grad_labels, grad_x, None, None
 
@@ -304,187 +305,5 @@ def sparse_categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logi
     return _invalid_to_nan(loss, y_true, num_classes)
 
 
-# ------------------------------------------------------------ binary cross-entropy from logits
-
-
-def _zero_safe(product: Tensor) -> Tensor:
-    """Read the NaN of ``0 * inf`` in ``product`` as 0 (a zero weight ignores an infinite term).
-
-    A NaN input is NaN in the other terms of the loss as well, so it still
-    reaches the result.
-    """
-    return torch.nan_to_num_(product, nan=0.0, posinf=math.inf, neginf=-math.inf)
-
-
-def binary_rows(x: Tensor, y: Tensor, n: int, want_grad: bool = True) -> tuple[Tensor, Tensor]:
-    """Return the per-element binary cross-entropy of logits ``x`` and ``(sigmoid(x) - y)/n``.
-
-    The gradient is empty unless ``want_grad``.
-    """
-    e = torch.abs(x).neg_().exp_()  # exp(-|x|)
-    loss = torch.log1p(e)
-    # y·relu(-x) + (1-y)·relu(x): non-negative terms, as the generic kernel.
-    one_minus_y = 1 - y
-    loss.add_(_zero_safe(one_minus_y * torch.clamp(x, min=0)))
-    loss.sub_(_zero_safe(y * torch.clamp(x, max=0)))
-    if not want_grad:
-        return loss, x.new_empty(0)
-    # sigmoid(x) - y = (1 - y) - q for x >= 0 and q - y below, q = e/(1+e) = sigmoid(-|x|):
-    # no 1 - (1 - tiny), so a confident correct logit keeps its tiny gradient.
-    q = e.div_(1 + e)
-    positive = x >= 0
-    grad = torch.where(positive, one_minus_y - q, q - y)
-    return loss, grad.div_(n)
-
-
-class BinaryCrossEntropy(torch.autograd.Function):
-    """Mean over the last axis of the binary cross-entropy of float32 logits."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(y: Tensor, x: Tensor, want_grad: bool) -> tuple[Tensor, Tensor]:
-        per_element, grad = binary_rows(x, y, x.shape[-1], want_grad)
-        return per_element.mean(dim=-1), grad
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        _, x, _ = inputs
-        ctx.label_grad = ctx.needs_input_grad[0]
-        ctx.save_for_backward(output[1], x if ctx.label_grad else None)
-        ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' own gradients
-        ctx.mark_non_differentiable(output[1])
-
-    @staticmethod
-    def backward(ctx: Any, grad_loss: Tensor, _: Any) -> tuple[Tensor | None, Tensor | None, None]:
-        grad, x = ctx.saved_tensors
-        scale = grad_loss[..., None]
-        grad_x = grad * scale if ctx.needs_input_grad[1] else None
-        # d/dy of y·relu(-x) + (1-y)·relu(x) = -x, per element of the mean.
-        grad_y = x * (-scale / x.shape[-1]) if ctx.label_grad else None
-        return grad_y, grad_x, None
-
-
-@fast_path("binary_crossentropy", backend="torch")
-def binary_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int, epsilon: float,
-                        xp: Any) -> Any:
-    if not from_logits or not _native(y_true, y_pred) or y_pred.numel() == 0:
-        return NotImplemented
-    y, x = torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1)
-    return BinaryCrossEntropy.apply(y, x, _wants_grad(y_pred))[0]
-
-
-# ------------------------------------------------------------ Poisson and KL divergence
-
-
-class Poisson(torch.autograd.Function):
-    """``mean(p - t·log(p + ε))`` over the last axis, in float64, rounded once."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(t: Tensor, p: Tensor, epsilon: float, want_grad: bool) -> tuple[Tensor, Tensor]:
-        eps = torch.tensor(epsilon, dtype=p.dtype, device=p.device).to(torch.float64)  # ε in p's dtype
-        p64 = p.to(torch.float64)
-        shifted = p64 + eps
-        t64 = t.to(torch.float64)
-        loss = (p64 - t64 * torch.log(shifted)).mean(dim=-1).to(p.dtype)
-        if not want_grad:
-            return loss, p.new_empty(0)
-        # d/dp = (1 - t/(p + ε))/n, rounded once.
-        grad = ((1 - t64 / shifted) / p.shape[-1]).to(p.dtype)
-        return loss, grad
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        _, p, epsilon, _ = inputs
-        ctx.epsilon = epsilon
-        ctx.save_for_backward(output[1], p if ctx.needs_input_grad[0] else None)
-        ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' own gradients
-        ctx.mark_non_differentiable(output[1])
-
-    @staticmethod
-    def backward(ctx: Any, grad_loss: Tensor, _: Any) -> tuple[Tensor | None, Tensor | None, None, None]:
-        grad, p = ctx.saved_tensors
-        scale = grad_loss[..., None]
-        grad_p = grad * scale if ctx.needs_input_grad[1] else None
-        grad_t = None
-        if ctx.needs_input_grad[0]:  # d/dt = -log(p + ε)/n
-            eps = torch.tensor(ctx.epsilon, dtype=p.dtype, device=p.device)
-            grad_t = (torch.log(p.to(torch.float64) + eps.to(torch.float64)) * (-scale / p.shape[-1])).to(p.dtype)
-        return grad_t, grad_p, None, None
-
-
-@fast_path("poisson", backend="torch")
-def poisson(y_true: Tensor, y_pred: Tensor, *, axis: int, epsilon: float, xp: Any) -> Any:
-    if not _native(y_true, y_pred) or y_pred.numel() == 0:
-        return NotImplemented
-    y, p = torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1)
-    return Poisson.apply(y, p, epsilon, _wants_grad(y_pred))[0]
-
-
-def _float32(value: float) -> float:
-    """``value`` rounded to float32 (to nearest, ties to even), in plain Python.
-
-    Plain arithmetic, so that torch.compile folds it (``tensor.item()`` would break the graph).
-    """
-    mantissa, exponent = math.frexp(value)
-    return math.ldexp(round(mantissa * 2.0**24), exponent - 24)
-
-
-def _clip_unit(x: Tensor, epsilon: float) -> Tensor:
-    """Keras's clip of a float32 distribution to ``[ε, 1]`` (ε rounded to float32), in float64."""
-    return torch.clamp(x, _float32(epsilon), 1.0).to(torch.float64)
-
-
-def _inside(x: Tensor, epsilon: float) -> Tensor:
-    """Where the clip to ``[ε, 1]`` passes gradients (bounds included, as ``torch.clamp``)."""
-    return (x >= _float32(epsilon)) & (x <= 1.0)
-
-
-class KLDivergence(torch.autograd.Function):
-    """``sum(t·log(t/p))`` over the last axis of ``t, p`` clipped to ``[ε, 1]``, in float64."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(t: Tensor, p: Tensor, epsilon: float, want_grad: bool) -> tuple[Tensor, Tensor]:
-        tc, pc = _clip_unit(t, epsilon), _clip_unit(p, epsilon)
-        # log(t/p) = log1p((t - p)/p): t - p of float32 numbers is exact in float64, so
-        # near t = p, where the terms of both signs cancel in the sum, each keeps ~2⁻⁵²
-        # of its own size (log of the rounded ratio would be off by 2⁻⁵³ absolute).
-        ratio = (tc - pc).div_(pc)  # t/p - 1
-        loss = (tc * torch.log1p(ratio)).sum(dim=-1).to(p.dtype)
-        if not want_grad:
-            return loss, p.new_empty(0)
-        # d/dp = -t/p inside the clip range.
-        grad = ratio.add_(1).mul_(_inside(p, epsilon)).neg_().to(p.dtype)
-        return loss, grad
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        t, p, epsilon, _ = inputs
-        ctx.epsilon = epsilon
-        label_grad = ctx.needs_input_grad[0]
-        ctx.save_for_backward(output[1], t if label_grad else None, p if label_grad else None)
-        ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' own gradients
-        ctx.mark_non_differentiable(output[1])
-
-    @staticmethod
-    def backward(ctx: Any, grad_loss: Tensor, _: Any) -> tuple[Tensor | None, Tensor | None, None, None]:
-        grad, t, p = ctx.saved_tensors
-        scale = grad_loss[..., None]
-        grad_p = grad * scale if ctx.needs_input_grad[1] else None
-        grad_t = None
-        if ctx.needs_input_grad[0]:  # d/dt = log(t/p) + 1 inside the clip range
-            tc, pc = _clip_unit(t, ctx.epsilon), _clip_unit(p, ctx.epsilon)
-            grad_t = ((torch.log1p((tc - pc) / pc) + 1) * _inside(t, ctx.epsilon) * scale).to(t.dtype)
-        return grad_t, grad_p, None, None
-
-
-@fast_path("kl_divergence", backend="torch")
-def kl_divergence(y_true: Tensor, y_pred: Tensor, *, axis: int, epsilon: float, xp: Any) -> Any:
-    if not _native(y_true, y_pred) or y_pred.numel() == 0:
-        return NotImplemented
-    y, p = torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1)
-    return KLDivergence.apply(y, p, epsilon, _wants_grad(y_pred))[0]
+# The binary family (binary CE, binary focal CE, Poisson, KL) lives in its own module.
+from . import _torch_binary  # noqa: E402, F401 - registers its fast paths
