@@ -344,7 +344,9 @@ def test_torch_func_grad_and_vmap(family):
     v = x.clone().requires_grad_()
     f(v).backward()
     grad = torch.func.grad(f)(x)
-    torch.testing.assert_close(grad, v.grad, rtol=0, atol=0)
+    # torch.func runs the torch-ops path; plain backward may take the compiled kernel, which folds a
+    # Loss's reduction into its gradient (one rounding instead of two): a few ulps apart.
+    torch.testing.assert_close(grad, v.grad, rtol=8 * EPS32, atol=1e-12)
     batch = torch.stack([x, 2 * x, -x])
     per_sample = torch.func.vmap(torch.func.grad(f))(batch)
     for i in range(3):

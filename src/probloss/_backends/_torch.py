@@ -185,14 +185,40 @@ def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
     return loss, e.to(block.dtype), m[:, 0], log1p_rest[:, 0]
 
 
-def _softmax_compute(x: Tensor, labels: Tensor, dense: bool, want_grad: bool,
-                     label_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _softmax_compute(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, label_grad: bool,
+                     row_scale: Tensor | None = None, scale: float = 1.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Loss rows and gradient; the gradient is ``scale·row_scale``-scaled only on the compiled path."""
     kernel = CPU_KERNELS.get("softmax_rows")
     functorch = bool(torch._C._are_functorch_transforms_active())  # vmap: no batching rule for the op
     if kernel is not None and x.device.type == "cpu" and not label_grad and not functorch:
-        loss, grad = kernel(x, labels, dense, want_grad)
+        loss, grad = kernel(x, labels, dense, want_grad, row_scale, scale)
         return loss, grad, x.new_empty(0), x.new_empty(0, dtype=torch.float64)
     return softmax_rows(x, labels, dense, want_grad)
+
+
+def _kernel_rows(x: Tensor, labels: Tensor, dense: bool, grad: Tensor | None, row_scale: Tensor | None,
+                 scale: float) -> Tensor:
+    """Run the compiled kernel on CPU float32 rows, writing ``scale·row_scale[r]``-scaled gradient rows into ``grad``.
+
+    Returns the float32 loss rows. Rows the kernel leaves NaN (NaN or +inf
+    logits, no finite logit) are recomputed by :func:`softmax_rows`.
+    """
+    from . import _native_softmax
+
+    kernel = _native_softmax.softmax_cross_entropy if dense else _native_softmax.softmax_cross_entropy_sparse
+    # Zero-copy: the NumPy views share the tensors' memory; the kernel writes grad in place.
+    factors = None if row_scale is None else row_scale.detach().to(torch.float32).contiguous().numpy()
+    loss = torch.from_numpy(kernel(x.detach().numpy(), labels.detach().contiguous().numpy(),
+                                   grad_out=None if grad is None else grad.detach().numpy(),
+                                   row_scale=factors, scale=scale))
+    bad = ~torch.isfinite(loss)
+    if bool(bad.any()):  # rows the kernel leaves to the reference
+        redo = softmax_rows(x[bad], labels[bad], dense, grad is not None)
+        loss[bad] = redo[0].to(loss.dtype)
+        if grad is not None:
+            factor = redo[1].new_full((1,), scale) if row_scale is None else row_scale[bad].to(redo[1].dtype) * scale
+            grad[bad] = redo[1] * factor.reshape(-1, 1)
+    return loss
 
 
 def _register_compiled_softmax() -> None:
@@ -205,23 +231,16 @@ def _register_compiled_softmax() -> None:
         return
 
     @torch.library.custom_op("probloss::softmax_rows_cpu", mutates_args=(), device_types="cpu")
-    def softmax_rows_cpu(x: Tensor, labels: Tensor, dense: bool, want_grad: bool) -> tuple[Tensor, Tensor]:
+    def softmax_rows_cpu(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
+                         scale: float) -> tuple[Tensor, Tensor]:
         x = x.contiguous()
-        grad = torch.empty_like(x) if want_grad else x.new_empty(0)
-        kernel = _native_softmax.softmax_cross_entropy if dense else _native_softmax.softmax_cross_entropy_sparse
-        # Zero-copy: the NumPy views share the tensors' memory; the kernel writes grad in place.
-        loss = torch.from_numpy(kernel(x.detach().numpy(), labels.detach().contiguous().numpy(),
-                                       grad_out=grad.numpy() if want_grad else None))
-        bad = ~torch.isfinite(loss)
-        if bool(bad.any()):  # rows the kernel leaves to the reference (NaN/+inf logits, no finite logit)
-            redo = softmax_rows(x[bad], labels[bad], dense, want_grad)
-            loss[bad] = redo[0].to(loss.dtype)
-            if want_grad:
-                grad[bad] = redo[1]
-        return loss, grad
+        grad = torch.empty_like(x) if want_grad else None
+        loss = _kernel_rows(x, labels, dense, grad, row_scale, scale)
+        return loss, (grad if grad is not None else x.new_empty(0))
 
     @softmax_rows_cpu.register_fake
-    def _(x: Tensor, labels: Tensor, dense: bool, want_grad: bool) -> tuple[Tensor, Tensor]:
+    def _(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
+          scale: float) -> tuple[Tensor, Tensor]:
         return x.new_empty(x.shape[0]), (torch.empty_like(x) if want_grad else x.new_empty(0))
 
     CPU_KERNELS["softmax_rows"] = softmax_rows_cpu
@@ -231,22 +250,43 @@ _register_compiled_softmax()
 
 
 class SoftmaxCrossEntropy(torch.autograd.Function):
-    """Per-row softmax cross-entropy of ``(R, C)`` float32 logits; dense or sparse labels."""
+    """Per-row softmax cross-entropy of ``(R, C)`` float32 logits; dense or sparse labels.
+
+    ``fused`` (eager CPU float32 only, labels without gradient, ``x`` and
+    ``labels`` the caller's tensors so that keeping them costs no memory): the
+    compiled kernel writes the gradient already multiplied by the gradient the
+    reduction is expected to send back (``scale·row_scale[r]``, from the
+    ``Loss``'s :mod:`probloss._grad_hint`), and keeps it on ``ctx`` rather
+    than as a saved tensor, so that backward can hand over that very tensor:
+    no pass and no allocation when the expected gradient arrives, one in-place
+    multiplication when nothing was expected, and an exact recomputation from
+    ``x`` into the same buffer otherwise (or on a second backward through a
+    retained graph). Elsewhere the gradient of the forward pass is saved and
+    multiplied by the incoming one.
+    """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(labels: Tensor, x: Tensor, dense: bool, want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        loss, grad, maxima, log_rest = _softmax_compute(x, labels, dense, want_grad, labels.requires_grad)
+    def forward(labels: Tensor, x: Tensor, dense: bool, want_grad: bool, fused: bool,
+                row_scale: Tensor | None, scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        if not fused:
+            row_scale, scale = None, 1.0
+        loss, grad, maxima, log_rest = _softmax_compute(x, labels, dense, want_grad, labels.requires_grad,
+                                                        row_scale, scale)
         return loss.to(x.dtype), grad, maxima, log_rest
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        labels, x, dense, _ = inputs
+        labels, x, dense, want_grad, fused, row_scale, scale = inputs
         _, grad, maxima, log_rest = output
         ctx.dense = dense
         ctx.label_grad = dense and ctx.needs_input_grad[0]
-        if ctx.label_grad:  # x is the caller's tensor: keeping it costs no memory
+        ctx.fused = None
+        if fused and want_grad and not ctx.label_grad:
+            ctx.fused = {"grad": grad, "row_scale": row_scale, "scale": scale}
+            ctx.save_for_backward(x, labels)  # the caller's tensors: no memory
+        elif ctx.label_grad:  # x is the caller's tensor: keeping it costs no memory
             ctx.save_for_backward(grad, labels, x, maxima, log_rest)
         else:
             ctx.save_for_backward(grad)
@@ -254,7 +294,12 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         ctx.mark_non_differentiable(grad, maxima, log_rest)
 
     @staticmethod
-    def backward(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | None, Tensor | None, None, None]:
+    def backward(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        if grad_loss is None:
+            return None, None, None, None, None, None, None
+        if ctx.fused is not None:
+            grad_x = _fused_backward(ctx, grad_loss) if ctx.needs_input_grad[1] else None
+            return None, grad_x, None, None, None, None, None
         grad = ctx.saved_tensors[0]
         grad_x = grad * grad_loss[:, None] if ctx.needs_input_grad[1] else None
         grad_labels = None
@@ -264,7 +309,27 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
             nll = (maxima[:, None].to(torch.float64) - x) + log_rest[:, None]
             nll = torch.where(labels == 0, torch.zeros_like(nll), nll)
             grad_labels = (nll * grad_loss[:, None]).to(x.dtype)
-        return grad_labels, grad_x, None, None
+        return grad_labels, grad_x, None, None, None, None, None
+
+
+def _fused_backward(ctx: Any, grad_loss: Tensor) -> Tensor:
+    """The gradient of a fused forward (see :class:`SoftmaxCrossEntropy`) for the incoming ``grad_loss``."""
+    fused = ctx.fused
+    grad = fused.pop("grad", None)  # handed over once: autograd then owns it (no copy)
+    row_scale, scale = fused["row_scale"], fused["scale"]
+    if grad is not None:
+        if row_scale is None:
+            if bool((grad_loss == scale).all()):
+                return grad  # the expected gradient arrived: already scaled
+            if scale == 1.0:  # nothing was expected: scale the tensor we own, in place
+                return grad.mul_(grad_loss[:, None])
+        elif torch.equal(grad_loss, row_scale):
+            return grad
+    x, labels = ctx.saved_tensors
+    out = grad if grad is not None else torch.empty_like(x)
+    # Exact for any incoming gradient: the kernel multiplies in float64 and rounds once.
+    _kernel_rows(x, labels, ctx.dense, out, grad_loss, 1.0)
+    return out
 
 
 def _wants_grad(*tensors: Tensor) -> bool:
@@ -272,10 +337,49 @@ def _wants_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+def _expected_gradient(values_shape: tuple[int, ...]) -> tuple[Tensor | None, float]:
+    """The gradient the current ``Loss``'s reduction will send to each value: ``(row_scale or None, scale)``.
+
+    A guess from :mod:`probloss._grad_hint` (backward checks it): ``1/N`` for
+    the means, ``1`` for a sum, times the sample weights (one per sample, or
+    one per value); ``(None, 1.0)`` where there is nothing to go on.
+    """
+    from .. import _grad_hint
+
+    hint = _grad_hint.current()
+    if hint is None or hint.out_dtype != torch.float32 or hint.reduction in (None, "none"):
+        return None, 1.0
+    n = math.prod(values_shape)
+    # 1/N as the reduction's float32 division makes it.
+    inverse_n = torch.tensor(1.0, dtype=torch.float32) / max(n, 1)
+    weight = hint.sample_weight
+    if weight is None:
+        return None, (1.0 if hint.reduction == "sum" else float(inverse_n))
+    if (not isinstance(weight, Tensor) or weight.dtype != torch.float32 or weight.device.type != "cpu"
+            or weight.ndim > len(values_shape) or tuple(weight.shape) != tuple(values_shape[:weight.ndim])):
+        return None, 1.0
+    weight = weight.detach()
+    per_value = weight.reshape(tuple(weight.shape) + (1,) * (len(values_shape) - weight.ndim))
+    per_value = per_value.expand(values_shape).reshape(-1)
+    if hint.reduction == "sum":
+        return per_value.contiguous(), 1.0
+    if hint.reduction == "mean_with_sample_weight":
+        return (1.0 / torch.sum(weight)) * per_value, 1.0
+    return inverse_n * per_value, 1.0
+
+
 def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool) -> Tensor:
     rows_x = _to_rows(x, axis)
     rows_labels = _to_rows(labels, axis) if dense else labels.reshape(-1)
-    loss = SoftmaxCrossEntropy.apply(rows_labels, rows_x, dense, _wants_grad(x))[0]
+    want_grad = _wants_grad(x)
+    # Fused when the rows are views of the caller's tensors (keeping them for a recomputation
+    # costs no memory) and the compiled kernel will run.
+    fused = (want_grad and not _traced() and "softmax_rows" in CPU_KERNELS and x.device.type == "cpu"
+             and not (dense and labels.requires_grad)
+             and rows_x.data_ptr() == x.data_ptr() and rows_labels.data_ptr() == labels.data_ptr())
+    values_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1:])
+    row_scale, scale = _expected_gradient(values_shape) if fused else (None, 1.0)
+    loss = SoftmaxCrossEntropy.apply(rows_labels, rows_x, dense, want_grad, fused, row_scale, scale)[0]
     return _from_rows(loss, x, axis)
 
 
