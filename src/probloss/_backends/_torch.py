@@ -46,7 +46,7 @@ from typing import Any
 
 import torch
 
-from .._dispatch import fast_path
+from .._dispatch import Observed, fast_path
 
 Tensor = torch.Tensor
 
@@ -185,23 +185,33 @@ def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
     return loss, e.to(block.dtype), m[:, 0], log1p_rest[:, 0]
 
 
-def _softmax_compute(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, label_grad: bool,
-                     row_scale: Tensor | None = None, scale: float = 1.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Loss rows and gradient; the gradient is ``scale·row_scale``-scaled only on the compiled path."""
-    kernel = CPU_KERNELS.get("softmax_rows")
+def _compiled_kernel_runs(x: Tensor, label_grad: bool) -> bool:
+    """Whether :func:`_softmax_compute` takes the compiled kernel (else the torch-ops code)."""
     functorch = bool(torch._C._are_functorch_transforms_active())  # vmap: no batching rule for the op
-    if kernel is not None and x.device.type == "cpu" and not label_grad and not functorch:
-        loss, grad = kernel(x, labels, dense, want_grad, row_scale, scale)
-        return loss, grad, x.new_empty(0), x.new_empty(0, dtype=torch.float64)
-    return softmax_rows(x, labels, dense, want_grad)
+    return "softmax_rows" in CPU_KERNELS and x.device.type == "cpu" and not label_grad and not functorch
+
+
+def _softmax_compute(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, label_grad: bool,
+                     row_scale: Tensor | None = None, scale: float = 1.0,
+                     want_bounds: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Loss rows, gradient, and (compiled kernel only) ``(R, 2)`` row bounds of ``x``.
+
+    The gradient is ``scale·row_scale``-scaled only on the compiled path.
+    """
+    if _compiled_kernel_runs(x, label_grad):
+        loss, grad, bounds = CPU_KERNELS["softmax_rows"](x, labels, dense, want_grad, row_scale, scale, want_bounds)
+        return loss, grad, x.new_empty(0), x.new_empty(0, dtype=torch.float64), bounds
+    return (*softmax_rows(x, labels, dense, want_grad), x.new_empty(0))
 
 
 def _kernel_rows(x: Tensor, labels: Tensor, dense: bool, grad: Tensor | None, row_scale: Tensor | None,
-                 scale: float) -> Tensor:
+                 scale: float, bounds: Tensor | None = None) -> Tensor:
     """Run the compiled kernel on CPU float32 rows, writing ``scale·row_scale[r]``-scaled gradient rows into ``grad``.
 
     Returns the float32 loss rows. Rows the kernel leaves NaN (NaN or +inf
-    logits, no finite logit) are recomputed by :func:`softmax_rows`.
+    logits, no finite logit) are recomputed by :func:`softmax_rows`. ``bounds``:
+    None or an ``(R, 2)`` float32 tensor receiving each row's minimum (NaN
+    where the row holds one) and maximum, from the kernel's first pass.
     """
     from . import _native_softmax
 
@@ -210,7 +220,8 @@ def _kernel_rows(x: Tensor, labels: Tensor, dense: bool, grad: Tensor | None, ro
     factors = None if row_scale is None else row_scale.detach().to(torch.float32).contiguous().numpy()
     loss = torch.from_numpy(kernel(x.detach().numpy(), labels.detach().contiguous().numpy(),
                                    grad_out=None if grad is None else grad.detach().numpy(),
-                                   row_scale=factors, scale=scale))
+                                   row_scale=factors, scale=scale,
+                                   row_bounds=None if bounds is None else bounds.numpy()))
     bad = ~torch.isfinite(loss)
     if bool(bad.any()):  # rows the kernel leaves to the reference
         redo = softmax_rows(x[bad], labels[bad], dense, grad is not None)
@@ -232,16 +243,19 @@ def _register_compiled_softmax() -> None:
 
     @torch.library.custom_op("probloss::softmax_rows_cpu", mutates_args=(), device_types="cpu")
     def softmax_rows_cpu(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
-                         scale: float) -> tuple[Tensor, Tensor]:
+                         scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
         x = x.contiguous()
         grad = torch.empty_like(x) if want_grad else None
-        loss = _kernel_rows(x, labels, dense, grad, row_scale, scale)
-        return loss, (grad if grad is not None else x.new_empty(0))
+        bounds = x.new_empty((x.shape[0], 2)) if want_bounds else None
+        loss = _kernel_rows(x, labels, dense, grad, row_scale, scale, bounds)
+        return (loss, grad if grad is not None else x.new_empty(0),
+                bounds if bounds is not None else x.new_empty(0))
 
     @softmax_rows_cpu.register_fake
     def _(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
-          scale: float) -> tuple[Tensor, Tensor]:
-        return x.new_empty(x.shape[0]), (torch.empty_like(x) if want_grad else x.new_empty(0))
+          scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
+        return (x.new_empty(x.shape[0]), torch.empty_like(x) if want_grad else x.new_empty(0),
+                x.new_empty((x.shape[0], 2)) if want_bounds else x.new_empty(0))
 
     CPU_KERNELS["softmax_rows"] = softmax_rows_cpu
 
@@ -269,17 +283,18 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(labels: Tensor, x: Tensor, dense: bool, want_grad: bool, fused: bool,
-                row_scale: Tensor | None, scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                row_scale: Tensor | None, scale: float,
+                want_bounds: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         if not fused:
             row_scale, scale = None, 1.0
-        loss, grad, maxima, log_rest = _softmax_compute(x, labels, dense, want_grad, labels.requires_grad,
-                                                        row_scale, scale)
-        return loss.to(x.dtype), grad, maxima, log_rest
+        loss, grad, maxima, log_rest, bounds = _softmax_compute(x, labels, dense, want_grad, labels.requires_grad,
+                                                                row_scale, scale, want_bounds)
+        return loss.to(x.dtype), grad, maxima, log_rest, bounds
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        labels, x, dense, want_grad, fused, row_scale, scale = inputs
-        _, grad, maxima, log_rest = output
+        labels, x, dense, want_grad, fused, row_scale, scale, _ = inputs
+        _, grad, maxima, log_rest, bounds = output
         ctx.dense = dense
         ctx.label_grad = dense and ctx.needs_input_grad[0]
         ctx.fused = None
@@ -291,15 +306,15 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         else:
             ctx.save_for_backward(grad)
         ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' own gradients
-        ctx.mark_non_differentiable(grad, maxima, log_rest)
+        ctx.mark_non_differentiable(grad, maxima, log_rest, bounds)
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
         if grad_loss is None:
-            return None, None, None, None, None, None, None
+            return None, None, None, None, None, None, None, None
         if ctx.fused is not None:
             grad_x = _fused_backward(ctx, grad_loss) if ctx.needs_input_grad[1] else None
-            return None, grad_x, None, None, None, None, None
+            return None, grad_x, None, None, None, None, None, None
         grad = ctx.saved_tensors[0]
         grad_x = grad * grad_loss[:, None] if ctx.needs_input_grad[1] else None
         grad_labels = None
@@ -309,7 +324,7 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
             nll = (maxima[:, None].to(torch.float64) - x) + log_rest[:, None]
             nll = torch.where(labels == 0, torch.zeros_like(nll), nll)
             grad_labels = (nll * grad_loss[:, None]).to(x.dtype)
-        return grad_labels, grad_x, None, None, None, None, None
+        return grad_labels, grad_x, None, None, None, None, None, None
 
 
 def _fused_backward(ctx: Any, grad_loss: Tensor) -> Tensor:
@@ -368,19 +383,29 @@ def _expected_gradient(values_shape: tuple[int, ...]) -> tuple[Tensor | None, fl
     return inverse_n * per_value, 1.0
 
 
-def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool) -> Tensor:
+def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool,
+                           observe: Observed | None = None) -> Tensor:
+    """Per-sample softmax cross-entropy; with ``observe``, also report ``x``'s bounds (compiled kernel only)."""
     rows_x = _to_rows(x, axis)
     rows_labels = _to_rows(labels, axis) if dense else labels.reshape(-1)
     want_grad = _wants_grad(x)
     # Fused when the rows are views of the caller's tensors (keeping them for a recomputation
     # costs no memory) and the compiled kernel will run.
-    fused = (want_grad and not _traced() and "softmax_rows" in CPU_KERNELS and x.device.type == "cpu"
-             and not (dense and labels.requires_grad)
+    fused = (want_grad and not _traced() and _compiled_kernel_runs(x, dense and labels.requires_grad)
              and rows_x.data_ptr() == x.data_ptr() and rows_labels.data_ptr() == labels.data_ptr())
     values_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1:])
     row_scale, scale = _expected_gradient(values_shape) if fused else (None, 1.0)
-    loss = SoftmaxCrossEntropy.apply(rows_labels, rows_x, dense, want_grad, fused, row_scale, scale)[0]
-    return _from_rows(loss, x, axis)
+    outputs = SoftmaxCrossEntropy.apply(rows_labels, rows_x, dense, want_grad, fused, row_scale, scale,
+                                        observe is not None)
+    if observe is not None:
+        bounds = outputs[4]
+        observe.bounds[1] = (float(bounds[:, 0].min()), float(bounds[:, 1].max()))
+    return _from_rows(outputs[0], x, axis)
+
+
+def _observable(x: Tensor, labels: Tensor, dense: bool, observe: Observed | None) -> bool:
+    """Whether the compiled kernel will run and can report ``x``'s bounds (else: NotImplemented to observers)."""
+    return observe is None or _compiled_kernel_runs(x, dense and labels.requires_grad)
 
 
 def _invalid_to_nan(loss: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -388,23 +413,25 @@ def _invalid_to_nan(loss: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     return torch.where(valid, loss, torch.full_like(loss, math.nan))
 
 
-@fast_path("categorical_crossentropy", backend="torch")
+@fast_path("categorical_crossentropy", backend="torch", observes=True)
 def categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int,
-                             epsilon: float, xp: Any) -> Any:
-    if not from_logits or not _native(y_true, y_pred) or y_pred.numel() == 0:
+                             epsilon: float, xp: Any, observe: Observed | None = None) -> Any:
+    if (not from_logits or not _native(y_true, y_pred) or y_pred.numel() == 0
+            or not _observable(y_pred, y_true, True, observe)):
         return NotImplemented
-    return _softmax_cross_entropy(y_true, y_pred, axis, dense=True)
+    return _softmax_cross_entropy(y_true, y_pred, axis, dense=True, observe=observe)
 
 
-@fast_path("sparse_categorical_crossentropy", backend="torch")
+@fast_path("sparse_categorical_crossentropy", backend="torch", observes=True)
 def sparse_categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int,
-                                    epsilon: float, xp: Any) -> Any:
-    if not from_logits or not _native(y_pred) or y_pred.numel() == 0:
+                                    epsilon: float, xp: Any, observe: Observed | None = None) -> Any:
+    if (not from_logits or not _native(y_pred) or y_pred.numel() == 0
+            or not _observable(y_pred, y_true, False, observe)):
         return NotImplemented
     num_classes = y_pred.shape[axis]
     # Clamped so that an invalid label can be gathered; it is marked NaN below.
     index = torch.clamp(y_true, 0, num_classes - 1).to(torch.int64)
-    loss = _softmax_cross_entropy(index, y_pred, axis, dense=False)
+    loss = _softmax_cross_entropy(index, y_pred, axis, dense=False, observe=observe)
     return _invalid_to_nan(loss, y_true, num_classes)
 
 
