@@ -186,6 +186,39 @@ def test_sparse_invalid_labels_and_ignore_class():
     assert torch.isfinite(values[[0, 2, 3, 4]]).all()
 
 
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_probabilities_without_gradient_parity(axis):
+    """From probabilities with no gradient wanted: the compiled kernels; zero, NaN and invalid rows included."""
+    from probloss._backends import _torch
+
+    calls = []
+    rows, classes = (7, 9) if axis == 0 else (9, 7)
+    probs = _distribution((rows, classes), -1, 40)
+    probs[2] = 0.0  # a zero row: left to the generic kernel
+    probs[5, 1] = float("nan")
+    labels = torch.randint(0, classes, (rows,), generator=_gen(41))
+    labels[3] = classes  # outside [0, classes): NaN in both
+    dense = torch.nn.functional.one_hot(labels.clamp(0, classes - 1), classes).float() * 0.9 + 0.1 / classes
+    if axis == 0:
+        probs, dense = probs.T, dense.T
+    original = _torch._probability_rows
+    for fn, y_true in ((probloss.sparse_categorical_crossentropy, labels),
+                       (probloss.categorical_crossentropy, dense)):
+        def spy(*a: Any, **k: Any) -> Any:
+            calls.append(1)
+            return original(*a, **k)
+
+        _torch._probability_rows = spy
+        try:
+            fast = fn(y_true, probs, axis=axis, validate="off")
+        finally:
+            _torch._probability_rows = original
+        with probloss.fast_paths(False):
+            generic = fn(y_true, probs, axis=axis, validate="off")
+        _close(fast, generic, rtol=4 * EPS32, what=fn.__name__)
+    assert len(calls) == 2
+
+
 # ------------------------------------------------------------------ binary, Poisson, KL
 
 

@@ -416,8 +416,9 @@ def _invalid_to_nan(loss: Tensor, labels: Tensor, num_classes: int) -> Tensor:
 @fast_path("categorical_crossentropy", backend="torch", observes=True)
 def categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int,
                              epsilon: float, xp: Any, observe: Observed | None = None) -> Any:
-    if (not from_logits or not _native(y_true, y_pred) or y_pred.numel() == 0
-            or not _observable(y_pred, y_true, True, observe)):
+    if not from_logits:
+        return NotImplemented if observe is not None else _probability_rows(y_true, y_pred, axis, False, epsilon)
+    if not _native(y_true, y_pred) or y_pred.numel() == 0 or not _observable(y_pred, y_true, True, observe):
         return NotImplemented
     return _softmax_cross_entropy(y_true, y_pred, axis, dense=True, observe=observe)
 
@@ -425,14 +426,48 @@ def categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: boo
 @fast_path("sparse_categorical_crossentropy", backend="torch", observes=True)
 def sparse_categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int,
                                     epsilon: float, xp: Any, observe: Observed | None = None) -> Any:
-    if (not from_logits or not _native(y_pred) or y_pred.numel() == 0
-            or not _observable(y_pred, y_true, False, observe)):
+    if not from_logits:
+        return NotImplemented if observe is not None else _probability_rows(y_true, y_pred, axis, True, epsilon)
+    if not _native(y_pred) or y_pred.numel() == 0 or not _observable(y_pred, y_true, False, observe):
         return NotImplemented
     num_classes = y_pred.shape[axis]
     # Clamped so that an invalid label can be gathered; it is marked NaN below.
     index = torch.clamp(y_true, 0, num_classes - 1).to(torch.int64)
     loss = _softmax_cross_entropy(index, y_pred, axis, dense=False, observe=observe)
     return _invalid_to_nan(loss, y_true, num_classes)
+
+
+def _probability_rows(y_true: Tensor, y_pred: Tensor, axis: int, sparse: bool, epsilon: float) -> Any:
+    """Cross-entropy from probabilities by the compiled kernels, where no gradient is wanted (else NotImplemented).
+
+    CPU float32 only; rows the kernels leave NaN (a zero, negative or
+    non-finite probability row) are recomputed by the generic kernel, and a
+    sparse label outside ``[0, classes)`` stays NaN, as there.
+    """
+    import numpy as np
+
+    from .._dispatch import GENERIC
+    from .._numerics import clip_bounds
+    from . import _native_softmax as kernels
+
+    if (not kernels.AVAILABLE or y_pred.device.type != "cpu" or _traced() or _wants_grad(y_true, y_pred)
+            or not _native(y_pred) or (not sparse and not _native(y_true)) or y_pred.numel() == 0):
+        return NotImplemented
+    name = "sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"
+    preds = _to_rows(y_pred, axis)
+    labels = y_true.reshape(-1) if sparse else _to_rows(y_true, axis)
+    low, high = clip_bounds(epsilon, np.float32, xp=np)
+    kernel = kernels.normalized_cross_entropy_sparse if sparse else kernels.normalized_cross_entropy
+    values = torch.from_numpy(kernel(preds.numpy(), labels.contiguous().numpy(), low=low, high=high))
+    redo = ~torch.isfinite(values)
+    if sparse:
+        redo &= (labels >= 0) & (labels < preds.shape[1])
+    if bool(redo.any()):
+        import array_api_compat.torch as xp_torch
+
+        values[redo] = GENERIC[name](labels[redo], preds[redo], from_logits=False, axis=1, epsilon=epsilon,
+                                     xp=xp_torch).to(values.dtype)
+    return _from_rows(values, y_pred, axis)
 
 
 # ------------------------------------------------------------ binary cross-entropy from logits
