@@ -75,7 +75,7 @@ def _distribution(shape: tuple[int, ...], axis: int, seed: int) -> Any:
 def test_every_torch_fast_path_is_tested_here():
     _dispatch.import_backend("torch")
     tested = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "poisson",
-              "kl_divergence"}
+              "kl_divergence", "categorical_focal_crossentropy"}
     assert {name for name, library in _dispatch.FAST if library == "torch"} == tested
 
 
@@ -219,6 +219,65 @@ def test_probabilities_without_gradient_parity(axis):
     assert len(calls) == 2
 
 
+# ------------------------------------------------------------------ categorical focal cross-entropy
+
+
+@pytest.mark.parametrize(("gamma", "alpha"), [(2.0, 0.25), (0.0, 1.0), (0.5, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)),
+                                              (3.0, 0.4)])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_focal_parity(gamma, alpha, label_smoothing):
+    logits = _logits((33, 7), 50, scale=6.0)
+    logits[0] = torch.tensor([40.0, 0.0, -1.0, -2.0, 1.0, 0.5, -30.0])  # a confident row: tiny loss and gradient
+    labels = torch.nn.functional.one_hot(torch.randint(0, 7, (33,), generator=_gen(51)), 7).float()
+    labels[0] = torch.eye(7)[0]
+    labels[1] = _distribution((7,), -1, 52)  # soft labels
+    _compare(probloss.categorical_focal_crossentropy, labels, logits, from_logits=True, gamma=gamma, alpha=alpha,
+             label_smoothing=label_smoothing)
+
+
+def test_focal_parity_class_axis_first_and_uses_the_kernel(monkeypatch):
+    from probloss._backends import _torch_focal
+
+    calls = []
+    original = _torch_focal.FocalSoftmax.apply
+    monkeypatch.setattr(_torch_focal.FocalSoftmax, "apply", lambda *a: calls.append(1) or original(*a))
+    logits = _logits((6, 20), 53)
+    labels = torch.softmax(_logits((6, 20), 54), dim=0)
+    _compare(probloss.categorical_focal_crossentropy, labels, logits, from_logits=True, axis=0)
+    assert calls == [1]
+
+
+def test_focal_non_finite_logits():
+    inf, nan = float("inf"), float("nan")
+    logits = torch.tensor([[2.0, -inf, 0.5, 1.0], [-inf, -inf, -inf, -inf], [inf, 0.0, 1.0, 2.0],
+                           [nan, 0.0, 1.0, 2.0], [3.0, 3.0, -1.0, -inf], [1.0, 2.0, 3.0, 4.0], [0.0, -inf, 1.0, 2.0]])
+    labels = torch.eye(4)[torch.tensor([0, 0, 1, 2, 1, 1, 1])]
+    fast = _run(probloss.categorical_focal_crossentropy, labels, logits, fast=True, from_logits=True)
+    generic = _run(probloss.categorical_focal_crossentropy, labels, logits, fast=False, from_logits=True)
+    _close(fast[0], generic[0], rtol=4 * EPS32, what="values")
+    _close(fast[1], generic[1], rtol=8 * EPS32, what="gradient")
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight", "none"])
+def test_focal_loss_class_reductions_and_retained_graph(reduction):
+    logits = _logits((8, 6), 55)
+    labels = torch.nn.functional.one_hot(torch.randint(0, 6, (8,), generator=_gen(56)), 6).float()
+    weight = torch.rand(8, generator=_gen(57))
+    loss = probloss.CategoricalFocalCrossentropy(from_logits=True, reduction=reduction)
+    results = []
+    for fast in (True, False):
+        x = logits.detach().clone().requires_grad_()
+        with probloss.fast_paths(fast):
+            value = loss(labels, x, sample_weight=weight)
+        total = value.sum()
+        total.backward(retain_graph=True)
+        first = x.grad.clone()
+        (3 * total).backward()  # a second pass through the same graph, with another upstream factor
+        results.append((value.detach(), first, x.grad - first))
+    for got, want, what in zip(results[0], results[1], ("value", "gradient", "second gradient"), strict=True):
+        _close(got, want, rtol=8 * EPS32, what=what)
+
+
 # ------------------------------------------------------------------ binary, Poisson, KL
 
 
@@ -335,6 +394,7 @@ _FAMILIES = {
     "poisson": lambda y, x: probloss.poisson(y["binary"] * 3, x.abs()),
     "kl": lambda y, x: probloss.kl_divergence(y["dense"], torch.softmax(x, -1)),
     "class": lambda y, x: probloss.SparseCategoricalCrossentropy(from_logits=True)(y["sparse"], x),
+    "focal": lambda y, x: probloss.categorical_focal_crossentropy(y["dense"], x, from_logits=True),
 }
 
 

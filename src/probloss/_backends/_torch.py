@@ -327,8 +327,13 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         return grad_labels, grad_x, None, None, None, None, None, None
 
 
-def _fused_backward(ctx: Any, grad_loss: Tensor) -> Tensor:
-    """The gradient of a fused forward (see :class:`SoftmaxCrossEntropy`) for the incoming ``grad_loss``."""
+def _fused_backward(ctx: Any, grad_loss: Tensor,
+                    recompute: Callable[[Tensor, Tensor], Any] | None = None) -> Tensor:
+    """The gradient of a fused forward (see :class:`SoftmaxCrossEntropy`) for the incoming ``grad_loss``.
+
+    ``recompute(out, row_scale)`` writes the exact gradient for per-row factors
+    ``row_scale`` into ``out`` (default: the softmax kernel on the saved ``x, labels``).
+    """
     fused = ctx.fused
     grad = fused.pop("grad", None)  # handed over once: autograd then owns it (no copy)
     row_scale, scale = fused["row_scale"], fused["scale"]
@@ -340,10 +345,13 @@ def _fused_backward(ctx: Any, grad_loss: Tensor) -> Tensor:
                 return grad.mul_(grad_loss[:, None])
         elif torch.equal(grad_loss, row_scale):
             return grad
-    x, labels = ctx.saved_tensors
+    x, labels = ctx.saved_tensors[:2]
     out = grad if grad is not None else torch.empty_like(x)
     # Exact for any incoming gradient: the kernel multiplies in float64 and rounds once.
-    _kernel_rows(x, labels, ctx.dense, out, grad_loss, 1.0)
+    if recompute is None:
+        _kernel_rows(x, labels, ctx.dense, out, grad_loss, 1.0)
+    else:
+        recompute(out, grad_loss)
     return out
 
 
@@ -654,3 +662,6 @@ def kl_divergence(y_true: Tensor, y_pred: Tensor, *, axis: int, epsilon: float, 
         return NotImplemented
     y, p = torch.movedim(y_true, axis, -1), torch.movedim(y_pred, axis, -1)
     return KLDivergence.apply(y, p, epsilon, _wants_grad(y_pred))[0]
+
+
+from . import _torch_focal  # noqa: E402, F401 - registers the categorical focal fast path
