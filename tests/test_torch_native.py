@@ -219,6 +219,33 @@ def test_probabilities_without_gradient_parity(axis):
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_categorical_probabilities_gradient_parity(axis, monkeypatch):
+    """From probabilities with a gradient: the float64 torch-ops path, a confident and a clipped row included."""
+    from probloss._backends import _torch
+
+    probs = _distribution((30, 9), -1, 60)
+    probs[0] = torch.tensor([0.9999, 2e-5, 2e-5, 2e-5, 2e-5, 2e-5, 0.0, 0.0, 0.0])  # near 1, and zeros
+    probs[1] = torch.tensor([0.5, 0.25, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]) * 3  # unnormalised
+    labels = torch.nn.functional.one_hot(torch.randint(0, 9, (30,), generator=_gen(61)), 9).float()
+    labels[0, 0], labels[2] = 1.0, _distribution((9,), -1, 62)
+    if axis == 0:
+        probs, labels = probs.T.contiguous(), labels.T.contiguous()
+    monkeypatch.setattr(_torch, "CHUNK_ELEMENTS", 64)  # several chunks
+    calls = []
+    original = _torch.NormalizedCrossEntropy.apply
+    monkeypatch.setattr(_torch.NormalizedCrossEntropy, "apply", lambda *a: calls.append(1) or original(*a))
+    _compare(probloss.categorical_crossentropy, labels, probs, axis=axis, label_smoothing=0.1 * (axis == 0))
+    assert calls == [1]
+    # A second backward through a retained graph recomputes the gradient.
+    x = probs.clone().requires_grad_()
+    value = probloss.CategoricalCrossentropy(axis=axis, validate="off")(labels, x)
+    value.backward(retain_graph=True)
+    first = x.grad.clone()
+    value.backward()
+    _close(x.grad, 2 * first, rtol=2 * EPS32, what="second backward")
+
+
 # ------------------------------------------------------------------ categorical focal cross-entropy
 
 

@@ -425,7 +425,18 @@ def _invalid_to_nan(loss: Tensor, labels: Tensor, num_classes: int) -> Tensor:
 def categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int,
                              epsilon: float, xp: Any, observe: Observed | None = None) -> Any:
     if not from_logits:
-        return NotImplemented if observe is not None else _probability_rows(y_true, y_pred, axis, False, epsilon)
+        if observe is not None:
+            return NotImplemented
+        if (_wants_grad(y_pred) and not y_true.requires_grad and _native(y_true, y_pred) and y_pred.numel()
+                and not _traced()):
+            import numpy as np
+
+            from .._numerics import clip_bounds
+
+            low, high = clip_bounds(epsilon, np.float32, xp=np)
+            loss = NormalizedCrossEntropy.apply(_to_rows(y_true, axis), _to_rows(y_pred, axis), low, high)[0]
+            return _from_rows(loss, y_pred, axis)
+        return _probability_rows(y_true, y_pred, axis, False, epsilon)
     if not _native(y_true, y_pred) or y_pred.numel() == 0 or not _observable(y_pred, y_true, True, observe):
         return NotImplemented
     return _softmax_cross_entropy(y_true, y_pred, axis, dense=True, observe=observe)
@@ -476,6 +487,83 @@ def _probability_rows(y_true: Tensor, y_pred: Tensor, axis: int, sparse: bool, e
         values[redo] = GENERIC[name](labels[redo], preds[redo], from_logits=False, axis=1, epsilon=epsilon,
                                      xp=xp_torch).to(values.dtype)
     return _from_rows(values, y_pred, axis)
+
+
+def _normalized_chunk(t: Tensor, y: Tensor, low: float, high: float,
+                      want_grad: bool) -> tuple[Tensor, Tensor]:
+    """Categorical cross-entropy from probability rows ``y`` (float32) and its gradient, in float64.
+
+    ``-log(clip(y_j/S, low, high))`` with ``S = sum(y)``; at a unique maximum
+    above half the sum, ``log1p(rest/m)`` clipped to ``[-log high, -log low]``
+    (exact near 1), as the generic kernel. The gradient with respect to ``y``:
+    ``M/S - t_k·i_k/y_k``, ``i`` the entries the clip passes (bounds included),
+    ``M = sum(t·i)``; at such a maximum ``(M - t_a·i_a)/S - t_a·i_a·rest/(m·S)``.
+    """
+    y64, t64 = y.to(torch.float64), t.to(torch.float64)
+    total = y64.sum(dim=1, keepdim=True)
+    m, top_index = torch.max(y64, dim=1, keepdim=True)
+    q = y64 / total
+    inside = (q >= low) & (q <= high)
+    nll = -torch.log(torch.clamp(q, low, high))
+    is_max = y64 == m
+    top = is_max & (2 * m > total)
+    rest = torch.where(is_max, torch.zeros_like(y64), y64).sum(dim=1, keepdim=True)
+    nll_hi, nll_lo = -math.log1p(-(1 - high)), -math.log(low)
+    near_raw = torch.log1p(rest / m)
+    near_inside = (near_raw >= nll_hi) & (near_raw <= nll_lo)
+    nll = torch.where(top, torch.clamp(near_raw, nll_hi, nll_lo), nll)
+    loss = (t64 * nll).sum(dim=1)
+    if not want_grad:
+        return loss, y.new_empty(0)
+    inside = torch.where(top, near_inside.expand_as(inside), inside)
+    weights = torch.where(inside, t64, torch.zeros_like(t64))
+    big_m = weights.sum(dim=1, keepdim=True)
+    grad = big_m / total - torch.where(weights != 0, weights / y64, torch.zeros_like(y64))
+    has_top = top.any(dim=1, keepdim=True)
+    t_top = torch.gather(weights, 1, top_index)
+    top_value = (big_m - t_top) / total - t_top * rest / (m * total)
+    grad = torch.where(has_top & (torch.arange(y.shape[1], device=y.device) == top_index), top_value, grad)
+    return loss, grad.to(y.dtype)
+
+
+class NormalizedCrossEntropy(torch.autograd.Function):
+    """Per-row categorical cross-entropy of ``(R, C)`` float32 probabilities (labels without gradient)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(t: Tensor, y: Tensor, low: float, high: float) -> tuple[Tensor, Tensor]:
+        rows, classes = y.shape
+        chunks = _row_chunks(rows, classes)
+        if len(chunks) == 1:
+            loss, grad = _normalized_chunk(t, y, low, high, True)
+            return loss.to(y.dtype), grad
+        loss = torch.empty(rows, dtype=y.dtype, device=y.device)
+        grad = torch.empty_like(y)
+        for start, stop in chunks:
+            part, grad[start:stop] = _normalized_chunk(t[start:stop], y[start:stop], low, high, True)
+            loss[start:stop] = part.to(y.dtype)
+        return loss, grad
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        t, y, low, high = inputs
+        ctx.bounds = (low, high)
+        # The gradient is kept on ctx (not saved): backward scales it in place and hands it over;
+        # a second backward through a retained graph recomputes it from the inputs.
+        ctx.owned = [output[1]]
+        ctx.save_for_backward(t, y)
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, _: Any) -> tuple[Tensor | None, ...]:
+        if grad_loss is None or not ctx.needs_input_grad[1]:
+            return None, None, None, None
+        if ctx.owned and not _traced():
+            return None, ctx.owned.pop().mul_(grad_loss[:, None]), None, None
+        grad = ctx.owned.pop() if ctx.owned else NormalizedCrossEntropy.forward(*ctx.saved_tensors, *ctx.bounds)[1]
+        return None, grad * grad_loss[:, None], None, None
 
 
 # ------------------------------------------------------------ binary cross-entropy from logits
