@@ -219,10 +219,15 @@ def test_probabilities_without_gradient_parity(axis):
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("axis", [-1, 0])
-def test_categorical_probabilities_gradient_parity(axis, monkeypatch):
-    """From probabilities with a gradient: the float64 torch-ops path, a confident and a clipped row included."""
+def test_categorical_probabilities_gradient_parity(axis, compiled, monkeypatch):
+    """From probabilities with a gradient (CPU: compiled loss and float32 gradient passes; elsewhere float64
+    torch ops in chunks), a confident and a clipped row included."""
     from probloss._backends import _torch
+
+    if not compiled:  # the torch-ops code that CUDA tensors take
+        monkeypatch.setattr(_torch, "CPU_KERNELS", {})
 
     probs = _distribution((30, 9), -1, 60)
     probs[0] = torch.tensor([0.9999, 2e-5, 2e-5, 2e-5, 2e-5, 2e-5, 0.0, 0.0, 0.0])  # near 1, and zeros

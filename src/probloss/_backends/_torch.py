@@ -456,7 +456,8 @@ def sparse_categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logi
     return _invalid_to_nan(loss, y_true, num_classes)
 
 
-def _probability_rows(y_true: Tensor, y_pred: Tensor, axis: int, sparse: bool, epsilon: float) -> Any:
+def _probability_rows(y_true: Tensor, y_pred: Tensor, axis: int, sparse: bool, epsilon: float,
+                      bounds: tuple[float, float] | None = None, force: bool = False) -> Any:
     """Cross-entropy from probabilities by the compiled kernels, where no gradient is wanted (else NotImplemented).
 
     CPU float32 only; rows the kernels leave NaN (a zero, negative or
@@ -469,13 +470,15 @@ def _probability_rows(y_true: Tensor, y_pred: Tensor, axis: int, sparse: bool, e
     from .._numerics import clip_bounds
     from . import _native_softmax as kernels
 
-    if (not kernels.AVAILABLE or y_pred.device.type != "cpu" or _traced() or _wants_grad(y_true, y_pred)
-            or not _native(y_pred) or (not sparse and not _native(y_true)) or y_pred.numel() == 0):
+    if not force and (not kernels.AVAILABLE or y_pred.device.type != "cpu" or _traced()
+                      or _wants_grad(y_true, y_pred) or not _native(y_pred) or (not sparse and not _native(y_true))
+                      or y_pred.numel() == 0):
         return NotImplemented
     name = "sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"
     preds = _to_rows(y_pred, axis)
     labels = y_true.reshape(-1) if sparse else _to_rows(y_true, axis)
-    low, high = clip_bounds(epsilon, np.float32, xp=np)
+    low, high = clip_bounds(epsilon, np.float32, xp=np) if bounds is None else bounds
+    epsilon = low if bounds is not None else epsilon
     kernel = kernels.normalized_cross_entropy_sparse if sparse else kernels.normalized_cross_entropy
     values = torch.from_numpy(kernel(preds.numpy(), labels.contiguous().numpy(), low=low, high=high))
     redo = ~torch.isfinite(values)
@@ -526,6 +529,40 @@ def _normalized_chunk(t: Tensor, y: Tensor, low: float, high: float,
     return loss, grad.to(y.dtype)
 
 
+def _normalized_gradient_cpu(t: Tensor, y: Tensor, low: float, high: float) -> Tensor:
+    """The gradient of :func:`_normalized_chunk` in a few float32 passes over one buffer (CPU, no chunks).
+
+    ``M/S - w_k/y_k`` with ``w = t·i`` needs no float64 off the maximum (there
+    ``w_k/y_k >= 2·M/S``: no cancellation); the one entry per row where it
+    would cancel, a maximum above half the sum, is recomputed per row in
+    float64 as ``(M - w_a)/S - w_a·rest/(m·S)``.
+    """
+    total64 = y.sum(dim=1, keepdim=True, dtype=torch.float64)
+    total = total64.to(torch.float32)
+    grad = torch.div(y, total)  # q = y/S, float32 as the generic kernel's clip sees it
+    inside = (grad >= low) & (grad <= high)
+    torch.mul(t, inside, out=grad)  # w = t·i
+    big_m = grad.sum(dim=1, keepdim=True, dtype=torch.float64)
+    m, top_index = torch.max(y, dim=1, keepdim=True)
+    w_top_general = torch.gather(grad, 1, top_index).to(torch.float64)
+    grad.div_(y)
+    torch.nan_to_num_(grad, nan=0.0)  # 0/0 where y = 0 (then w = 0); a NaN row stays NaN through M/S
+    grad.neg_().add_((big_m / total64).to(torch.float32))
+    m64 = m.to(torch.float64)
+    rest = total64 - m64
+    near_raw = torch.log1p(rest / m64)
+    nll_hi, nll_lo = -math.log1p(-(1 - high)), -math.log(low)
+    top_inside = (near_raw >= nll_hi) & (near_raw <= nll_lo)
+    t_top = torch.gather(t, 1, top_index).to(torch.float64)
+    w_top = torch.where(top_inside, t_top, torch.zeros_like(t_top))
+    # At the maximum the clip applies to log1p(rest/m): its own mask, in place of the ratio's.
+    top_value = (big_m - w_top_general) / total64 - w_top * rest / (m64 * total64)
+    is_top = 2 * m64 > total64
+    current = torch.gather(grad, 1, top_index)
+    grad.scatter_(1, top_index, torch.where(is_top, top_value.to(torch.float32), current))
+    return grad
+
+
 class NormalizedCrossEntropy(torch.autograd.Function):
     """Per-row categorical cross-entropy of ``(R, C)`` float32 probabilities (labels without gradient)."""
 
@@ -534,6 +571,9 @@ class NormalizedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(t: Tensor, y: Tensor, low: float, high: float) -> tuple[Tensor, Tensor]:
         rows, classes = y.shape
+        if y.device.type == "cpu" and not _traced() and "softmax_rows" in CPU_KERNELS:  # the kernels are built
+            loss = _probability_rows(t, y, 1, False, 0.0, bounds=(low, high), force=True)
+            return loss, _normalized_gradient_cpu(t, y, low, high)
         chunks = _row_chunks(rows, classes)
         if len(chunks) == 1:
             loss, grad = _normalized_chunk(t, y, low, high, True)
