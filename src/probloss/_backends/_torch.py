@@ -540,8 +540,11 @@ def _normalized_gradient_cpu(t: Tensor, y: Tensor, low: float, high: float) -> T
     total64 = y.sum(dim=1, keepdim=True, dtype=torch.float64)
     total = total64.to(torch.float32)
     grad = torch.div(y, total)  # q = y/S, float32 as the generic kernel's clip sees it
-    inside = (grad >= low) & (grad <= high)
-    torch.mul(t, inside, out=grad)  # w = t·i
+    step = max(1, (1 << 20) // max(y.shape[1], 1))  # the masks a block at a time: small temporaries
+    for start in range(0, y.shape[0], step):
+        q = grad[start:start + step]
+        inside = (q >= low) & (q <= high)
+        torch.mul(t[start:start + step], inside, out=q)  # w = t·i
     big_m = grad.sum(dim=1, keepdim=True, dtype=torch.float64)
     m, top_index = torch.max(y, dim=1, keepdim=True)
     w_top_general = torch.gather(grad, 1, top_index).to(torch.float64)
