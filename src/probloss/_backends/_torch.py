@@ -56,10 +56,11 @@ Tensor = torch.Tensor
 CHUNK_ELEMENTS = 1 << 17
 
 #: Compiled CPU implementations of the row computations, by name (filled below when
-#: the compiled extension loads): ``softmax_rows(x, labels, dense, want_grad) -> (loss
-#: float32 rows, grad)``, a ``torch.library`` custom op (opaque to torch.compile, with a
-#: fake implementation). Used for CPU float32 tensors outside torch.func transforms when
-#: the labels need no gradient; the torch-ops code below serves everything else.
+#: the compiled extension loads): ``softmax_rows(x, labels, dense, want_grad, row_scale,
+#: scale, want_bounds) -> (loss float32 rows, grad scaled by scale·row_scale[r], (R, 2) row
+#: bounds)``, a ``torch.library`` custom op (opaque to torch.compile, with a fake
+#: implementation). Used for CPU float32 tensors outside torch.func transforms when the
+#: labels need no gradient; the torch-ops code below serves everything else.
 CPU_KERNELS: dict[str, Callable[..., Any]] = {}
 
 
