@@ -36,6 +36,10 @@ EXTENSIONS = [
     # softmax_ce.c picks one at run time.
     family("_softmax", "softmax.c", "softmax_ce.c", "softmax_ce_base.c", "softmax_ce_avx2.c",
            depends=("softmax_ce.h", "softmax_ce_impl.h")),
+    # Categorical focal CE with its gradient (PyTorch's fused path): softmax_ce_impl.h's helpers
+    # compiled again under this module's names, plus softmax_focal_grad_impl.h.
+    family("_softmax_grad", "softmax_focal_grad.c", "softmax_focal_grad_base.c", "softmax_focal_grad_avx2.c",
+           depends=("softmax_ce.h", "softmax_ce_impl.h", "softmax_focal_grad_impl.h")),
 ]
 
 UNIX_FLAGS = ["-O3", "-g0", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast",

@@ -75,7 +75,7 @@ def _distribution(shape: tuple[int, ...], axis: int, seed: int) -> Any:
 def test_every_torch_fast_path_is_tested_here():
     _dispatch.import_backend("torch")
     tested = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "poisson",
-              "kl_divergence", "binary_focal_crossentropy"}
+              "kl_divergence", "binary_focal_crossentropy", "categorical_focal_crossentropy"}
     assert {name for name, library in _dispatch.FAST if library == "torch"} == tested
 
 
@@ -184,6 +184,130 @@ def test_sparse_invalid_labels_and_ignore_class():
     values, _, _ = _run(probloss.sparse_categorical_crossentropy, bad, logits, fast=True, from_logits=True)
     assert torch.isnan(values[[1, 5]]).all()
     assert torch.isfinite(values[[0, 2, 3, 4]]).all()
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_probabilities_without_gradient_parity(axis):
+    """From probabilities with no gradient wanted: the compiled kernels; zero, NaN and invalid rows included."""
+    from probloss._backends import _torch
+
+    calls = []
+    rows, classes = (7, 9) if axis == 0 else (9, 7)
+    probs = _distribution((rows, classes), -1, 40)
+    probs[2] = 0.0  # a zero row: left to the generic kernel
+    probs[5, 1] = float("nan")
+    labels = torch.randint(0, classes, (rows,), generator=_gen(41))
+    labels[3] = classes  # outside [0, classes): NaN in both
+    dense = torch.nn.functional.one_hot(labels.clamp(0, classes - 1), classes).float() * 0.9 + 0.1 / classes
+    if axis == 0:
+        probs, dense = probs.T, dense.T
+    original = _torch._probability_rows
+    for fn, y_true in ((probloss.sparse_categorical_crossentropy, labels),
+                       (probloss.categorical_crossentropy, dense)):
+        def spy(*a: Any, **k: Any) -> Any:
+            calls.append(1)
+            return original(*a, **k)
+
+        _torch._probability_rows = spy
+        try:
+            fast = fn(y_true, probs, axis=axis, validate="off")
+        finally:
+            _torch._probability_rows = original
+        with probloss.fast_paths(False):
+            generic = fn(y_true, probs, axis=axis, validate="off")
+        _close(fast, generic, rtol=4 * EPS32, what=fn.__name__)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_categorical_probabilities_gradient_parity(axis, compiled, monkeypatch):
+    """From probabilities with a gradient (CPU: compiled loss and float32 gradient passes; elsewhere float64
+    torch ops in chunks), a confident and a clipped row included."""
+    from probloss._backends import _torch
+
+    if not compiled:  # the torch-ops code that CUDA tensors take
+        monkeypatch.setattr(_torch, "CPU_KERNELS", {})
+
+    probs = _distribution((30, 9), -1, 60)
+    probs[0] = torch.tensor([0.9999, 2e-5, 2e-5, 2e-5, 2e-5, 2e-5, 0.0, 0.0, 0.0])  # near 1, and zeros
+    probs[1] = torch.tensor([0.5, 0.25, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]) * 3  # unnormalised
+    labels = torch.nn.functional.one_hot(torch.randint(0, 9, (30,), generator=_gen(61)), 9).float()
+    labels[0, 0], labels[2] = 1.0, _distribution((9,), -1, 62)
+    if axis == 0:
+        probs, labels = probs.T.contiguous(), labels.T.contiguous()
+    monkeypatch.setattr(_torch, "CHUNK_ELEMENTS", 64)  # several chunks
+    calls = []
+    original = _torch.NormalizedCrossEntropy.apply
+    monkeypatch.setattr(_torch.NormalizedCrossEntropy, "apply", lambda *a: calls.append(1) or original(*a))
+    _compare(probloss.categorical_crossentropy, labels, probs, axis=axis, label_smoothing=0.1 * (axis == 0))
+    assert calls == [1]
+    # A second backward through a retained graph recomputes the gradient.
+    x = probs.clone().requires_grad_()
+    value = probloss.CategoricalCrossentropy(axis=axis, validate="off")(labels, x)
+    value.backward(retain_graph=True)
+    first = x.grad.clone()
+    value.backward()
+    _close(x.grad, 2 * first, rtol=2 * EPS32, what="second backward")
+
+
+# ------------------------------------------------------------------ categorical focal cross-entropy
+
+
+@pytest.mark.parametrize(("gamma", "alpha"), [(2.0, 0.25), (0.0, 1.0), (0.5, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)),
+                                              (3.0, 0.4)])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_focal_parity(gamma, alpha, label_smoothing):
+    logits = _logits((33, 7), 50, scale=6.0)
+    logits[0] = torch.tensor([40.0, 0.0, -1.0, -2.0, 1.0, 0.5, -30.0])  # a confident row: tiny loss and gradient
+    labels = torch.nn.functional.one_hot(torch.randint(0, 7, (33,), generator=_gen(51)), 7).float()
+    labels[0] = torch.eye(7)[0]
+    labels[1] = _distribution((7,), -1, 52)  # soft labels
+    _compare(probloss.categorical_focal_crossentropy, labels, logits, from_logits=True, gamma=gamma, alpha=alpha,
+             label_smoothing=label_smoothing)
+
+
+def test_focal_parity_class_axis_first_and_uses_the_kernel(monkeypatch):
+    from probloss._backends import _torch_focal
+
+    calls = []
+    original = _torch_focal.FocalSoftmax.apply
+    monkeypatch.setattr(_torch_focal.FocalSoftmax, "apply", lambda *a: calls.append(1) or original(*a))
+    logits = _logits((6, 20), 53)
+    labels = torch.softmax(_logits((6, 20), 54), dim=0)
+    _compare(probloss.categorical_focal_crossentropy, labels, logits, from_logits=True, axis=0)
+    assert calls == [1]
+
+
+def test_focal_non_finite_logits():
+    inf, nan = float("inf"), float("nan")
+    logits = torch.tensor([[2.0, -inf, 0.5, 1.0], [-inf, -inf, -inf, -inf], [inf, 0.0, 1.0, 2.0],
+                           [nan, 0.0, 1.0, 2.0], [3.0, 3.0, -1.0, -inf], [1.0, 2.0, 3.0, 4.0], [0.0, -inf, 1.0, 2.0]])
+    labels = torch.eye(4)[torch.tensor([0, 0, 1, 2, 1, 1, 1])]
+    fast = _run(probloss.categorical_focal_crossentropy, labels, logits, fast=True, from_logits=True)
+    generic = _run(probloss.categorical_focal_crossentropy, labels, logits, fast=False, from_logits=True)
+    _close(fast[0], generic[0], rtol=4 * EPS32, what="values")
+    _close(fast[1], generic[1], rtol=8 * EPS32, what="gradient")
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight", "none"])
+def test_focal_loss_class_reductions_and_retained_graph(reduction):
+    logits = _logits((8, 6), 55)
+    labels = torch.nn.functional.one_hot(torch.randint(0, 6, (8,), generator=_gen(56)), 6).float()
+    weight = torch.rand(8, generator=_gen(57))
+    loss = probloss.CategoricalFocalCrossentropy(from_logits=True, reduction=reduction)
+    results = []
+    for fast in (True, False):
+        x = logits.detach().clone().requires_grad_()
+        with probloss.fast_paths(fast):
+            value = loss(labels, x, sample_weight=weight)
+        total = value.sum()
+        total.backward(retain_graph=True)
+        first = x.grad.clone()
+        (3 * total).backward()  # a second pass through the same graph, with another upstream factor
+        results.append((value.detach(), first, x.grad - first))
+    for got, want, what in zip(results[0], results[1], ("value", "gradient", "second gradient"), strict=True):
+        _close(got, want, rtol=8 * EPS32, what=what)
 
 
 # ------------------------------------------------------------------ binary, Poisson, KL
@@ -299,10 +423,11 @@ _FAMILIES = {
     "dense": lambda y, x: probloss.categorical_crossentropy(y["dense"], x, from_logits=True),
     "binary": lambda y, x: probloss.binary_crossentropy(y["binary"], x, from_logits=True),
     "binary_probs": lambda y, x: probloss.binary_crossentropy(y["binary"], torch.sigmoid(x)),
-    "focal": lambda y, x: probloss.binary_focal_crossentropy(y["binary"], x, from_logits=True),
+    "binary_focal": lambda y, x: probloss.binary_focal_crossentropy(y["binary"], x, from_logits=True),
     "poisson": lambda y, x: probloss.poisson(y["binary"] * 3, x.abs()),
     "kl": lambda y, x: probloss.kl_divergence(y["dense"], torch.softmax(x, -1)),
     "class": lambda y, x: probloss.SparseCategoricalCrossentropy(from_logits=True)(y["sparse"], x),
+    "categorical_focal": lambda y, x: probloss.categorical_focal_crossentropy(y["dense"], x, from_logits=True),
 }
 
 
@@ -348,6 +473,9 @@ def test_torch_func_grad_and_vmap(family):
     # torch.func runs the torch-ops path; plain autograd may take the compiled CPU kernel: a few ulps
     # apart (of the largest entry, where sigmoid(x) - y cancels).
     torch.testing.assert_close(grad, v.grad, rtol=8 * EPS32, atol=8 * EPS32 * float(v.grad.abs().max()))
+    # torch.func runs the torch-ops path; plain backward may take the compiled kernel, which folds a
+    # Loss's reduction into its gradient (one rounding instead of two): a few ulps apart.
+    torch.testing.assert_close(grad, v.grad, rtol=8 * EPS32, atol=1e-12)
     batch = torch.stack([x, 2 * x, -x])
     per_sample = torch.func.vmap(torch.func.grad(f))(batch)
     for i in range(3):

@@ -23,6 +23,7 @@ from typing import Any
 from . import _kernels  # noqa: F401 - registers the kernels
 from ._config import epsilon
 from ._dispatch import Observed, call, call_observing
+from ._grad_hint import publish
 from ._namespace import FLOATX, as_arrays, compute_dtype, index_dtype, is_floating, is_integer, resolve_dtype
 from ._validation import (
     DataChecker,
@@ -316,8 +317,13 @@ def _sparse_categorical_crossentropy(x: Inputs, *, from_logits: bool, ignore_cla
     # neither the value nor the gradient of the discarded branch is NaN.
     filler = xp.zeros_like(y_pred) if from_logits else xp.ones_like(y_pred)
     y_pred = xp.where(xp.expand_dims(valid, axis=axis), y_pred, filler)
-    values = call("sparse_categorical_crossentropy", labels, y_pred, xp=xp,
-                  from_logits=from_logits, axis=axis, epsilon=epsilon())
+    # The mask will rescale the rows' gradients: a reduction hint would only be a wrong guess.
+    previous = publish(None)
+    try:
+        values = call("sparse_categorical_crossentropy", labels, y_pred, xp=xp,
+                      from_logits=from_logits, axis=axis, epsilon=epsilon())
+    finally:
+        publish(previous)
     return xp.where(valid, values, xp.zeros_like(values)), valid
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ._config import check_validation_mode
 from ._functional import SPECS, Inputs, prepare
+from ._grad_hint import ReductionHint, publish
 from ._namespace import as_arrays, dtype_name
 from ._reduction import (
     combine_partial,
@@ -115,7 +116,11 @@ class Loss:
         """
         inputs, weight = prepare(y_true, y_pred, dtype=self._dtype, validate=self.validate,
                                  sparse=self.sparse_labels, sample_weight=sample_weight)
-        values, mask = self.compute_values(inputs)
+        previous = publish(ReductionHint(self.reduction, weight, inputs.out_dtype))
+        try:
+            values, mask = self.compute_values(inputs)
+        finally:
+            publish(previous)
         if weight is not None:
             inputs.checker.in_range(weight, "sample_weight", 0.0, float("inf"),
                                     hint=" Sample weights must be non-negative.")

@@ -348,12 +348,23 @@ def _nonnegative_at_most(x: Any, high: float) -> bool:
     path). This halves the cost of the common check, which otherwise takes a
     ``min`` and a ``max``. False means "not proven": the caller checks exactly.
     """
+    x = _cpu_numpy_view(x)
     if type(x) is not np.ndarray or x.dtype not in _UNSIGNED or not (
             x.flags.c_contiguous or x.flags.f_contiguous):
         return False
     bound = np.asarray(min(high, float(np.finfo(x.dtype).max)), dtype=x.dtype)
     unsigned = _UNSIGNED[x.dtype]
     return bool(x.view(unsigned).max() <= bound.view(unsigned))
+
+
+def _cpu_numpy_view(x: Any) -> Any:
+    """A PyTorch CPU tensor (detached) as a zero-copy NumPy view, so that the one-pass test serves it too."""
+    if type(x).__module__.startswith("torch") and getattr(getattr(x, "device", None), "type", None) == "cpu":
+        try:
+            return x.numpy()
+        except (TypeError, RuntimeError):  # bfloat16, a tensor that requires grad, ...
+            return x
+    return x
 
 
 def _detached(x: Any) -> Any:

@@ -46,7 +46,7 @@ from typing import Any
 
 import torch
 
-from .._dispatch import fast_path
+from .._dispatch import Observed, fast_path
 
 Tensor = torch.Tensor
 
@@ -56,10 +56,11 @@ Tensor = torch.Tensor
 CHUNK_ELEMENTS = 1 << 17
 
 #: Compiled CPU implementations of the row computations, by name (filled below when
-#: the compiled extension loads): ``softmax_rows(x, labels, dense, want_grad) -> (loss
-#: float32 rows, grad)``, a ``torch.library`` custom op (opaque to torch.compile, with a
-#: fake implementation). Used for CPU float32 tensors outside torch.func transforms when
-#: the labels need no gradient; the torch-ops code below serves everything else.
+#: the compiled extension loads): ``softmax_rows(x, labels, dense, want_grad, row_scale,
+#: scale, want_bounds) -> (loss float32 rows, grad scaled by scale·row_scale[r], (R, 2) row
+#: bounds)``, a ``torch.library`` custom op (opaque to torch.compile, with a fake
+#: implementation). Used for CPU float32 tensors outside torch.func transforms when the
+#: labels need no gradient; the torch-ops code below serves everything else.
 CPU_KERNELS: dict[str, Callable[..., Any]] = {}
 
 
@@ -185,14 +186,51 @@ def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
     return loss, e.to(block.dtype), m[:, 0], log1p_rest[:, 0]
 
 
-def _softmax_compute(x: Tensor, labels: Tensor, dense: bool, want_grad: bool,
-                     label_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    kernel = CPU_KERNELS.get("softmax_rows")
+def _compiled_kernel_runs(x: Tensor, label_grad: bool) -> bool:
+    """Whether :func:`_softmax_compute` takes the compiled kernel (else the torch-ops code)."""
     functorch = bool(torch._C._are_functorch_transforms_active())  # vmap: no batching rule for the op
-    if kernel is not None and x.device.type == "cpu" and not label_grad and not functorch:
-        loss, grad = kernel(x, labels, dense, want_grad)
-        return loss, grad, x.new_empty(0), x.new_empty(0, dtype=torch.float64)
-    return softmax_rows(x, labels, dense, want_grad)
+    return "softmax_rows" in CPU_KERNELS and x.device.type == "cpu" and not label_grad and not functorch
+
+
+def _softmax_compute(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, label_grad: bool,
+                     row_scale: Tensor | None = None, scale: float = 1.0,
+                     want_bounds: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Loss rows, gradient, and (compiled kernel only) ``(R, 2)`` row bounds of ``x``.
+
+    The gradient is ``scale·row_scale``-scaled only on the compiled path.
+    """
+    if _compiled_kernel_runs(x, label_grad):
+        loss, grad, bounds = CPU_KERNELS["softmax_rows"](x, labels, dense, want_grad, row_scale, scale, want_bounds)
+        return loss, grad, x.new_empty(0), x.new_empty(0, dtype=torch.float64), bounds
+    return (*softmax_rows(x, labels, dense, want_grad), x.new_empty(0))
+
+
+def _kernel_rows(x: Tensor, labels: Tensor, dense: bool, grad: Tensor | None, row_scale: Tensor | None,
+                 scale: float, bounds: Tensor | None = None) -> Tensor:
+    """Run the compiled kernel on CPU float32 rows, writing ``scale·row_scale[r]``-scaled gradient rows into ``grad``.
+
+    Returns the float32 loss rows. Rows the kernel leaves NaN (NaN or +inf
+    logits, no finite logit) are recomputed by :func:`softmax_rows`. ``bounds``:
+    None or an ``(R, 2)`` float32 tensor receiving each row's minimum (NaN
+    where the row holds one) and maximum, from the kernel's first pass.
+    """
+    from . import _native_softmax
+
+    kernel = _native_softmax.softmax_cross_entropy if dense else _native_softmax.softmax_cross_entropy_sparse
+    # Zero-copy: the NumPy views share the tensors' memory; the kernel writes grad in place.
+    factors = None if row_scale is None else row_scale.detach().to(torch.float32).contiguous().numpy()
+    loss = torch.from_numpy(kernel(x.detach().numpy(), labels.detach().contiguous().numpy(),
+                                   grad_out=None if grad is None else grad.detach().numpy(),
+                                   row_scale=factors, scale=scale,
+                                   row_bounds=None if bounds is None else bounds.numpy()))
+    bad = ~torch.isfinite(loss)
+    if bool(bad.any()):  # rows the kernel leaves to the reference
+        redo = softmax_rows(x[bad], labels[bad], dense, grad is not None)
+        loss[bad] = redo[0].to(loss.dtype)
+        if grad is not None:
+            factor = redo[1].new_full((1,), scale) if row_scale is None else row_scale[bad].to(redo[1].dtype) * scale
+            grad[bad] = redo[1] * factor.reshape(-1, 1)
+    return loss
 
 
 def _register_compiled_softmax() -> None:
@@ -205,24 +243,20 @@ def _register_compiled_softmax() -> None:
         return
 
     @torch.library.custom_op("probloss::softmax_rows_cpu", mutates_args=(), device_types="cpu")
-    def softmax_rows_cpu(x: Tensor, labels: Tensor, dense: bool, want_grad: bool) -> tuple[Tensor, Tensor]:
+    def softmax_rows_cpu(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
+                         scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
         x = x.contiguous()
-        grad = torch.empty_like(x) if want_grad else x.new_empty(0)
-        kernel = _native_softmax.softmax_cross_entropy if dense else _native_softmax.softmax_cross_entropy_sparse
-        # Zero-copy: the NumPy views share the tensors' memory; the kernel writes grad in place.
-        loss = torch.from_numpy(kernel(x.detach().numpy(), labels.detach().contiguous().numpy(),
-                                       grad_out=grad.numpy() if want_grad else None))
-        bad = ~torch.isfinite(loss)
-        if bool(bad.any()):  # rows the kernel leaves to the reference (NaN/+inf logits, no finite logit)
-            redo = softmax_rows(x[bad], labels[bad], dense, want_grad)
-            loss[bad] = redo[0].to(loss.dtype)
-            if want_grad:
-                grad[bad] = redo[1]
-        return loss, grad
+        grad = torch.empty_like(x) if want_grad else None
+        bounds = x.new_empty((x.shape[0], 2)) if want_bounds else None
+        loss = _kernel_rows(x, labels, dense, grad, row_scale, scale, bounds)
+        return (loss, grad if grad is not None else x.new_empty(0),
+                bounds if bounds is not None else x.new_empty(0))
 
     @softmax_rows_cpu.register_fake
-    def _(x: Tensor, labels: Tensor, dense: bool, want_grad: bool) -> tuple[Tensor, Tensor]:
-        return x.new_empty(x.shape[0]), (torch.empty_like(x) if want_grad else x.new_empty(0))
+    def _(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
+          scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
+        return (x.new_empty(x.shape[0]), torch.empty_like(x) if want_grad else x.new_empty(0),
+                x.new_empty((x.shape[0], 2)) if want_bounds else x.new_empty(0))
 
     CPU_KERNELS["softmax_rows"] = softmax_rows_cpu
 
@@ -231,30 +265,57 @@ _register_compiled_softmax()
 
 
 class SoftmaxCrossEntropy(torch.autograd.Function):
-    """Per-row softmax cross-entropy of ``(R, C)`` float32 logits; dense or sparse labels."""
+    """Per-row softmax cross-entropy of ``(R, C)`` float32 logits; dense or sparse labels.
+
+    ``fused`` (eager CPU float32 only, labels without gradient, ``x`` and
+    ``labels`` the caller's tensors so that keeping them costs no memory): the
+    compiled kernel writes the gradient already multiplied by the gradient the
+    reduction is expected to send back (``scale·row_scale[r]``, from the
+    ``Loss``'s :mod:`probloss._grad_hint`), and keeps it on ``ctx`` rather
+    than as a saved tensor, so that backward can hand over that very tensor:
+    no pass and no allocation when the expected gradient arrives, one in-place
+    multiplication when nothing was expected, and an exact recomputation from
+    ``x`` into the same buffer otherwise (or on a second backward through a
+    retained graph). Elsewhere the gradient of the forward pass is saved and
+    multiplied by the incoming one.
+    """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(labels: Tensor, x: Tensor, dense: bool, want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        loss, grad, maxima, log_rest = _softmax_compute(x, labels, dense, want_grad, labels.requires_grad)
-        return loss.to(x.dtype), grad, maxima, log_rest
+    def forward(labels: Tensor, x: Tensor, dense: bool, want_grad: bool, fused: bool,
+                row_scale: Tensor | None, scale: float,
+                want_bounds: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        if not fused:
+            row_scale, scale = None, 1.0
+        loss, grad, maxima, log_rest, bounds = _softmax_compute(x, labels, dense, want_grad, labels.requires_grad,
+                                                                row_scale, scale, want_bounds)
+        return loss.to(x.dtype), grad, maxima, log_rest, bounds
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        labels, x, dense, _ = inputs
-        _, grad, maxima, log_rest = output
+        labels, x, dense, want_grad, fused, row_scale, scale, _ = inputs
+        _, grad, maxima, log_rest, bounds = output
         ctx.dense = dense
         ctx.label_grad = dense and ctx.needs_input_grad[0]
-        if ctx.label_grad:  # x is the caller's tensor: keeping it costs no memory
+        ctx.fused = None
+        if fused and want_grad and not ctx.label_grad:
+            ctx.fused = {"grad": grad, "row_scale": row_scale, "scale": scale}
+            ctx.save_for_backward(x, labels)  # the caller's tensors: no memory
+        elif ctx.label_grad:  # x is the caller's tensor: keeping it costs no memory
             ctx.save_for_backward(grad, labels, x, maxima, log_rest)
         else:
             ctx.save_for_backward(grad)
         ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' own gradients
-        ctx.mark_non_differentiable(grad, maxima, log_rest)
+        ctx.mark_non_differentiable(grad, maxima, log_rest, bounds)
 
     @staticmethod
-    def backward(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | None, Tensor | None, None, None]:
+    def backward(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        if grad_loss is None:
+            return None, None, None, None, None, None, None, None
+        if ctx.fused is not None:
+            grad_x = _fused_backward(ctx, grad_loss) if ctx.needs_input_grad[1] else None
+            return None, grad_x, None, None, None, None, None, None
         grad = ctx.saved_tensors[0]
         grad_x = grad * grad_loss[:, None] if ctx.needs_input_grad[1] else None
         grad_labels = None
@@ -265,7 +326,35 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
             nll = (maxima[:, None].to(torch.float64) - x) + log_rest[:, None]
             nll = torch.where((labels == 0) & ~torch.isfinite(nll), torch.zeros_like(nll), nll)
             grad_labels = (nll * grad_loss[:, None]).to(x.dtype)
-        return grad_labels, grad_x, None, None
+        return grad_labels, grad_x, None, None, None, None, None, None
+
+
+def _fused_backward(ctx: Any, grad_loss: Tensor,
+                    recompute: Callable[[Tensor, Tensor], Any] | None = None) -> Tensor:
+    """The gradient of a fused forward (see :class:`SoftmaxCrossEntropy`) for the incoming ``grad_loss``.
+
+    ``recompute(out, row_scale)`` writes the exact gradient for per-row factors
+    ``row_scale`` into ``out`` (default: the softmax kernel on the saved ``x, labels``).
+    """
+    fused = ctx.fused
+    grad = fused.pop("grad", None)  # handed over once: autograd then owns it (no copy)
+    row_scale, scale = fused["row_scale"], fused["scale"]
+    if grad is not None:
+        if row_scale is None:
+            if bool((grad_loss == scale).all()):
+                return grad  # the expected gradient arrived: already scaled
+            if scale == 1.0:  # nothing was expected: scale the tensor we own, in place
+                return grad.mul_(grad_loss[:, None])
+        elif torch.equal(grad_loss, row_scale):
+            return grad
+    x, labels = ctx.saved_tensors[:2]
+    out = grad if grad is not None else torch.empty_like(x)
+    # Exact for any incoming gradient: the kernel multiplies in float64 and rounds once.
+    if recompute is None:
+        _kernel_rows(x, labels, ctx.dense, out, grad_loss, 1.0)
+    else:
+        recompute(out, grad_loss)
+    return out
 
 
 def _wants_grad(*tensors: Tensor) -> bool:
@@ -273,11 +362,60 @@ def _wants_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool) -> Tensor:
+def _expected_gradient(values_shape: tuple[int, ...]) -> tuple[Tensor | None, float]:
+    """The gradient the current ``Loss``'s reduction will send to each value: ``(row_scale or None, scale)``.
+
+    A guess from :mod:`probloss._grad_hint` (backward checks it): ``1/N`` for
+    the means, ``1`` for a sum, times the sample weights (one per sample, or
+    one per value); ``(None, 1.0)`` where there is nothing to go on.
+    """
+    from .. import _grad_hint
+
+    hint = _grad_hint.current()
+    if hint is None or hint.out_dtype != torch.float32 or hint.reduction in (None, "none"):
+        return None, 1.0
+    n = math.prod(values_shape)
+    # 1/N as the reduction's float32 division makes it.
+    inverse_n = torch.tensor(1.0, dtype=torch.float32) / max(n, 1)
+    weight = hint.sample_weight
+    if weight is None:
+        return None, (1.0 if hint.reduction == "sum" else float(inverse_n))
+    if (not isinstance(weight, Tensor) or weight.dtype != torch.float32 or weight.device.type != "cpu"
+            or weight.ndim > len(values_shape) or tuple(weight.shape) != tuple(values_shape[:weight.ndim])):
+        return None, 1.0
+    weight = weight.detach()
+    per_value = weight.reshape(tuple(weight.shape) + (1,) * (len(values_shape) - weight.ndim))
+    per_value = per_value.expand(values_shape).reshape(-1)
+    if hint.reduction == "sum":
+        return per_value.contiguous(), 1.0
+    if hint.reduction == "mean_with_sample_weight":
+        return (1.0 / torch.sum(weight)) * per_value, 1.0
+    return inverse_n * per_value, 1.0
+
+
+def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool,
+                           observe: Observed | None = None) -> Tensor:
+    """Per-sample softmax cross-entropy; with ``observe``, also report ``x``'s bounds (compiled kernel only)."""
     rows_x = _to_rows(x, axis)
     rows_labels = _to_rows(labels, axis) if dense else labels.reshape(-1)
-    loss = SoftmaxCrossEntropy.apply(rows_labels, rows_x, dense, _wants_grad(x))[0]
-    return _from_rows(loss, x, axis)
+    want_grad = _wants_grad(x)
+    # Fused when the rows are views of the caller's tensors (keeping them for a recomputation
+    # costs no memory) and the compiled kernel will run.
+    fused = (want_grad and not _traced() and _compiled_kernel_runs(x, dense and labels.requires_grad)
+             and rows_x.data_ptr() == x.data_ptr() and rows_labels.data_ptr() == labels.data_ptr())
+    values_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1:])
+    row_scale, scale = _expected_gradient(values_shape) if fused else (None, 1.0)
+    outputs = SoftmaxCrossEntropy.apply(rows_labels, rows_x, dense, want_grad, fused, row_scale, scale,
+                                        observe is not None)
+    if observe is not None:
+        bounds = outputs[4]
+        observe.bounds[1] = (float(bounds[:, 0].min()), float(bounds[:, 1].max()))
+    return _from_rows(outputs[0], x, axis)
+
+
+def _observable(x: Tensor, labels: Tensor, dense: bool, observe: Observed | None) -> bool:
+    """Whether the compiled kernel will run and can report ``x``'s bounds (else: NotImplemented to observers)."""
+    return observe is None or _compiled_kernel_runs(x, dense and labels.requires_grad)
 
 
 def _invalid_to_nan(loss: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -285,25 +423,195 @@ def _invalid_to_nan(loss: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     return torch.where(valid, loss, torch.full_like(loss, math.nan))
 
 
-@fast_path("categorical_crossentropy", backend="torch")
+@fast_path("categorical_crossentropy", backend="torch", observes=True)
 def categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int,
-                             epsilon: float, xp: Any) -> Any:
-    if not from_logits or not _native(y_true, y_pred) or y_pred.numel() == 0:
+                             epsilon: float, xp: Any, observe: Observed | None = None) -> Any:
+    if not from_logits:
+        if observe is not None:
+            return NotImplemented
+        if (_wants_grad(y_pred) and not y_true.requires_grad and _native(y_true, y_pred) and y_pred.numel()
+                and not _traced()):
+            import numpy as np
+
+            from .._numerics import clip_bounds
+
+            low, high = clip_bounds(epsilon, np.float32, xp=np)
+            loss = NormalizedCrossEntropy.apply(_to_rows(y_true, axis), _to_rows(y_pred, axis), low, high)[0]
+            return _from_rows(loss, y_pred, axis)
+        return _probability_rows(y_true, y_pred, axis, False, epsilon)
+    if not _native(y_true, y_pred) or y_pred.numel() == 0 or not _observable(y_pred, y_true, True, observe):
         return NotImplemented
-    return _softmax_cross_entropy(y_true, y_pred, axis, dense=True)
+    return _softmax_cross_entropy(y_true, y_pred, axis, dense=True, observe=observe)
 
 
-@fast_path("sparse_categorical_crossentropy", backend="torch")
+@fast_path("sparse_categorical_crossentropy", backend="torch", observes=True)
 def sparse_categorical_crossentropy(y_true: Tensor, y_pred: Tensor, *, from_logits: bool, axis: int,
-                                    epsilon: float, xp: Any) -> Any:
-    if not from_logits or not _native(y_pred) or y_pred.numel() == 0:
+                                    epsilon: float, xp: Any, observe: Observed | None = None) -> Any:
+    if not from_logits:
+        return NotImplemented if observe is not None else _probability_rows(y_true, y_pred, axis, True, epsilon)
+    if not _native(y_pred) or y_pred.numel() == 0 or not _observable(y_pred, y_true, False, observe):
         return NotImplemented
     num_classes = y_pred.shape[axis]
     # Clamped so that an invalid label can be gathered; it is marked NaN below.
     index = torch.clamp(y_true, 0, num_classes - 1).to(torch.int64)
-    loss = _softmax_cross_entropy(index, y_pred, axis, dense=False)
+    loss = _softmax_cross_entropy(index, y_pred, axis, dense=False, observe=observe)
     return _invalid_to_nan(loss, y_true, num_classes)
 
 
-# The binary family (binary CE, binary focal CE, Poisson, KL) lives in its own module.
-from . import _torch_binary  # noqa: E402, F401 - registers its fast paths
+def _probability_rows(y_true: Tensor, y_pred: Tensor, axis: int, sparse: bool, epsilon: float,
+                      bounds: tuple[float, float] | None = None, force: bool = False) -> Any:
+    """Cross-entropy from probabilities by the compiled kernels, where no gradient is wanted (else NotImplemented).
+
+    CPU float32 only; rows the kernels leave NaN (a zero, negative or
+    non-finite probability row) are recomputed by the generic kernel, and a
+    sparse label outside ``[0, classes)`` stays NaN, as there.
+    """
+    import numpy as np
+
+    from .._dispatch import GENERIC
+    from .._numerics import clip_bounds
+    from . import _native_softmax as kernels
+
+    if not force and (not kernels.AVAILABLE or y_pred.device.type != "cpu" or _traced()
+                      or _wants_grad(y_true, y_pred) or not _native(y_pred) or (not sparse and not _native(y_true))
+                      or y_pred.numel() == 0):
+        return NotImplemented
+    name = "sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"
+    preds = _to_rows(y_pred, axis)
+    labels = y_true.reshape(-1) if sparse else _to_rows(y_true, axis)
+    low, high = clip_bounds(epsilon, np.float32, xp=np) if bounds is None else bounds
+    epsilon = low if bounds is not None else epsilon
+    kernel = kernels.normalized_cross_entropy_sparse if sparse else kernels.normalized_cross_entropy
+    values = torch.from_numpy(kernel(preds.numpy(), labels.contiguous().numpy(), low=low, high=high))
+    redo = ~torch.isfinite(values)
+    if sparse:
+        redo &= (labels >= 0) & (labels < preds.shape[1])
+    if bool(redo.any()):
+        import array_api_compat.torch as xp_torch
+
+        values[redo] = GENERIC[name](labels[redo], preds[redo], from_logits=False, axis=1, epsilon=epsilon,
+                                     xp=xp_torch).to(values.dtype)
+    return _from_rows(values, y_pred, axis)
+
+
+def _normalized_chunk(t: Tensor, y: Tensor, low: float, high: float,
+                      want_grad: bool) -> tuple[Tensor, Tensor]:
+    """Categorical cross-entropy from probability rows ``y`` (float32) and its gradient, in float64.
+
+    ``-log(clip(y_j/S, low, high))`` with ``S = sum(y)``; at a unique maximum
+    above half the sum, ``log1p(rest/m)`` clipped to ``[-log high, -log low]``
+    (exact near 1), as the generic kernel. The gradient with respect to ``y``:
+    ``M/S - t_k·i_k/y_k``, ``i`` the entries the clip passes (bounds included),
+    ``M = sum(t·i)``; at such a maximum ``(M - t_a·i_a)/S - t_a·i_a·rest/(m·S)``.
+    """
+    y64, t64 = y.to(torch.float64), t.to(torch.float64)
+    total = y64.sum(dim=1, keepdim=True)
+    m, top_index = torch.max(y64, dim=1, keepdim=True)
+    q = y64 / total
+    inside = (q >= low) & (q <= high)
+    nll = -torch.log(torch.clamp(q, low, high))
+    is_max = y64 == m
+    top = is_max & (2 * m > total)
+    rest = torch.where(is_max, torch.zeros_like(y64), y64).sum(dim=1, keepdim=True)
+    nll_hi, nll_lo = -math.log1p(-(1 - high)), -math.log(low)
+    near_raw = torch.log1p(rest / m)
+    near_inside = (near_raw >= nll_hi) & (near_raw <= nll_lo)
+    nll = torch.where(top, torch.clamp(near_raw, nll_hi, nll_lo), nll)
+    loss = (t64 * nll).sum(dim=1)
+    if not want_grad:
+        return loss, y.new_empty(0)
+    inside = torch.where(top, near_inside.expand_as(inside), inside)
+    weights = torch.where(inside, t64, torch.zeros_like(t64))
+    big_m = weights.sum(dim=1, keepdim=True)
+    grad = big_m / total - torch.where(weights != 0, weights / y64, torch.zeros_like(y64))
+    has_top = top.any(dim=1, keepdim=True)
+    t_top = torch.gather(weights, 1, top_index)
+    top_value = (big_m - t_top) / total - t_top * rest / (m * total)
+    grad = torch.where(has_top & (torch.arange(y.shape[1], device=y.device) == top_index), top_value, grad)
+    return loss, grad.to(y.dtype)
+
+
+def _normalized_gradient_cpu(t: Tensor, y: Tensor, low: float, high: float) -> Tensor:
+    """The gradient of :func:`_normalized_chunk` in a few float32 passes over one buffer (CPU, no chunks).
+
+    ``M/S - w_k/y_k`` with ``w = t·i`` needs no float64 off the maximum (there
+    ``w_k/y_k >= 2·M/S``: no cancellation); the one entry per row where it
+    would cancel, a maximum above half the sum, is recomputed per row in
+    float64 as ``(M - w_a)/S - w_a·rest/(m·S)``.
+    """
+    total64 = y.sum(dim=1, keepdim=True, dtype=torch.float64)
+    total = total64.to(torch.float32)
+    grad = torch.div(y, total)  # q = y/S, float32 as the generic kernel's clip sees it
+    step = max(1, (1 << 20) // max(y.shape[1], 1))  # the masks a block at a time: small temporaries
+    for start in range(0, y.shape[0], step):
+        q = grad[start:start + step]
+        inside = (q >= low) & (q <= high)
+        torch.mul(t[start:start + step], inside, out=q)  # w = t·i
+    big_m = grad.sum(dim=1, keepdim=True, dtype=torch.float64)
+    m, top_index = torch.max(y, dim=1, keepdim=True)
+    w_top_general = torch.gather(grad, 1, top_index).to(torch.float64)
+    grad.div_(y)
+    torch.nan_to_num_(grad, nan=0.0)  # 0/0 where y = 0 (then w = 0); a NaN row stays NaN through M/S
+    grad.neg_().add_((big_m / total64).to(torch.float32))
+    m64 = m.to(torch.float64)
+    rest = total64 - m64
+    near_raw = torch.log1p(rest / m64)
+    nll_hi, nll_lo = -math.log1p(-(1 - high)), -math.log(low)
+    top_inside = (near_raw >= nll_hi) & (near_raw <= nll_lo)
+    t_top = torch.gather(t, 1, top_index).to(torch.float64)
+    w_top = torch.where(top_inside, t_top, torch.zeros_like(t_top))
+    # At the maximum the clip applies to log1p(rest/m): its own mask, in place of the ratio's.
+    top_value = (big_m - w_top_general) / total64 - w_top * rest / (m64 * total64)
+    is_top = 2 * m64 > total64
+    current = torch.gather(grad, 1, top_index)
+    grad.scatter_(1, top_index, torch.where(is_top, top_value.to(torch.float32), current))
+    return grad
+
+
+class NormalizedCrossEntropy(torch.autograd.Function):
+    """Per-row categorical cross-entropy of ``(R, C)`` float32 probabilities (labels without gradient)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(t: Tensor, y: Tensor, low: float, high: float) -> tuple[Tensor, Tensor]:
+        rows, classes = y.shape
+        if y.device.type == "cpu" and not _traced() and "softmax_rows" in CPU_KERNELS:  # the kernels are built
+            loss = _probability_rows(t, y, 1, False, 0.0, bounds=(low, high), force=True)
+            return loss, _normalized_gradient_cpu(t, y, low, high)
+        chunks = _row_chunks(rows, classes)
+        if len(chunks) == 1:
+            loss, grad = _normalized_chunk(t, y, low, high, True)
+            return loss.to(y.dtype), grad
+        loss = torch.empty(rows, dtype=y.dtype, device=y.device)
+        grad = torch.empty_like(y)
+        for start, stop in chunks:
+            part, grad[start:stop] = _normalized_chunk(t[start:stop], y[start:stop], low, high, True)
+            loss[start:stop] = part.to(y.dtype)
+        return loss, grad
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        t, y, low, high = inputs
+        ctx.bounds = (low, high)
+        # The gradient is kept on ctx (not saved): backward scales it in place and hands it over;
+        # a second backward through a retained graph recomputes it from the inputs.
+        ctx.owned = [output[1]]
+        ctx.save_for_backward(t, y)
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, _: Any) -> tuple[Tensor | None, ...]:
+        if grad_loss is None or not ctx.needs_input_grad[1]:
+            return None, None, None, None
+        if ctx.owned and not _traced():
+            return None, ctx.owned.pop().mul_(grad_loss[:, None]), None, None
+        grad = ctx.owned.pop() if ctx.owned else NormalizedCrossEntropy.forward(*ctx.saved_tensors, *ctx.bounds)[1]
+        return None, grad * grad_loss[:, None], None, None
+
+
+# The binary family (binary CE, binary focal CE, Poisson, KL) and categorical focal CE live in
+# their own modules.
+from . import _torch_binary  # noqa: E402, F401, I001 - registers its fast paths
+from . import _torch_focal  # noqa: E402, F401 - registers the categorical focal fast path

@@ -25,7 +25,7 @@ from types import ModuleType
 
 from .._config import get_num_threads
 
-__all__ = ["NativeUnavailableWarning", "binary", "load_error", "softmax", "threads", "warn_unavailable"]
+__all__ = ["NativeUnavailableWarning", "binary", "load_error", "softmax", "softmax_grad", "threads", "warn_unavailable"]
 
 
 class NativeUnavailableWarning(RuntimeWarning):
@@ -49,6 +49,8 @@ def _load(name: str) -> ModuleType | None:
 binary = _load("_binary")
 #: probloss._native._softmax: sparse, categorical and categorical focal CE (see softmax.c)
 softmax = _load("_softmax")
+#: probloss._native._softmax_grad: categorical focal CE with its gradient (see softmax_focal_grad.c)
+softmax_grad = _load("_softmax_grad")
 
 _warned = False
 

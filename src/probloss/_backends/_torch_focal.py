@@ -1,0 +1,160 @@
+"""PyTorch fast path of categorical focal cross-entropy from logits: one compiled pass with the gradient.
+
+CPU float32 logits (float16/bfloat16 arrive as float32) go to the kernel of
+``probloss._native._softmax_grad`` (src/probloss/_native/softmax_focal_grad_impl.h),
+registered as the ``torch.library`` custom op ``probloss::focal_softmax_rows_cpu``
+(opaque to ``torch.compile``, with a fake implementation). It returns the
+per-row loss and, when a gradient is wanted, ``dL/dx = p·C - c`` computed in
+float64 per labelled entry in the same call, scaled by the gradient the
+``Loss``'s reduction is expected to send back (:mod:`probloss._grad_hint`) so
+that backward usually has nothing to do (see
+:class:`probloss._backends._torch.SoftmaxCrossEntropy`, whose backward this
+shares). Rows the kernel leaves NaN or infinite (NaN or +inf logits, no finite
+logit, a label on a ``-inf`` logit) are recomputed by the generic kernel, its
+gradient by autograd. Everything else declines to the generic kernel: other
+devices and dtypes, labels that require grad, ``torch.func`` transforms, a
+per-class ``alpha`` on a class axis that is not last, probabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import _native
+from .._dispatch import GENERIC, Observed, fast_path
+from . import _torch as base
+
+Tensor = torch.Tensor
+
+_module = _native.softmax_grad
+AVAILABLE: bool = _module is not None and bool(getattr(_module, "AVAILABLE", 0))
+
+
+def _kernel_rows(x: Tensor, labels: Tensor, alpha: list[float], gamma: float, grad: Tensor | None,
+                 row_scale: Tensor | None, scale: float, bounds: Tensor | None) -> Tensor:
+    """Loss rows of ``(R, C)`` float32 CPU rows; gradient rows into ``grad`` scaled by ``scale·row_scale[r]``."""
+    rows, classes = x.shape
+    loss = np.empty(rows, np.float32)
+    factors = None if row_scale is None else row_scale.detach().to(torch.float32).contiguous().numpy()
+    _module.focal_softmax_ce_grad(x.detach().numpy(), labels.detach().numpy(), classes,
+                                  np.asarray(alpha, np.float64), float(gamma), loss,
+                                  None if grad is None else grad.detach().numpy(), factors, float(scale),
+                                  _native.threads(), None if bounds is None else bounds.numpy())
+    return torch.from_numpy(loss)
+
+
+def _generic_rows(x: Tensor, labels: Tensor, alpha: list[float], gamma: float, want_grad: bool,
+                  factors: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """The generic kernel's loss on a few rows and (``want_grad``) its autograd gradient times ``factors``."""
+    import array_api_compat.torch as xp
+
+    static = {"alpha": alpha[0] if len(alpha) == 1 else tuple(alpha), "gamma": gamma, "from_logits": True,
+              "epsilon": 1e-7, "xp": xp}
+    with torch.enable_grad():
+        rows = x.detach().requires_grad_(want_grad)
+        loss = GENERIC["categorical_focal_crossentropy"](labels.detach(), rows, axis=1, **static)
+        if not want_grad:
+            return loss.detach(), None
+        (grad,) = torch.autograd.grad(loss, rows, grad_outputs=factors.to(loss.dtype))
+    return loss.detach(), grad
+
+
+def _finish(x: Tensor, labels: Tensor, alpha: list[float], gamma: float, loss: Tensor, grad: Tensor | None,
+            row_scale: Tensor | None, scale: float) -> None:
+    """Recompute, in place, the rows the kernel left non-finite."""
+    bad = ~torch.isfinite(loss)
+    if not bool(bad.any()):
+        return
+    factors = torch.full((int(bad.sum()),), scale, dtype=torch.float32)
+    if row_scale is not None:
+        factors = factors * row_scale[bad].to(torch.float32)
+    values, rows_grad = _generic_rows(x[bad], labels[bad], alpha, gamma, grad is not None, factors)
+    loss[bad] = values.to(loss.dtype)
+    if grad is not None and rows_grad is not None:
+        grad[bad] = rows_grad.to(grad.dtype)
+
+
+if AVAILABLE:
+    @torch.library.custom_op("probloss::focal_softmax_rows_cpu", mutates_args=(), device_types="cpu")
+    def focal_softmax_rows_cpu(x: Tensor, labels: Tensor, alpha: list[float], gamma: float, want_grad: bool,
+                               row_scale: Tensor | None, scale: float,
+                               want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
+        x, labels = x.contiguous(), labels.contiguous()
+        grad = torch.empty_like(x) if want_grad else None
+        bounds = x.new_empty((x.shape[0], 2)) if want_bounds else None
+        loss = _kernel_rows(x, labels, alpha, gamma, grad, row_scale, scale, bounds)
+        return (loss, grad if grad is not None else x.new_empty(0),
+                bounds if bounds is not None else x.new_empty(0))
+
+    @focal_softmax_rows_cpu.register_fake
+    def _(x: Tensor, labels: Tensor, alpha: list[float], gamma: float, want_grad: bool, row_scale: Tensor | None,
+          scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
+        return (x.new_empty(x.shape[0]), torch.empty_like(x) if want_grad else x.new_empty(0),
+                x.new_empty((x.shape[0], 2)) if want_bounds else x.new_empty(0))
+
+
+class FocalSoftmax(torch.autograd.Function):
+    """Per-row categorical focal cross-entropy of ``(R, C)`` float32 CPU logits (labels without gradient)."""
+
+    @staticmethod
+    def forward(labels: Tensor, x: Tensor, alpha: list[float], gamma: float, want_grad: bool, fused: bool,
+                row_scale: Tensor | None, scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
+        loss, grad, bounds = torch.ops.probloss.focal_softmax_rows_cpu(x, labels, alpha, gamma, want_grad,
+                                                                       row_scale, scale, want_bounds)
+        # Outside the op: the generic kernel's gradient of those rows needs autograd.
+        _finish(x, labels, alpha, gamma, loss, grad if want_grad else None, row_scale, scale)
+        return loss, grad, bounds
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        labels, x, alpha, gamma, want_grad, fused, row_scale, scale, _ = inputs
+        _, grad, bounds = output
+        ctx.alpha, ctx.gamma = alpha, gamma
+        ctx.fused = None
+        if fused and want_grad:
+            ctx.fused = {"grad": grad, "row_scale": row_scale, "scale": scale}
+            ctx.save_for_backward(x, labels)  # the caller's tensors: no memory
+        else:
+            ctx.save_for_backward(grad)
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(grad, bounds)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        if grad_loss is None or not ctx.needs_input_grad[1]:
+            return (None,) * 9
+        if ctx.fused is None:
+            return None, ctx.saved_tensors[0] * grad_loss[:, None], *(None,) * 7
+
+        def recompute(out: Tensor, factors: Tensor) -> None:
+            x, labels = ctx.saved_tensors
+            loss = _kernel_rows(x, labels, ctx.alpha, ctx.gamma, out, factors, 1.0, None)
+            _finish(x, labels, ctx.alpha, ctx.gamma, loss, out, factors, 1.0)
+
+        return None, base._fused_backward(ctx, grad_loss, recompute), *(None,) * 7
+
+
+@fast_path("categorical_focal_crossentropy", backend="torch", observes=True)
+def categorical_focal_crossentropy(y_true: Tensor, y_pred: Tensor, *, alpha: float | tuple[float, ...], gamma: float,
+                                   from_logits: bool, axis: int, epsilon: float, xp: Any,
+                                   observe: Observed | None = None) -> Any:
+    per_class = isinstance(alpha, tuple | list)
+    if (not AVAILABLE or not from_logits or y_pred.device.type != "cpu" or not base._native(y_true, y_pred)
+            or y_pred.numel() == 0 or y_true.requires_grad or base._traced()
+            or (per_class and axis != y_pred.ndim - 1)):
+        return NotImplemented
+    rows_x = base._to_rows(y_pred, axis)
+    rows_labels = base._to_rows(y_true, axis)
+    want_grad = base._wants_grad(y_pred)
+    fused = (want_grad and rows_x.data_ptr() == y_pred.data_ptr() and rows_labels.data_ptr() == y_true.data_ptr())
+    values_shape = tuple(y_pred.shape[:axis]) + tuple(y_pred.shape[axis + 1:])
+    row_scale, scale = base._expected_gradient(values_shape) if fused else (None, 1.0)
+    weights = [float(a) for a in alpha] if per_class else [float(alpha)]
+    loss, _, bounds = FocalSoftmax.apply(rows_labels, rows_x, weights, float(gamma), want_grad, fused, row_scale,
+                                         scale, observe is not None)
+    if observe is not None:
+        observe.bounds[1] = (float(bounds[:, 0].min()), float(bounds[:, 1].max()))
+    return base._from_rows(loss, y_pred, axis)
