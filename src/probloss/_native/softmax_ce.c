@@ -48,13 +48,13 @@
     void pl_sparse_softmax_ce_rows##suffix(const float *, int64_t, const int64_t *, float *, float *,         \
                                            const float *, double, float *, int64_t, int64_t);                 \
     void pl_softmax_ce_rows##suffix(const float *, const float *, int64_t, float *, float *, const float *,    \
-                                    double, float *, int64_t, int64_t);                                        \
+                                    double, float *, float *, int64_t, int64_t);                               \
     void pl_focal_softmax_ce_rows##suffix(const float *, const float *, int64_t, const double *, int64_t,      \
-                                          double, float *, float *, int64_t, int64_t);                         \
+                                          double, float *, float *, float *, int64_t, int64_t);                \
     void pl_sparse_normalized_ce_rows##suffix(const float *, int64_t, const int64_t *, double, double, float *, \
-                                              int64_t, int64_t);                                \
-    void pl_normalized_ce_rows##suffix(const float *, const float *, int64_t, double, double, float *, int64_t,  \
-                                       int64_t);
+                                              float *, int64_t, int64_t);                                      \
+    void pl_normalized_ce_rows##suffix(const float *, const float *, int64_t, double, double, float *, float *, \
+                                       float *, int64_t, int64_t);
 DECLARE(_base)
 #if PL_HAVE_AVX2_BUILD
 DECLARE(_avx2)
@@ -92,24 +92,27 @@ void pl_sparse_softmax_ce_rows(const float *logits, int64_t k, const int64_t *la
 }
 
 void pl_softmax_ce_rows(const float *logits, const float *labels, int64_t k, float *loss, float *grad,
-                        const float *row_scale, double scale, float *bounds, int64_t row_begin, int64_t row_end) {
-    PICK(pl_softmax_ce_rows)(logits, labels, k, loss, grad, row_scale, scale, bounds, row_begin, row_end);
+                        const float *row_scale, double scale, float *bounds, float *label_bounds,
+                        int64_t row_begin, int64_t row_end) {
+    PICK(pl_softmax_ce_rows)(logits, labels, k, loss, grad, row_scale, scale, bounds, label_bounds, row_begin,
+                             row_end);
 }
 
 void pl_focal_softmax_ce_rows(const float *logits, const float *labels, int64_t k, const double *alpha,
-                              int64_t n_alpha, double gamma, float *loss, float *bounds, int64_t row_begin,
-                              int64_t row_end) {
-    PICK(pl_focal_softmax_ce_rows)(logits, labels, k, alpha, n_alpha, gamma, loss, bounds, row_begin, row_end);
+                              int64_t n_alpha, double gamma, float *loss, float *bounds, float *label_bounds,
+                              int64_t row_begin, int64_t row_end) {
+    PICK(pl_focal_softmax_ce_rows)(logits, labels, k, alpha, n_alpha, gamma, loss, bounds, label_bounds, row_begin,
+                                   row_end);
 }
 
 void pl_sparse_normalized_ce_rows(const float *probs, int64_t k, const int64_t *labels, double lo, double hi,
-                                  float *loss, int64_t row_begin, int64_t row_end) {
-    PICK(pl_sparse_normalized_ce_rows)(probs, k, labels, lo, hi, loss, row_begin, row_end);
+                                  float *loss, float *bounds, int64_t row_begin, int64_t row_end) {
+    PICK(pl_sparse_normalized_ce_rows)(probs, k, labels, lo, hi, loss, bounds, row_begin, row_end);
 }
 
 void pl_normalized_ce_rows(const float *probs, const float *labels, int64_t k, double lo, double hi, float *loss,
-                           int64_t row_begin, int64_t row_end) {
-    PICK(pl_normalized_ce_rows)(probs, labels, k, lo, hi, loss, row_begin, row_end);
+                           float *bounds, float *label_bounds, int64_t row_begin, int64_t row_end) {
+    PICK(pl_normalized_ce_rows)(probs, labels, k, lo, hi, loss, bounds, label_bounds, row_begin, row_end);
 }
 
 #endif /* PL_SOFTMAX_AVAILABLE */
