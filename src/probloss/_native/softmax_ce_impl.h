@@ -392,8 +392,10 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
         }
         if (i == a_block) e0 = select_f(lane_index() == (int32_t)(rm.argmax - i), splat(0.0f), e0);
         if (i + W == a_block) e1 = select_f(lane_index() == (int32_t)(rm.argmax - i - W), splat(0.0f), e1);
-        add_to(&acc0, e0);
-        add_to(&acc1, e1);
+        /* pairs summed in float32 first: positive terms, so the pair's rounding
+         * adds at most u = 2^-24 to S''s relative error, and it saves a third of
+         * the pass's float64 work */
+        add_to((i & W) ? &acc1 : &acc0, e0 + e1);
     }
     for (; i < k; i += W) {
         int64_t n = k - i < W ? k - i : W;
