@@ -43,9 +43,13 @@
 
 #if PL_SOFTMAX_AVAILABLE
 
-/* Elements per task: a few rows of 32000 classes (the next row is prefetched
- * within a task), hundreds of short rows. */
+/* Elements per task: hundreds of short rows; for long rows (>= 8192 classes)
+ * four times as many, 32 rows of 32000 classes, since the next row is
+ * prefetched within a task only and a task's first row comes cold from memory
+ * (2048 x 32000 then makes 64 tasks). */
 #define PL_SOFTMAX_TASK (1 << 18)
+#define PL_SOFTMAX_LONG_ROW 8192
+#define PL_SOFTMAX_LONG_TASK (1 << 20)
 
 typedef struct {
     Py_buffer view;
@@ -88,7 +92,10 @@ static int check_shape(Py_ssize_t n, Py_ssize_t k) {
     return 0;
 }
 
-static Py_ssize_t rows_per_task(Py_ssize_t k) { return k >= PL_SOFTMAX_TASK ? 1 : PL_SOFTMAX_TASK / k; }
+static Py_ssize_t rows_per_task(Py_ssize_t k) {
+    Py_ssize_t task = k >= PL_SOFTMAX_LONG_ROW ? PL_SOFTMAX_LONG_TASK : PL_SOFTMAX_TASK;
+    return k >= task ? 1 : task / k;
+}
 
 /* n from the loss buffer's length: loss is f32[n] */
 static Py_ssize_t loss_rows(PyObject *loss) {
