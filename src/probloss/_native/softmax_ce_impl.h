@@ -177,13 +177,14 @@ INLINE int any_lane(v8i mask) { return any_bits((v8f)mask); }
  * minimum and maximum of a valid row, and prove it valid (for the data checks). */
 typedef struct {
     v8u lo, hi;
+    int zeros; /* a vector of +0.0s was seen (and not added: its range is known) */
 } Range;
 
 #define FINITE_LIMIT 0x7f800000u /* the bits of +inf */
 
 INLINE Range range_start(void) {
     Range r = {{UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX},
-               {0, 0, 0, 0, 0, 0, 0, 0}};
+               {0, 0, 0, 0, 0, 0, 0, 0}, 0};
     return r;
 }
 INLINE void range_add(Range *r, v8f v) {
@@ -200,6 +201,7 @@ INLINE uint32_t range_high(Range r) {
 INLINE void range_put(float *out, Range r) {
     uint32_t lo = UINT32_MAX, hi = range_high(r);
     for (int l = 0; l < W; l++) lo = r.lo[l] < lo ? r.lo[l] : lo;
+    if (r.zeros) lo = 0;
     if (hi < FINITE_LIMIT) {
         memcpy(&out[0], &lo, 4);
         memcpy(&out[1], &hi, 4);
@@ -352,8 +354,10 @@ typedef struct {
 } LabelSums;
 
 INLINE void label_terms(LabelSums *ls, v8f xv, v8f tv, v8f m, v4d m64, int track) {
-    if (track) range_add(&ls->range, tv);
-    if (any_bits(tv)) {
+    if (!any_bits(tv)) {
+        ls->range.zeros |= track; /* all +0.0: its range needs no vector work */
+    } else {
+        if (track) range_add(&ls->range, tv);
         xv = select_f(tv == 0.0f, m, xv);
         ls->gap.lo += half_lo(tv) * (m64 - half_lo(xv)); /* m - x is exact in float64 */
         ls->gap.hi += half_hi(tv) * (m64 - half_hi(xv));
@@ -713,8 +717,11 @@ void PL_NAME(pl_normalized_ce_rows)(const float *probs, const float *labels, int
         for (i = 0; i < k; i += W) {
             int64_t n = k - i < W ? k - i : W;
             v8f tv = n == W ? load(t + i) : load_partial(t + i, n, 0.0f);
+            if (!any_bits(tv)) { /* zero labels add nothing, and their range is known */
+                t_range.zeros = 1;
+                continue;
+            }
             if (label_bounds) range_add(&t_range, n == W ? tv : load_partial(t + i, n, t[i]));
-            if (!any_bits(tv)) continue; /* zero labels add nothing */
             v8f v = n == W ? load(y + i) : load_partial(y + i, n, 1.0f);
             for (int h = 0; h < 2; h++) {
                 v4d p = (h ? half_hi(v) : half_lo(v)) * inv;
