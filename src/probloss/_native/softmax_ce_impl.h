@@ -375,7 +375,7 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
     const v8f x_floor = splat((float)((double)rm.max - 150.0));
     const v4d m64 = half_lo(m);
     const int64_t a_block = rm.argmax - rm.argmax % W;
-    Acc acc0 = {{0}, {0}}, acc1 = {{0}, {0}};
+    Acc acc = {{0}, {0}};
     int64_t i = 0;
     int64_t next_line = 0;
     for (; i + 2 * W <= k; i += 2 * W) {
@@ -399,7 +399,7 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
         /* pairs summed in float32 first: positive terms, so the pair's rounding
          * adds at most u = 2^-24 to S''s relative error, and it saves a third of
          * the pass's float64 work */
-        add_to((i & W) ? &acc1 : &acc0, e0 + e1);
+        add_to(&acc, e0 + e1);
     }
     for (; i < k; i += W) {
         int64_t n = k - i < W ? k - i : W;
@@ -412,10 +412,10 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
         }
         v8i drop = lane_index() >= (int32_t)n;
         if (i == a_block) drop |= lane_index() == (int32_t)(rm.argmax - i);
-        add_to(&acc0, select_f(drop, splat(0.0f), e));
+        add_to(&acc, select_f(drop, splat(0.0f), e));
     }
     if (next) for (; next_line < k; next_line += 16) __builtin_prefetch(next + next_line, 0, 3);
-    return total(acc0) + total(acc1);
+    return total(acc);
 }
 
 /* scaled_rest with the exps for the row's maximum, and the row's argmax found first. */
