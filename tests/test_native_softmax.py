@@ -34,7 +34,7 @@ from probloss._backends import _native_softmax as native
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="probloss's compiled kernels are not built")
 
-# The compiled kernels are within ~2.5 ulps of the exact loss and the generic
+# The compiled kernels are within ~3 ulps of the exact loss and the generic
 # kernels within 4: their difference stays well inside this.
 MAX_ULPS = 6.0
 TINY = float(np.finfo(np.float32).tiny)
@@ -498,7 +498,20 @@ def test_data_checks_read_the_kernels_bounds(loss: str, monkeypatch: pytest.Monk
         return probloss.categorical_focal_crossentropy(t, logits, from_logits=True)
 
     run(x)
-    assert learned == [(-np.inf, float(x.max()))]
+    from_labels = [] if loss == "sparse" else [(float(t.min()), float(t.max()))]  # dense labels: from pass 2
+    assert sorted(learned) == sorted([(-np.inf, float(x.max())), *from_labels])
+    if loss != "sparse":
+        for value, where in ((1.5, (3, 4)), (np.nan, (8, 0)), (-0.25, (39, 8))):
+            wrong = t.copy()
+            wrong[where] = value
+            with pytest.raises(ValueError, match=rf"`y_true` must be .*position \({where[0]}, {where[1]}\)"):
+                probloss.categorical_crossentropy(wrong, x, from_logits=True)
+        signed_zero = t.copy()
+        signed_zero[signed_zero == 0] = -0.0  # valid, though the kernel does not vouch for it
+        learned.clear()
+        assert_close_ulps(run(x), probloss.categorical_crossentropy(signed_zero, x, from_logits=True)
+                          if loss == "categorical" else
+                          probloss.categorical_focal_crossentropy(signed_zero, x, from_logits=True))
     bad = x.copy()
     bad[7, 3] = np.nan
     with pytest.raises(ValueError, match=r"position \(7, 3\)"):
@@ -509,3 +522,60 @@ def test_data_checks_read_the_kernels_bounds(loss: str, monkeypatch: pytest.Monk
         run(masked)
     with pytest.warns(probloss.ProbabilitiesAsLogitsWarning):
         run(rng.random((40, 9)).astype(np.float32))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_probability_checks_read_the_kernels_ranges(sparse: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From probabilities, the checks take y_pred's (and dense y_true's) range and the rows' positive sums
+    from the kernel's passes (no pass of their own), and still name the first offending position."""
+    from probloss._validation import DataChecker
+
+    learned: list[tuple[float, float]] = []
+    original = DataChecker.learn_bounds
+
+    def spy(self: DataChecker, x: Any, low: float, high: float) -> None:
+        learned.append((low, high))
+        original(self, x, low, high)
+
+    summed = [0]  # positive_sums calls that had to sum the rows themselves
+    original_sums = DataChecker.positive_sums
+
+    def counted_sums(self: DataChecker, y_pred: Any, *args: Any, **kwargs: Any) -> None:
+        summed[0] += not any(seen is y_pred for seen in self._positive)
+        original_sums(self, y_pred, *args, **kwargs)
+
+    monkeypatch.setattr(DataChecker, "learn_bounds", spy)
+
+    monkeypatch.setattr(DataChecker, "positive_sums", counted_sums)
+    rng = np.random.default_rng(19)
+    p = rng.random((30, 7)).astype(np.float32)
+    p[4, 1] = 0.0
+    t = soft_labels(rng, 30, 7)
+    labels = rng.integers(0, 7, 30)
+
+    def run(probs: np.ndarray, y: np.ndarray | None = None) -> Any:
+        if sparse:
+            return probloss.sparse_categorical_crossentropy(labels, probs)
+        return probloss.categorical_crossentropy(t if y is None else y, probs)
+
+    run(p)
+    expected = [(float(p.min()), float(p.max()))] + ([] if sparse else [(float(t.min()), float(t.max()))])
+    assert sorted(learned) == sorted(expected)
+    assert summed[0] == 0  # the kernel saw every row sum to more than 0
+    for value, where in ((1.25, (2, 3)), (np.nan, (6, 0)), (-0.5, (29, 6)), (np.inf, (0, 0))):
+        wrong = p.copy()
+        wrong[where] = value
+        with pytest.raises(ValueError, match=rf"`y_pred` must be .*position \({where[0]}, {where[1]}\)"):
+            run(wrong)
+    zero_row = p.copy()
+    zero_row[13] = 0.0
+    with pytest.raises(ValueError, match=r"sums to 0 .*position \(13,\)"):
+        run(zero_row)
+    signed_zero = p.copy()
+    signed_zero[4, 1] = -0.0  # valid: the checks read the array themselves
+    assert_close_ulps(run(signed_zero), run(p))
+    if not sparse:
+        wrong_t = t.copy()
+        wrong_t[9, 2] = 2.0
+        with pytest.raises(ValueError, match=r"`y_true` must be .*position \(9, 2\)"):
+            run(p, wrong_t)

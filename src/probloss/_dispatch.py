@@ -76,6 +76,9 @@ class Observed:
     """
 
     bounds: dict[int, tuple[float, float]] = field(default_factory=dict)
+    #: positions of probability inputs whose every row along the class axis was seen
+    #: to hold finite non-negative values with a positive sum
+    positive_rows: set[int] = field(default_factory=set)
 
 
 def fast_path(name: str, *, backend: str, observes: bool = False,

@@ -162,6 +162,8 @@ def _checked_call(x: Inputs, name: str, y_true: Array, check: Callable[[], None]
                 x.checker.learn_bounds(x.y_pred, *observed.bounds[1])
             if 0 in observed.bounds and y_true is x.y_true:  # smoothed labels are not the ones checked
                 x.checker.learn_bounds(x.y_true, *observed.bounds[0])
+            if 1 in observed.positive_rows:
+                x.checker.learn_positive_sums(x.y_pred)
             check()
             return values
     check()

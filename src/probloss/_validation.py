@@ -180,6 +180,7 @@ class DataChecker:
         self.active = mode != "off" and is_eager(*arrays)
         self._bounds: tuple[Any, float, float] | None = None  # (array, min, max) of the last check
         self._known: list[tuple[Any, float, float]] = []  # (array, min, max) seen by a kernel's own pass
+        self._positive: list[Any] = []  # arrays whose rows a kernel's pass saw sum to more than 0
 
     def learn_bounds(self, x: Any, low: float, high: float) -> None:
         """Take ``x``'s minimum and maximum (NaN if it holds one) from a kernel's pass over it.
@@ -189,6 +190,14 @@ class DataChecker:
         """
         if self.active:
             self._known.append((x, low, high))
+
+    def learn_positive_sums(self, x: Any) -> None:
+        """Take it from a kernel's pass that every row of ``x`` sums to more than 0.
+
+        :meth:`positive_sums` on ``x`` then costs nothing.
+        """
+        if self.active:
+            self._positive.append(x)
 
     def _bounds_of(self, x: Any) -> tuple[float, float] | None:
         for array, low, high in self._known:
@@ -281,6 +290,8 @@ class DataChecker:
         """
         if not self.active or static_size(y_pred) == 0:
             return
+        if any(array is y_pred for array in self._positive):
+            return  # every row was seen to sum to more than 0 (so do the kept ones)
         xp = self.xp
         sums = xp.sum(_detached(y_pred), axis=axis)
         if keep is not None:

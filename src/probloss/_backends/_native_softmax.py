@@ -102,12 +102,13 @@ def _row_scale(row_scale: Any, rows: int) -> np.ndarray | None:
     return None if row_scale is None else _vector(row_scale, "row_scale", rows, np.float32)
 
 
-def _bounds_buffer(row_bounds: Any, rows: int) -> np.ndarray | None:
+def _bounds_buffer(row_bounds: Any, rows: int, name: str = "row_bounds") -> np.ndarray | None:
     if row_bounds is None:
         return None
     if (not isinstance(row_bounds, np.ndarray) or row_bounds.dtype != np.float32 or row_bounds.shape != (rows, 2)
-            or not row_bounds.flags.c_contiguous or not row_bounds.flags.writeable):
-        msg = f"`row_bounds` must be a C-contiguous, writable float32 NumPy array of shape ({rows}, 2)."
+            or not row_bounds.flags.c_contiguous or not row_bounds.flags.writeable
+            or not row_bounds.dtype.isnative):
+        msg = f"`{name}` must be a C-contiguous, writable float32 NumPy array of shape ({rows}, 2)."
         raise ValueError(msg)
     return row_bounds
 
@@ -161,7 +162,8 @@ def softmax_cross_entropy_sparse(logits: Any, labels: Any, *, grad_out: np.ndarr
 
 def softmax_cross_entropy(logits: Any, labels: Any, *, grad_out: np.ndarray | None = None,
                           row_scale: Any = None, scale: float = 1.0,
-                          row_bounds: np.ndarray | None = None) -> np.ndarray:
+                          row_bounds: np.ndarray | None = None,
+                          label_bounds: np.ndarray | None = None) -> np.ndarray:
     """Softmax cross-entropy per row with dense labels: ``sum_j labels[r, j] · -log softmax(logits[r])_j``.
 
     Args:
@@ -175,6 +177,11 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, grad_out: np.ndarray | No
         row_scale: None or ``(rows,)`` per-row gradient factors.
         scale: a factor on every gradient row.
         row_bounds: as in :func:`softmax_cross_entropy_sparse`.
+        label_bounds: None, or a C-contiguous writable float32 ``(rows, 2)``
+            array that receives each row's minimum and maximum label, from the
+            kernel's own pass over them (for the data checks); NaN, NaN for a
+            row holding a label that is not a finite number >= 0 (or is -0.0):
+            not known, to be checked by the caller.
 
     Returns:
         ``(rows,)`` float32 losses, NaN for rows left to the generic kernel.
@@ -183,18 +190,22 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, grad_out: np.ndarray | No
     t = _same_shape(labels, x, "labels")
     loss = np.empty(x.shape[0], np.float32)
     grad = _gradient_buffer(grad_out, x)
-    _module().softmax_ce(x, t, x.shape[1], loss, grad, _row_scale(row_scale, x.shape[0]), float(scale),
-                         _native.threads(), _bounds_buffer(row_bounds, x.shape[0]))
+    rows = x.shape[0]
+    _module().softmax_ce(x, t, x.shape[1], loss, grad, _row_scale(row_scale, rows), float(scale),
+                         _native.threads(), _bounds_buffer(row_bounds, rows),
+                         _bounds_buffer(label_bounds, rows, "label_bounds"))
     return loss
 
 
 def focal_softmax_cross_entropy(logits: Any, labels: Any, *, alpha: float | Any, gamma: float,
-                                row_bounds: np.ndarray | None = None) -> np.ndarray:
+                                row_bounds: np.ndarray | None = None,
+                                label_bounds: np.ndarray | None = None) -> np.ndarray:
     """Categorical focal cross-entropy per row: ``sum_j alpha_j (1 - p_j)^gamma labels_j · -log p_j``.
 
     ``p = softmax(logits[r])``; ``alpha`` is one weight or one per class;
     computed in float64 per entry and rounded once. ``row_bounds`` as in
-    :func:`softmax_cross_entropy_sparse`.
+    :func:`softmax_cross_entropy_sparse`, ``label_bounds`` as in
+    :func:`softmax_cross_entropy`.
     """
     x = _matrix(logits, "logits")
     t = _same_shape(labels, x, "labels")
@@ -204,27 +215,41 @@ def focal_softmax_cross_entropy(logits: Any, labels: Any, *, alpha: float | Any,
         raise ValueError(msg)
     loss = np.empty(x.shape[0], np.float32)
     _module().focal_softmax_ce(x, t, x.shape[1], weights, float(gamma), loss, _native.threads(),
-                               _bounds_buffer(row_bounds, x.shape[0]))
+                               _bounds_buffer(row_bounds, x.shape[0]),
+                               _bounds_buffer(label_bounds, x.shape[0], "label_bounds"))
     return loss
 
 
-def normalized_cross_entropy_sparse(probs: Any, labels: Any, *, low: float, high: float) -> np.ndarray:
+def normalized_cross_entropy_sparse(probs: Any, labels: Any, *, low: float, high: float,
+                                    row_bounds: np.ndarray | None = None) -> np.ndarray:
     """Sparse cross-entropy from probabilities: ``-log(clip(probs[r, l] / sum(probs[r]), low, high))``.
 
     ``low`` and ``high`` are Keras's clip bounds, already rounded to float32
-    (:func:`probloss._numerics.clip_bounds`).
+    (:func:`probloss._numerics.clip_bounds`). ``row_bounds``: None, or a
+    ``(rows, 2)`` float32 buffer for each row's minimum and maximum
+    probability, NaN, NaN where one is not a finite number >= 0 (as
+    ``label_bounds`` of :func:`softmax_cross_entropy`).
     """
     y = _matrix(probs, "probs")
     k = _vector(labels, "labels", y.shape[0], np.int64)
     loss = np.empty(y.shape[0], np.float32)
-    _module().normalized_ce_sparse(y, k, y.shape[1], float(low), float(high), loss, _native.threads())
+    _module().normalized_ce_sparse(y, k, y.shape[1], float(low), float(high), loss, _native.threads(),
+                                   _bounds_buffer(row_bounds, y.shape[0]))
     return loss
 
 
-def normalized_cross_entropy(probs: Any, labels: Any, *, low: float, high: float) -> np.ndarray:
-    """Categorical cross-entropy from probabilities: ``sum_j labels_j · -log(clip(probs_j / sum(probs)))``."""
+def normalized_cross_entropy(probs: Any, labels: Any, *, low: float, high: float,
+                             row_bounds: np.ndarray | None = None,
+                             label_bounds: np.ndarray | None = None) -> np.ndarray:
+    """Categorical cross-entropy from probabilities: ``sum_j labels_j · -log(clip(probs_j / sum(probs)))``.
+
+    ``row_bounds`` as in :func:`normalized_cross_entropy_sparse`, ``label_bounds``
+    as in :func:`softmax_cross_entropy`: ranges from the kernel's own passes.
+    """
     y = _matrix(probs, "probs")
     t = _same_shape(labels, y, "labels")
     loss = np.empty(y.shape[0], np.float32)
-    _module().normalized_ce(y, t, y.shape[1], float(low), float(high), loss, _native.threads())
+    _module().normalized_ce(y, t, y.shape[1], float(low), float(high), loss, _native.threads(),
+                            _bounds_buffer(row_bounds, y.shape[0]),
+                            _bounds_buffer(label_bounds, y.shape[0], "label_bounds"))
     return loss

@@ -12,9 +12,14 @@ generic kernel. Other dtypes, per-class ``alpha`` on a class axis that is not
 last, focal loss from probabilities, and a missing extension fall back on the
 pure-NumPy functions of :mod:`probloss._backends._numpy` or the generic kernel.
 
-From logits, the kernels' first pass also gives the logits' minimum and
-maximum, reported into ``observe`` (:func:`probloss._dispatch.call_observing`):
-the data checks of ``validate`` then need no pass of their own over ``y_pred``.
+The kernels' own passes also give what the data checks of ``validate`` read,
+reported into ``observe`` (:func:`probloss._dispatch.call_observing`), so that
+the checks need no pass of their own over the arrays: the logits' minimum and
+maximum; the dense labels' range, and the probabilities' range and whether
+every row sums to more than 0. A range is reported only where the kernel saw
+every row (a row holding a value it does not vouch for, such as NaN, a negative
+number or -0.0, leaves the check to read the array itself, which also names the
+first offending position).
 """
 
 from __future__ import annotations
@@ -46,15 +51,26 @@ def _rows(a: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(a, axis, -1).reshape(-1, a.shape[axis])
 
 
-def _bounds(observe: Observed | None, rows: int, from_logits: bool) -> np.ndarray | None:
-    """A buffer for the kernel's per-row bounds of the logits, where they are to be observed."""
-    return np.empty((rows, 2), np.float32) if observe is not None and from_logits and rows else None
+def _bounds(observe: Observed | None, rows: int) -> np.ndarray | None:
+    """A buffer for a kernel's per-row bounds, where they are to be observed."""
+    return np.empty((rows, 2), np.float32) if observe is not None and rows else None
 
 
 def _report(observe: Observed | None, bounds: np.ndarray | None) -> None:
-    """Record ``y_pred``'s minimum and maximum (NaN anywhere makes the minimum NaN)."""
+    """Record the logits' minimum and maximum (NaN anywhere makes the minimum NaN)."""
     if observe is not None and bounds is not None:
         observe.bounds[1] = (float(np.min(bounds[:, 0])), float(np.max(bounds[:, 1])))
+
+
+def _report_range(observe: Observed | None, position: int, ranges: np.ndarray | None) -> bool:
+    """Record the range of the input at ``position`` if the kernel vouched for every row (no NaN there)."""
+    if observe is None or ranges is None:
+        return False
+    low, high = float(np.min(ranges[:, 0])), float(np.max(ranges[:, 1]))
+    if low != low or high != high:  # NaN: some row is not known
+        return False
+    observe.bounds[position] = (low, high)
+    return True
 
 
 def _finish(values: np.ndarray, redo: np.ndarray, generic: Callable[[np.ndarray], np.ndarray],
@@ -77,13 +93,15 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bo
             y_true, y_pred, from_logits=from_logits, axis=axis, epsilon=epsilon, xp=xp)
     num_classes = y_pred.shape[axis]
     preds, labels = _rows(y_pred, axis), y_true.reshape(-1)
+    bounds = _bounds(observe, preds.shape[0])
     if from_logits:
-        bounds = _bounds(observe, preds.shape[0], from_logits)
         values = kernels.softmax_cross_entropy_sparse(preds, labels, row_bounds=bounds)
         _report(observe, bounds)
     else:
         low, high = clip_bounds(epsilon, np.float32, xp=np)
-        values = kernels.normalized_cross_entropy_sparse(preds, labels, low=low, high=high)
+        values = kernels.normalized_cross_entropy_sparse(preds, labels, low=low, high=high, row_bounds=bounds)
+        if _report_range(observe, 1, bounds) and np.isfinite(values).all():
+            observe.positive_rows.add(1)  # type: ignore[union-attr]
 
     def generic(rows: np.ndarray) -> np.ndarray:
         return GENERIC["sparse_categorical_crossentropy"](labels[rows], preds[rows], from_logits=from_logits, axis=1,
@@ -102,13 +120,17 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axi
         return NotImplemented if observe is not None else pure.categorical_crossentropy(
             y_true, y_pred, from_logits=from_logits, axis=axis, epsilon=epsilon, xp=xp)
     labels, preds = _rows(y_true, axis), _rows(y_pred, axis)
+    bounds, label_bounds = _bounds(observe, preds.shape[0]), _bounds(observe, preds.shape[0])
     if from_logits:
-        bounds = _bounds(observe, preds.shape[0], from_logits)
-        values = kernels.softmax_cross_entropy(preds, labels, row_bounds=bounds)
+        values = kernels.softmax_cross_entropy(preds, labels, row_bounds=bounds, label_bounds=label_bounds)
         _report(observe, bounds)
     else:
         low, high = clip_bounds(epsilon, np.float32, xp=np)
-        values = kernels.normalized_cross_entropy(preds, labels, low=low, high=high)
+        values = kernels.normalized_cross_entropy(preds, labels, low=low, high=high, row_bounds=bounds,
+                                                  label_bounds=label_bounds)
+        if _report_range(observe, 1, bounds) and np.isfinite(values).all():
+            observe.positive_rows.add(1)  # type: ignore[union-attr]
+    _report_range(observe, 0, label_bounds)
 
     def generic(rows: np.ndarray) -> np.ndarray:
         return GENERIC["categorical_crossentropy"](labels[rows], preds[rows], from_logits=from_logits, axis=1,
@@ -130,10 +152,11 @@ def categorical_focal_crossentropy(y_true: Any, y_pred: Any, *, alpha: float | t
         return NotImplemented if observe is not None else pure.categorical_focal_crossentropy(
             y_true, y_pred, axis=axis, **static)
     labels, logits = _rows(y_true, axis), _rows(y_pred, axis)
-    bounds = _bounds(observe, logits.shape[0], from_logits)
+    bounds, label_bounds = _bounds(observe, logits.shape[0]), _bounds(observe, logits.shape[0])
     values = kernels.focal_softmax_cross_entropy(logits, labels, alpha=np.asarray(alpha, np.float64), gamma=gamma,
-                                                 row_bounds=bounds)
+                                                 row_bounds=bounds, label_bounds=label_bounds)
     _report(observe, bounds)
+    _report_range(observe, 0, label_bounds)
 
     def generic(rows: np.ndarray) -> np.ndarray:
         return GENERIC["categorical_focal_crossentropy"](labels[rows], logits[rows], axis=1, **static)

@@ -18,13 +18,18 @@
  *   softmax_ce_sparse(logits f32[n*k], labels i64[n], k, loss f32[n], grad f32[n*k] | None,
  *                     row_scale f32[n] | None, scale, nthreads, bounds f32[2n] | None)
  *   softmax_ce(logits f32[n*k], labels f32[n*k], k, loss f32[n], grad f32[n*k] | None,
- *              row_scale f32[n] | None, scale, nthreads, bounds f32[2n] | None)
+ *              row_scale f32[n] | None, scale, nthreads, bounds f32[2n] | None[, label_bounds f32[2n] | None])
  *   focal_softmax_ce(logits f32[n*k], labels f32[n*k], k, alpha f64[1 or k], gamma, loss f32[n], nthreads,
- *                    bounds f32[2n] | None)
+ *                    bounds f32[2n] | None[, label_bounds f32[2n] | None])
  *   (bounds receives each row's minimum, NaN where the row holds a NaN, and maximum
- *   of the logits, from the kernels' first pass: for the data checks.)
- *   normalized_ce_sparse(probs f32[n*k], labels i64[n], k, lo, hi, loss f32[n], nthreads)
- *   normalized_ce(probs f32[n*k], labels f32[n*k], k, lo, hi, loss f32[n], nthreads)
+ *   of the logits, from the kernels' first pass: for the data checks. label_bounds
+ *   receives each row's minimum and maximum label, or NaN, NaN where a label is not
+ *   a finite number >= 0 (or is -0.0): softmax_ce.h.)
+ *   normalized_ce_sparse(probs f32[n*k], labels i64[n], k, lo, hi, loss f32[n], nthreads
+ *                        [, bounds f32[2n] | None])
+ *   normalized_ce(probs f32[n*k], labels f32[n*k], k, lo, hi, loss f32[n], nthreads
+ *                 [, bounds f32[2n] | None[, label_bounds f32[2n] | None]])
+ *   (bounds of probabilities: as label_bounds.)
  *   softmax_isa() -> "avx2" | "baseline"
  *   openmp() -> whether the module was compiled with OpenMP
  *   AVAILABLE: 1, or 0 where the compiler has no vector extensions (MSVC: the
@@ -38,9 +43,13 @@
 
 #if PL_SOFTMAX_AVAILABLE
 
-/* Elements per task: a few rows of 32000 classes (the next row is prefetched
- * within a task), hundreds of short rows. */
+/* Elements per task: hundreds of short rows; for long rows (>= 8192 classes)
+ * four times as many, 32 rows of 32000 classes, since the next row is
+ * prefetched within a task only and a task's first row comes cold from memory
+ * (2048 x 32000 then makes 64 tasks). */
 #define PL_SOFTMAX_TASK (1 << 18)
+#define PL_SOFTMAX_LONG_ROW 8192
+#define PL_SOFTMAX_LONG_TASK (1 << 20)
 
 typedef struct {
     Py_buffer view;
@@ -83,7 +92,10 @@ static int check_shape(Py_ssize_t n, Py_ssize_t k) {
     return 0;
 }
 
-static Py_ssize_t rows_per_task(Py_ssize_t k) { return k >= PL_SOFTMAX_TASK ? 1 : PL_SOFTMAX_TASK / k; }
+static Py_ssize_t rows_per_task(Py_ssize_t k) {
+    Py_ssize_t task = k >= PL_SOFTMAX_LONG_ROW ? PL_SOFTMAX_LONG_TASK : PL_SOFTMAX_TASK;
+    return k >= task ? 1 : task / k;
+}
 
 /* n from the loss buffer's length: loss is f32[n] */
 static Py_ssize_t loss_rows(PyObject *loss) {
@@ -95,22 +107,27 @@ static Py_ssize_t loss_rows(PyObject *loss) {
 }
 
 static PyObject *logits_kernel(PyObject *args, int sparse) {
-    PyObject *logits, *labels, *loss, *grad, *row_scale, *bounds;
+    PyObject *logits, *labels, *loss, *grad, *row_scale, *bounds, *label_bounds = Py_None;
     Py_ssize_t k;
     double scale;
     int nthreads;
-    if (!PyArg_ParseTuple(args, "OOnOOOdiO", &logits, &labels, &k, &loss, &grad, &row_scale, &scale, &nthreads,
-                          &bounds))
+    if (!PyArg_ParseTuple(args, "OOnOOOdiO|O", &logits, &labels, &k, &loss, &grad, &row_scale, &scale, &nthreads,
+                          &bounds, &label_bounds))
         return NULL;
+    if (sparse && label_bounds != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "label_bounds: only for dense labels");
+        return NULL;
+    }
     Py_ssize_t n = loss_rows(loss);
     if (n < 0 || check_shape(n, k) < 0) return NULL;
-    Buffer bx, bt, bl, bg, bs, bb;
+    Buffer bx, bt, bl, bg, bs, bb, blb;
     if (acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) return NULL;
     if (acquire(labels, "labels", sparse ? 'i' : 'f', sparse ? 8 : 4, sparse ? n : n * k, 0, 0, &bt) < 0) goto fail_x;
     if (acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
     if (acquire(grad, "grad", 'f', 4, n * k, 1, 1, &bg) < 0) goto fail_l;
     if (acquire(row_scale, "row_scale", 'f', 4, n, 0, 1, &bs) < 0) goto fail_g;
     if (acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_s;
+    if (acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
     {
         const float *x = (const float *)bx.view.buf;
         const void *t = bt.view.buf;
@@ -118,6 +135,7 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
         float *g = bg.held ? (float *)bg.view.buf : NULL;
         const float *s = bs.held ? (const float *)bs.view.buf : NULL;
         float *b = bb.held ? (float *)bb.view.buf : NULL;
+        float *lb = blb.held ? (float *)blb.view.buf : NULL;
         const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
         Py_BEGIN_ALLOW_THREADS
         PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
@@ -125,10 +143,11 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
             if (sparse)
                 pl_sparse_softmax_ce_rows(x, k, (const int64_t *)t, out, g, s, scale, b, r0, r1);
             else
-                pl_softmax_ce_rows(x, (const float *)t, k, out, g, s, scale, b, r0, r1);
+                pl_softmax_ce_rows(x, (const float *)t, k, out, g, s, scale, b, lb, r0, r1);
         }
         Py_END_ALLOW_THREADS
     }
+    release(&blb);
     release(&bb);
     release(&bs);
     release(&bg);
@@ -136,6 +155,8 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
     release(&bt);
     release(&bx);
     Py_RETURN_NONE;
+fail_b:
+    release(&bb);
 fail_s:
     release(&bs);
 fail_g:
@@ -161,11 +182,12 @@ static PyObject *py_softmax_ce(PyObject *self, PyObject *args) {
 
 static PyObject *py_focal_softmax_ce(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *logits, *labels, *alpha, *loss, *bounds;
+    PyObject *logits, *labels, *alpha, *loss, *bounds, *label_bounds = Py_None;
     Py_ssize_t k;
     double gamma;
     int nthreads;
-    if (!PyArg_ParseTuple(args, "OOnOdOiO", &logits, &labels, &k, &alpha, &gamma, &loss, &nthreads, &bounds))
+    if (!PyArg_ParseTuple(args, "OOnOdOiO|O", &logits, &labels, &k, &alpha, &gamma, &loss, &nthreads, &bounds,
+                          &label_bounds))
         return NULL;
     Py_ssize_t n = loss_rows(loss);
     if (n < 0 || check_shape(n, k) < 0) return NULL;
@@ -178,31 +200,36 @@ static PyObject *py_focal_softmax_ce(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "alpha: expected 1 or k float64 values");
         return NULL;
     }
-    Buffer bx, bt, bl, bb;
+    Buffer bx, bt, bl, bb, blb;
     if (acquire(alpha, "alpha", 'f', 8, n_alpha, 0, 0, &ba) < 0) return NULL;
     if (acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) goto fail_a;
     if (acquire(labels, "labels", 'f', 4, n * k, 0, 0, &bt) < 0) goto fail_x;
     if (acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
     if (acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_l;
+    if (acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
     {
         const float *x = (const float *)bx.view.buf, *t = (const float *)bt.view.buf;
         const double *a = (const double *)ba.view.buf;
         float *out = (float *)bl.view.buf;
         float *b = bb.held ? (float *)bb.view.buf : NULL;
+        float *lb = blb.held ? (float *)blb.view.buf : NULL;
         const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
         Py_BEGIN_ALLOW_THREADS
         PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
             int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
-            pl_focal_softmax_ce_rows(x, t, k, a, n_alpha, gamma, out, b, r0, r1);
+            pl_focal_softmax_ce_rows(x, t, k, a, n_alpha, gamma, out, b, lb, r0, r1);
         }
         Py_END_ALLOW_THREADS
     }
+    release(&blb);
     release(&bb);
     release(&bl);
     release(&bt);
     release(&bx);
     release(&ba);
     Py_RETURN_NONE;
+fail_b:
+    release(&bb);
 fail_l:
     release(&bl);
 fail_t:
@@ -215,36 +242,52 @@ fail_a:
 }
 
 static PyObject *probability_kernel(PyObject *args, int sparse) {
-    PyObject *probs, *labels, *loss;
+    PyObject *probs, *labels, *loss, *bounds = Py_None, *label_bounds = Py_None;
     Py_ssize_t k;
     double lo, hi;
     int nthreads;
-    if (!PyArg_ParseTuple(args, "OOnddOi", &probs, &labels, &k, &lo, &hi, &loss, &nthreads)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOnddOi|OO", &probs, &labels, &k, &lo, &hi, &loss, &nthreads, &bounds,
+                          &label_bounds))
+        return NULL;
+    if (sparse && label_bounds != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "label_bounds: only for dense labels");
+        return NULL;
+    }
     Py_ssize_t n = loss_rows(loss);
     if (n < 0 || check_shape(n, k) < 0) return NULL;
-    Buffer by, bt, bl;
+    Buffer by, bt, bl, bb, blb;
     if (acquire(probs, "probs", 'f', 4, n * k, 0, 0, &by) < 0) return NULL;
     if (acquire(labels, "labels", sparse ? 'i' : 'f', sparse ? 8 : 4, sparse ? n : n * k, 0, 0, &bt) < 0) goto fail_y;
     if (acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
+    if (acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_l;
+    if (acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
     {
         const float *y = (const float *)by.view.buf;
         const void *t = bt.view.buf;
         float *out = (float *)bl.view.buf;
+        float *b = bb.held ? (float *)bb.view.buf : NULL;
+        float *lb = blb.held ? (float *)blb.view.buf : NULL;
         const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
         Py_BEGIN_ALLOW_THREADS
         PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
             int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
             if (sparse)
-                pl_sparse_normalized_ce_rows(y, k, (const int64_t *)t, lo, hi, out, r0, r1);
+                pl_sparse_normalized_ce_rows(y, k, (const int64_t *)t, lo, hi, out, b, r0, r1);
             else
-                pl_normalized_ce_rows(y, (const float *)t, k, lo, hi, out, r0, r1);
+                pl_normalized_ce_rows(y, (const float *)t, k, lo, hi, out, b, lb, r0, r1);
         }
         Py_END_ALLOW_THREADS
     }
+    release(&blb);
+    release(&bb);
     release(&bl);
     release(&bt);
     release(&by);
     Py_RETURN_NONE;
+fail_b:
+    release(&bb);
+fail_l:
+    release(&bl);
 fail_t:
     release(&bt);
 fail_y:

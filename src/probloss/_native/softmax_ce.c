@@ -13,29 +13,36 @@
  *   -log softmax(x)_j = (m - x_j) + log1p(S').
  *
  * Both terms are >= 0, so a confident class keeps its tiny loss. The passes:
- *   1. m, a and whether the row holds NaN or +inf (such rows are left NaN for
- *      the caller, which recomputes them with the generic kernel);
- *   2. S' with a float32 SIMD exp (below), summed in float64; with a gradient
- *      buffer, the exps are stored there;
+ *   1. m, the row's minimum and whether the row holds NaN or +inf (such rows
+ *      are left NaN for the caller, which recomputes them with the generic
+ *      kernel): max, min and an unordered compare per vector; then a, the
+ *      first index of m, by a scan that stops there;
+ *   2. S' with a float32 SIMD exp (below), the terms added in float32 pairs
+ *      and then in float64; with a gradient buffer, the exps are stored
+ *      there; with dense labels, their sums sum_j t_j (m - x_j) and sum_j t_j
+ *      (float64; vectors of zero labels skipped) and their range;
  *   3. (gradient only) the exps are scaled in place into the gradient.
  * A row of 32000 classes (125 KiB) stays in L2 between the passes; the next
  * row is prefetched during pass 2.
  *
- * The SIMD exp: exp(d) for d = x - m in [-150, 0] (d clamped at -150, so
- * -inf logits need no test: exp(-150) ~ 1e-65 adds nothing a float32 result
- * can show). d = fl(x - m) carries a rounding error of up to |d|/2 ulps, which
- * exp turns into the same relative error of the term; TwoSum gives the exact
- * error `err` and it is folded into the reduced argument (exp(d + err)). The
- * reduction: k = round(d/ln 2), r = d - k ln2_hi (exact: Cody-Waite with a
- * 15-bit ln2_hi, |k| <= 217) - k ln2_lo + err, |r| <= 0.35; exp(r) by its
- * degree-7 Taylor polynomial (truncation < 2^-27 relative) in Horner form;
- * the result is scaled by 2^(k + 100) rather than 2^k: every term is then a
- * normal float32 number (terms below 2^-126 keep their bits: S' of a
- * confident row can be a sum of such terms and still a normal float32 loss),
- * and the float64 sum is scaled back by 2^-100 exactly. The error of a term
- * is about 1.5 ulp (argument ~0.4, polynomial and Horner ~0.9, final product
- * 0.5); S' of positive terms keeps that relative error, log1p(S') too, and
- * the float32 loss adds its own rounding: <= ~2.5 ulps.
+ * The SIMD exp: exp(d) for d = x - m in [-151, 0] (x clamped at fl(m - 150),
+ * so -inf logits need no test: exp(-150) ~ 1e-65 adds nothing a float32
+ * result can show; for |m| > 2^20, where fl(m - 150) is too coarse, d itself
+ * is clamped). d = fl(x - m) carries a rounding error of up to |d|/2 ulps,
+ * which exp turns into the same relative error of the term; TwoSum gives the
+ * exact error `err` and it is folded into the reduced argument (exp(d + err)).
+ * The reduction: k = round(d/ln 2), r = d - k ln2_hi (exact: Cody-Waite with
+ * a 15-bit ln2_hi, |k| <= 218) - k ln2_lo + err, |r| <= 0.36; exp(r) by a
+ * degree-6 polynomial fitted for relative error (2^-27.5 on |r| <= 0.36) in
+ * Horner form; the result is scaled by 2^(k + 100) rather than 2^k (an
+ * integer add to the exponent field): every term is then a normal float32
+ * number (terms below 2^-126 keep their bits: S' of a confident row can be a
+ * sum of such terms and still a normal float32 loss), and the float64 sum is
+ * scaled back by 2^-100 exactly. The error of a term is about 1.5 ulp
+ * (argument ~0.4, polynomial and Horner ~1 u); S' of positive terms keeps
+ * that relative error plus u = 2^-24 from the float32 pair sums, log1p(S')
+ * too, and the float32 loss adds its own rounding: <= ~3 ulps (measured
+ * worst 0.5: docs/accuracy.md).
  */
 #include "softmax_ce.h"
 
@@ -48,13 +55,13 @@
     void pl_sparse_softmax_ce_rows##suffix(const float *, int64_t, const int64_t *, float *, float *,         \
                                            const float *, double, float *, int64_t, int64_t);                 \
     void pl_softmax_ce_rows##suffix(const float *, const float *, int64_t, float *, float *, const float *,    \
-                                    double, float *, int64_t, int64_t);                                        \
+                                    double, float *, float *, int64_t, int64_t);                               \
     void pl_focal_softmax_ce_rows##suffix(const float *, const float *, int64_t, const double *, int64_t,      \
-                                          double, float *, float *, int64_t, int64_t);                         \
+                                          double, float *, float *, float *, int64_t, int64_t);                \
     void pl_sparse_normalized_ce_rows##suffix(const float *, int64_t, const int64_t *, double, double, float *, \
-                                              int64_t, int64_t);                                \
-    void pl_normalized_ce_rows##suffix(const float *, const float *, int64_t, double, double, float *, int64_t,  \
-                                       int64_t);
+                                              float *, int64_t, int64_t);                                      \
+    void pl_normalized_ce_rows##suffix(const float *, const float *, int64_t, double, double, float *, float *, \
+                                       float *, int64_t, int64_t);
 DECLARE(_base)
 #if PL_HAVE_AVX2_BUILD
 DECLARE(_avx2)
@@ -92,24 +99,27 @@ void pl_sparse_softmax_ce_rows(const float *logits, int64_t k, const int64_t *la
 }
 
 void pl_softmax_ce_rows(const float *logits, const float *labels, int64_t k, float *loss, float *grad,
-                        const float *row_scale, double scale, float *bounds, int64_t row_begin, int64_t row_end) {
-    PICK(pl_softmax_ce_rows)(logits, labels, k, loss, grad, row_scale, scale, bounds, row_begin, row_end);
+                        const float *row_scale, double scale, float *bounds, float *label_bounds,
+                        int64_t row_begin, int64_t row_end) {
+    PICK(pl_softmax_ce_rows)(logits, labels, k, loss, grad, row_scale, scale, bounds, label_bounds, row_begin,
+                             row_end);
 }
 
 void pl_focal_softmax_ce_rows(const float *logits, const float *labels, int64_t k, const double *alpha,
-                              int64_t n_alpha, double gamma, float *loss, float *bounds, int64_t row_begin,
-                              int64_t row_end) {
-    PICK(pl_focal_softmax_ce_rows)(logits, labels, k, alpha, n_alpha, gamma, loss, bounds, row_begin, row_end);
+                              int64_t n_alpha, double gamma, float *loss, float *bounds, float *label_bounds,
+                              int64_t row_begin, int64_t row_end) {
+    PICK(pl_focal_softmax_ce_rows)(logits, labels, k, alpha, n_alpha, gamma, loss, bounds, label_bounds, row_begin,
+                                   row_end);
 }
 
 void pl_sparse_normalized_ce_rows(const float *probs, int64_t k, const int64_t *labels, double lo, double hi,
-                                  float *loss, int64_t row_begin, int64_t row_end) {
-    PICK(pl_sparse_normalized_ce_rows)(probs, k, labels, lo, hi, loss, row_begin, row_end);
+                                  float *loss, float *bounds, int64_t row_begin, int64_t row_end) {
+    PICK(pl_sparse_normalized_ce_rows)(probs, k, labels, lo, hi, loss, bounds, row_begin, row_end);
 }
 
 void pl_normalized_ce_rows(const float *probs, const float *labels, int64_t k, double lo, double hi, float *loss,
-                           int64_t row_begin, int64_t row_end) {
-    PICK(pl_normalized_ce_rows)(probs, labels, k, lo, hi, loss, row_begin, row_end);
+                           float *bounds, float *label_bounds, int64_t row_begin, int64_t row_end) {
+    PICK(pl_normalized_ce_rows)(probs, labels, k, lo, hi, loss, bounds, label_bounds, row_begin, row_end);
 }
 
 #endif /* PL_SOFTMAX_AVAILABLE */

@@ -50,25 +50,31 @@ void pl_sparse_softmax_ce_rows(const float *logits, int64_t k, const int64_t *la
                                int64_t row_end);
 
 /* Categorical cross-entropy from logits: loss[r] = sum_j t_j -log softmax(x_r)_j.
- * grad (may be NULL): s_r (softmax(x_r) sum_j t_j - t), s_r as above. */
+ * grad (may be NULL): s_r (softmax(x_r) sum_j t_j - t), s_r as above.
+ * label_bounds (may be NULL; 2 floats per row) receives each row's minimum and
+ * maximum label, or NaN, NaN where a label is not a finite number >= 0 (or is
+ * -0.0): "not known", the caller checks that row itself. Likewise below. */
 void pl_softmax_ce_rows(const float *logits, const float *labels, int64_t k, float *loss, float *grad,
-                        const float *row_scale, double scale, float *bounds, int64_t row_begin, int64_t row_end);
+                        const float *row_scale, double scale, float *bounds, float *label_bounds,
+                        int64_t row_begin, int64_t row_end);
 
 /* Categorical focal cross-entropy from logits:
  * loss[r] = sum_j alpha_j (1 - p_j)^gamma t_j -log p_j, p = softmax(x_r);
  * alpha holds one weight (n_alpha = 1) or one per class (n_alpha = k). */
 void pl_focal_softmax_ce_rows(const float *logits, const float *labels, int64_t k, const double *alpha,
-                              int64_t n_alpha, double gamma, float *loss, float *bounds, int64_t row_begin,
-                              int64_t row_end);
+                              int64_t n_alpha, double gamma, float *loss, float *bounds, float *label_bounds,
+                              int64_t row_begin, int64_t row_end);
 
 /* Sparse categorical cross-entropy from probabilities, Keras's clipping of
- * p = y_l / sum(y) to [lo, hi] (the bounds rounded to float32 by the caller). */
+ * p = y_l / sum(y) to [lo, hi] (the bounds rounded to float32 by the caller).
+ * bounds (may be NULL): each row's range of the probabilities, as label_bounds above. */
 void pl_sparse_normalized_ce_rows(const float *probs, int64_t k, const int64_t *labels, double lo, double hi,
-                                  float *loss, int64_t row_begin, int64_t row_end);
+                                  float *loss, float *bounds, int64_t row_begin, int64_t row_end);
 
-/* Categorical cross-entropy from probabilities: sum_j t_j -log(clip(y_j / sum(y), lo, hi)). */
+/* Categorical cross-entropy from probabilities: sum_j t_j -log(clip(y_j / sum(y), lo, hi)).
+ * bounds, label_bounds (may be NULL): the rows' ranges of y and t, as above. */
 void pl_normalized_ce_rows(const float *probs, const float *labels, int64_t k, double lo, double hi, float *loss,
-                           int64_t row_begin, int64_t row_end);
+                           float *bounds, float *label_bounds, int64_t row_begin, int64_t row_end);
 
 #endif /* PL_SOFTMAX_AVAILABLE */
 #endif /* PROBLOSS_SOFTMAX_CE_H */

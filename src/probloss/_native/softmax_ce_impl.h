@@ -146,6 +146,70 @@ INLINE v4d power_pd(v4d base, double gamma) {
 
 INLINE v8i lane_index(void) { return (v8i){0, 1, 2, 3, 4, 5, 6, 7}; }
 
+typedef uint32_t v8u __attribute__((vector_size(32)));
+
+#ifdef PL_AVX2
+INLINE v8f min_f(v8f a, v8f b) { return (v8f)_mm256_min_ps((__m256)a, (__m256)b); }
+/* lanes where a or b is NaN */
+INLINE v8i unordered(v8f a, v8f b) { return (v8i)_mm256_cmp_ps((__m256)a, (__m256)b, _CMP_UNORD_Q); }
+INLINE v8u umin(v8u a, v8u b) { return (v8u)_mm256_min_epu32((__m256i)a, (__m256i)b); }
+INLINE v8u umax(v8u a, v8u b) { return (v8u)_mm256_max_epu32((__m256i)a, (__m256i)b); }
+/* whether any bit of v is set (-0.0 counts as set) */
+INLINE int any_bits(v8f v) { return !_mm256_testz_si256((__m256i)v, (__m256i)v); }
+INLINE int any_lane(v8i mask) { return _mm256_movemask_ps((__m256)mask) != 0; }
+#else
+INLINE v8f min_f(v8f a, v8f b) { return select_f(a < b, a, b); }
+INLINE v8i unordered(v8f a, v8f b) { return (a != a) | (b != b); }
+INLINE v8u umin(v8u a, v8u b) { return (v8u)select_i((v8i)(a < b), (v8i)a, (v8i)b); }
+INLINE v8u umax(v8u a, v8u b) { return (v8u)select_i((v8i)(a > b), (v8i)a, (v8i)b); }
+INLINE int any_bits(v8f v) {
+    uint64_t w[4];
+    memcpy(w, &v, sizeof w);
+    return (w[0] | w[1] | w[2] | w[3]) != 0;
+}
+INLINE int any_lane(v8i mask) { return any_bits((v8f)mask); }
+#endif
+
+/* The range of a row of non-negative values, tracked on their bit patterns: for
+ * non-negative floats the unsigned order of the bits is the numeric order, and a
+ * negative number (-0.0 included), NaN or inf has bits above those of every
+ * finite non-negative number. So two integer operations per vector give the
+ * minimum and maximum of a valid row, and prove it valid (for the data checks). */
+typedef struct {
+    v8u lo, hi;
+    int zeros; /* a vector of +0.0s was seen (and not added: its range is known) */
+} Range;
+
+#define FINITE_LIMIT 0x7f800000u /* the bits of +inf */
+
+INLINE Range range_start(void) {
+    Range r = {{UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX},
+               {0, 0, 0, 0, 0, 0, 0, 0}, 0};
+    return r;
+}
+INLINE void range_add(Range *r, v8f v) {
+    r->lo = umin(r->lo, (v8u)v);
+    r->hi = umax(r->hi, (v8u)v);
+}
+INLINE uint32_t range_high(Range r) {
+    uint32_t hi = 0;
+    for (int l = 0; l < W; l++) hi = r.hi[l] > hi ? r.hi[l] : hi;
+    return hi;
+}
+/* out[0], out[1] <- the minimum and maximum, or NaN, NaN where some value is
+ * not a finite non-negative number (or is -0.0): "not known" to the caller. */
+INLINE void range_put(float *out, Range r) {
+    uint32_t lo = UINT32_MAX, hi = range_high(r);
+    for (int l = 0; l < W; l++) lo = r.lo[l] < lo ? r.lo[l] : lo;
+    if (r.zeros) lo = 0;
+    if (hi < FINITE_LIMIT) {
+        memcpy(&out[0], &lo, 4);
+        memcpy(&out[1], &hi, 4);
+    } else {
+        out[0] = out[1] = NAN;
+    }
+}
+
 /* Load up to W entries of p (n < W) into a vector filled with `fill`. */
 INLINE v8f load_partial(const float *p, int64_t n, float fill) {
     float buf[W];
@@ -160,27 +224,34 @@ INLINE void store_partial(float *p, v8f v, int64_t n) {
     memcpy(p, buf, (size_t)n * sizeof(float));
 }
 
-/* 2^100 · exp(d + err) for d in [-150, 0], |err| <= 2^-24·|d| (see the top). */
+/* 2^100 · exp(d + err) for d in [-151, 0], |err| <= 2^-24·|d| (see the top).
+ * k = round(d/ln 2) comes from the magic-number addition, whose low mantissa
+ * bits then hold k + 100 (the magic number carries the 100); exp(r) is a
+ * degree-6 polynomial, 1 + r + r^2 q(r), q fitted for the least maximum
+ * relative error on |r| <= 0.36 (2^-27.5, below the degree-7 Taylor
+ * polynomial's 2^-26.6 there; float32 Horner evaluation adds ~1 u: measured
+ * 1.06 u at most over 2e5 points, u = 2^-24); and 2^(k + 100) is added to the
+ * exponent field of exp(r) in [0.69, 1.44] as an integer: the result stays a
+ * normal number (exponent >= -1 - 218 + 100), the same bits as multiplying. */
 INLINE v8f exp_scaled(v8f d, v8f err) {
     const float log2e = 1.44269504088896341f;
     const float ln2_hi = 0.693145751953125f;      /* 15 significant bits */
     const float ln2_lo = 1.428606765330187045e-06f;
-    const float round_magic = 12582912.0f;         /* 1.5·2^23: adding it rounds to an integer */
-    v8f kf = (d * log2e + round_magic) - round_magic;
+    const float round_magic = 12582912.0f + 100.0f; /* 1.5·2^23 (+100): adding it rounds to an integer */
+    v8f shifted = d * log2e + round_magic;
+    v8f kf = shifted - round_magic;
     v8f r = d - kf * ln2_hi;
     r = r - kf * ln2_lo;
     r = r + err;
-    v8f p = splat(1.0f / 5040.0f);
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
+    v8f p = splat(0x1.69fd9cp-10f);
+    p = p * r + 0x1.125132p-7f;
+    p = p * r + 0x1.555988p-5f;
+    p = p * r + 0x1.555472p-3f;
+    p = p * r + 0x1.fffffap-2f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    v8i k = __builtin_convertvector(kf, v8i);
-    v8f scale = (v8f)((k + (127 + 100)) << 23);
-    return p * scale;
+    /* bits(shifted) = 0x4b400000 + k + 100, and 0x4b400000 << 23 wraps to 0 */
+    return (v8f)((v8i)p + ((v8i)shifted << 23));
 }
 
 /* The exact rounding error of fl(x - m) (Knuth's TwoSum on x + (-m)). */
@@ -192,60 +263,78 @@ INLINE v8f difference_error(v8f x, v8f m, v8f d) {
 
 typedef struct {
     float max;       /* m */
-    int64_t argmax;  /* a: the first index of m */
+    int64_t argmax;  /* a: the first index of m (set by find_argmax) */
     int bad;         /* a NaN or +inf entry, or no finite maximum */
     float min;       /* the row's minimum, NaN where the row holds a NaN (for the data checks) */
 } RowMax;
 
-/* Pass 1: the maximum, its first index, and whether the row has a softmax. */
+/* Pass 1: the maximum and minimum, and whether the row has a softmax. Three
+ * vector operations per vector (max, min, unordered compare), two vectors per
+ * iteration with their own accumulators; the first index of the maximum is
+ * found afterwards (find_argmax), which reads only up to it. */
 INLINE RowMax row_max(const float *x, int64_t k) {
-    const v8f inf = splat(INFINITY);
-    v8f mx = splat(-INFINITY), mn = splat(INFINITY);
-    v8i at = lane_index();
-    v8i bad = splati(0), nan = splati(0);
+    v8f mx0 = splat(-INFINITY), mx1 = mx0, mn0 = splat(INFINITY), mn1 = mn0;
+    v8i nan = splati(0);
     int64_t i = 0;
+    for (; i + 2 * W <= k; i += 2 * W) {
+        v8f a = load(x + i), b = load(x + i + W);
+        mx0 = max_f(a, mx0); /* a NaN in a keeps the old maximum; it is counted in nan */
+        mx1 = max_f(b, mx1);
+        mn0 = min_f(a, mn0);
+        mn1 = min_f(b, mn1);
+        nan |= unordered(a, b);
+    }
     for (; i + W <= k; i += W) {
-        v8f v = load(x + i);
-        v8i gt = v > mx;
-        mx = select_f(gt, v, mx);
-        at = select_i(gt, lane_index() + (int32_t)i, at);
-        mn = select_f(v < mn, v, mn);
-        bad |= ~(v < inf); /* NaN or +inf */
-        nan |= v != v;
+        v8f a = load(x + i);
+        mx0 = max_f(a, mx0);
+        mn0 = min_f(a, mn0);
+        nan |= unordered(a, a);
     }
+    mx0 = max_f(mx1, mx0);
+    mn0 = min_f(mn1, mn0);
     RowMax out = {-INFINITY, 0, 0, INFINITY};
-    int64_t first = INT64_MAX;
-    int any_nan = 0;
     for (int l = 0; l < W; l++) {
-        out.bad |= bad[l] != 0;
-        any_nan |= nan[l] != 0;
-        if (mn[l] < out.min) out.min = mn[l];
-        if (mx[l] > out.max || (mx[l] == out.max && at[l] < first)) {
-            out.max = mx[l];
-            first = at[l];
-        }
+        if (mx0[l] > out.max) out.max = mx0[l];
+        if (mn0[l] < out.min) out.min = mn0[l];
     }
-    out.argmax = first == INT64_MAX ? 0 : first;
+    int any_nan = any_lane(nan);
     for (; i < k; i++) {
         float v = x[i];
-        out.bad |= !(v < INFINITY);
         any_nan |= v != v;
         if (v < out.min) out.min = v;
-        if (v > out.max) {
-            out.max = v;
-            out.argmax = i;
-        }
+        if (v > out.max) out.max = v;
     }
-    out.bad |= !(out.max > -INFINITY);
+    out.bad = any_nan || !(out.max < INFINITY) || !(out.max > -INFINITY);
     if (any_nan) out.min = NAN;
     return out;
 }
 
-/* The exps of one vector of x (scaled by 2^100). Entries more than 150 below
- * the maximum (-inf included) are taken at d = -150, where exp is ~1e-65: no
- * float32 result can show it, and the exp below needs d >= -150. Their TwoSum
- * error (NaN for -inf, or meaningless) is dropped. */
-INLINE v8f exps(v8f v, v8f m) {
+/* The first index of the row's maximum (a row that is not bad holds it). */
+INLINE void find_argmax(const float *x, int64_t k, RowMax *rm) {
+    const v8f m = splat(rm->max);
+    int64_t i = 0;
+    for (; i + W <= k; i += W)
+        if (any_lane(load(x + i) == m)) break;
+    for (; i < k; i++)
+        if (x[i] == rm->max) break;
+    rm->argmax = i;
+}
+
+/* The exps of one vector of x (scaled by 2^100). Entries more than ~150 below
+ * the maximum (-inf included) are taken at x = x_floor, where exp is ~1e-65: no
+ * float32 result can show it, and the exp above needs d >= -151. Clamping x
+ * rather than d keeps TwoSum's inputs finite. x_floor = fl(m - 150) is within
+ * 2^-5 of m - 150 for |m| <= 2^20 (exps_wide below covers larger maxima). */
+INLINE v8f exps(v8f v, v8f m, v8f x_floor) {
+    v8f xc = max_f(v, x_floor);
+    v8f d = xc - m;
+    return exp_scaled(d, difference_error(xc, m, d));
+}
+
+/* exps for |m| > 2^20, where m - 150 is not representable closely: d itself is
+ * clamped at -150, and the TwoSum error of clamped entries (meaningless, NaN
+ * for -inf) dropped. */
+INLINE v8f exps_wide(v8f v, v8f m) {
     const v8f floor = splat(-150.0f);
     v8f d = v - m;
     v8i near = d > floor;
@@ -253,20 +342,53 @@ INLINE v8f exps(v8f v, v8f m) {
     return exp_scaled(max_f(d, floor), err);
 }
 
+#define NARROW_MAX 0x1p20f
+
+/* The label side of the categorical kernels, summed during pass 2:
+ * sum_j t_j (m - x_j) and sum_j t_j in float64 (where t_j = 0 the gap is taken
+ * as 0, x_j replaced by m, so 0·inf never forms; a vector of zero labels, most
+ * of a one-hot row, is skipped), and the labels' Range (for the data checks). */
+typedef struct {
+    Acc gap, mass;
+    Range range;
+} LabelSums;
+
+INLINE void label_terms(LabelSums *ls, v8f xv, v8f tv, v8f m, v4d m64, int track) {
+    if (!any_bits(tv)) {
+        ls->range.zeros |= track; /* all +0.0: its range needs no vector work */
+    } else {
+        if (track) range_add(&ls->range, tv);
+        xv = select_f(tv == 0.0f, m, xv);
+        ls->gap.lo += half_lo(tv) * (m64 - half_lo(xv)); /* m - x is exact in float64 */
+        ls->gap.hi += half_hi(tv) * (m64 - half_hi(xv));
+        add_to(&ls->mass, tv);
+    }
+}
+
 /* Pass 2: 2^100·S' in float64; with `e_out`, the scaled exps are stored there
- * (the maximum's own entry included). The next row (if any) is prefetched. */
-INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, const float *next) {
+ * (the maximum's own entry included); with labels `t`, their LabelSums (the
+ * labels' range too where `track`). The next row (if any) is prefetched.
+ * `narrow`: |m| <= NARROW_MAX (exps rather than exps_wide). */
+INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, const float *next, const float *t,
+                          LabelSums *ls, int track, int narrow) {
     const v8f m = splat(rm.max);
+    const v8f x_floor = splat((float)((double)rm.max - 150.0));
+    const v4d m64 = half_lo(m);
     const int64_t a_block = rm.argmax - rm.argmax % W;
-    Acc acc0 = {{0}, {0}}, acc1 = {{0}, {0}};
+    Acc acc = {{0}, {0}};
     int64_t i = 0;
     int64_t next_line = 0;
     for (; i + 2 * W <= k; i += 2 * W) {
-        v8f e0 = exps(load(x + i), m);
-        v8f e1 = exps(load(x + i + W), m);
+        v8f x0 = load(x + i), x1 = load(x + i + W);
+        v8f e0 = narrow ? exps(x0, m, x_floor) : exps_wide(x0, m);
+        v8f e1 = narrow ? exps(x1, m, x_floor) : exps_wide(x1, m);
         if (e_out) {
             store(e_out + i, e0);
             store(e_out + i + W, e1);
+        }
+        if (t) {
+            label_terms(ls, x0, load(t + i), m, m64, track);
+            label_terms(ls, x1, load(t + i + W), m, m64, track);
         }
         if (next && next_line < k) {
             __builtin_prefetch(next + next_line, 0, 3);
@@ -274,19 +396,34 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
         }
         if (i == a_block) e0 = select_f(lane_index() == (int32_t)(rm.argmax - i), splat(0.0f), e0);
         if (i + W == a_block) e1 = select_f(lane_index() == (int32_t)(rm.argmax - i - W), splat(0.0f), e1);
-        add_to(&acc0, e0);
-        add_to(&acc1, e1);
+        /* pairs summed in float32 first: positive terms, so the pair's rounding
+         * adds at most u = 2^-24 to S''s relative error, and it saves a third of
+         * the pass's float64 work */
+        add_to(&acc, e0 + e1);
     }
     for (; i < k; i += W) {
         int64_t n = k - i < W ? k - i : W;
-        v8f e = exps(load_partial(x + i, n, rm.max), m);
+        v8f xv = load_partial(x + i, n, rm.max);
+        v8f e = narrow ? exps(xv, m, x_floor) : exps_wide(xv, m);
         if (e_out) store_partial(e_out + i, e, n);
+        if (t) {
+            if (track) range_add(&ls->range, load_partial(t + i, n, t[i])); /* filled with a real entry */
+            label_terms(ls, xv, load_partial(t + i, n, 0.0f), m, m64, 0);
+        }
         v8i drop = lane_index() >= (int32_t)n;
         if (i == a_block) drop |= lane_index() == (int32_t)(rm.argmax - i);
-        add_to(&acc0, select_f(drop, splat(0.0f), e));
+        add_to(&acc, select_f(drop, splat(0.0f), e));
     }
     if (next) for (; next_line < k; next_line += 16) __builtin_prefetch(next + next_line, 0, 3);
-    return total(acc0) + total(acc1);
+    return total(acc);
+}
+
+/* scaled_rest with the exps for the row's maximum, and the row's argmax found first. */
+INLINE double row_rest(const float *x, int64_t k, RowMax *rm, float *e_out, const float *next, const float *t,
+                       LabelSums *ls, int track) {
+    find_argmax(x, k, rm);
+    if (fabsf(rm->max) <= NARROW_MAX) return scaled_rest(x, k, *rm, e_out, next, t, ls, track, 1);
+    return scaled_rest(x, k, *rm, e_out, next, t, ls, track, 0);
 }
 
 /* bounds[2r], bounds[2r + 1] <- the row's minimum (NaN if it holds a NaN) and maximum */
@@ -332,7 +469,7 @@ void PL_NAME(pl_sparse_softmax_ce_rows)(const float *logits, int64_t k, const in
             continue;
         }
         const float *next = r + 1 < row_end ? x + k : NULL;
-        double rest = scaled_rest(x, k, rm, g, next) * TWO_M100;
+        double rest = row_rest(x, k, &rm, g, next, NULL, NULL, 0) * TWO_M100;
         double gap = (double)rm.max - (double)x[label];
         loss[r] = (float)(gap + log1p(rest));
         if (g) {
@@ -350,12 +487,23 @@ void PL_NAME(pl_sparse_softmax_ce_rows)(const float *logits, int64_t k, const in
     }
 }
 
+/* The labels' range over a whole row (as Range; see range_put). */
+INLINE void put_row_range(float *out, const float *t, int64_t k) {
+    Range range = range_start();
+    int64_t i = 0;
+    for (; i + W <= k; i += W) range_add(&range, load(t + i));
+    if (i < k) range_add(&range, load_partial(t + i, k - i, t[i]));
+    range_put(out, range);
+}
+
 /* Dense labels: loss = sum_j t_j (m - x_j) + T log1p(S'), T = sum_j t_j (a zero
- * label on a -inf logit adds 0). Gradient: s (T p_j - t_j), with
- * p_j = e_j / (1 + S') and, at the maximum, T p_a - t_a = (T - t_a) - T S'/(1 + S'). */
+ * label on a -inf logit adds 0), the label sums taken in pass 2. Gradient:
+ * s (T p_j - t_j), with p_j = e_j / (1 + S') and, at the maximum,
+ * T p_a - t_a = (T - t_a) - T S'/(1 + S').
+ * label_bounds (may be NULL; 2 floats per row): each row's label range (range_put). */
 void PL_NAME(pl_softmax_ce_rows)(const float *logits, const float *labels, int64_t k, float *loss, float *grad,
-                                const float *row_scale, double scale, float *bounds, int64_t row_begin,
-                                int64_t row_end) {
+                                const float *row_scale, double scale, float *bounds, float *label_bounds,
+                                int64_t row_begin, int64_t row_end) {
     for (int64_t r = row_begin; r < row_end; r++) {
         const float *x = logits + r * k;
         const float *t = labels + r * k;
@@ -365,26 +513,15 @@ void PL_NAME(pl_softmax_ce_rows)(const float *logits, const float *labels, int64
         if (rm.bad) {
             loss[r] = NAN;
             if (g) fill_nan(g, k);
+            if (label_bounds) put_row_range(label_bounds + 2 * r, t, k);
             continue;
         }
         const float *next = r + 1 < row_end ? x + k : NULL;
-        double rest = scaled_rest(x, k, rm, g, next) * TWO_M100;
-        /* sum t_j (m - x_j) and sum t_j in float64; where t_j = 0 the gap is
-         * taken as 0 (x_j replaced by m), so 0·inf never forms. */
-        const v8f m = splat(rm.max);
-        const v4d m64 = half_lo(m);
-        Acc gap_acc = {{0}, {0}}, mass_acc = {{0}, {0}};
-        int64_t i = 0;
-        for (; i < k; i += W) {
-            int64_t n = k - i < W ? k - i : W;
-            v8f tv = n == W ? load(t + i) : load_partial(t + i, n, 0.0f);
-            v8f xv = n == W ? load(x + i) : load_partial(x + i, n, rm.max);
-            xv = select_f(tv == 0.0f, m, xv);
-            gap_acc.lo += half_lo(tv) * (m64 - half_lo(xv)); /* m - x is exact in float64 */
-            gap_acc.hi += half_hi(tv) * (m64 - half_hi(xv));
-            add_to(&mass_acc, tv);
-        }
-        double gap = total(gap_acc), mass = total(mass_acc);
+        LabelSums ls = {{{0}, {0}}, {{0}, {0}}, range_start()};
+        double rest = (label_bounds ? row_rest(x, k, &rm, g, next, t, &ls, 1)
+                                    : row_rest(x, k, &rm, g, next, t, &ls, 0)) * TWO_M100;
+        if (label_bounds) range_put(label_bounds + 2 * r, ls.range);
+        double gap = total(ls.gap), mass = total(ls.mass);
         loss[r] = (float)(gap + mass * log1p(rest));
         if (g) {
             double s = scale * (row_scale ? (double)row_scale[r] : 1.0);
@@ -432,19 +569,20 @@ INLINE void focal_block(Acc *acc, v8f xv, v8f tv, const double *alpha, double al
  * off the maximum) or S'/(1 + S') at the maximum: no 1 - (something near 1).
  * `alpha` is one value (n_alpha = 1) or one per class (n_alpha = k). */
 void PL_NAME(pl_focal_softmax_ce_rows)(const float *logits, const float *labels, int64_t k, const double *alpha,
-                                      int64_t n_alpha, double gamma, float *loss, float *bounds, int64_t row_begin,
-                                      int64_t row_end) {
+                                      int64_t n_alpha, double gamma, float *loss, float *bounds,
+                                      float *label_bounds, int64_t row_begin, int64_t row_end) {
     for (int64_t r = row_begin; r < row_end; r++) {
         const float *x = logits + r * k;
         const float *t = labels + r * k;
         RowMax rm = row_max(x, k);
         put_bounds(bounds, r, rm);
+        if (label_bounds) put_row_range(label_bounds + 2 * r, t, k);
         if (rm.bad) {
             loss[r] = NAN;
             continue;
         }
         const float *next = r + 1 < row_end ? x + k : NULL;
-        double rest = scaled_rest(x, k, rm, NULL, next) * TWO_M100;
+        double rest = row_rest(x, k, &rm, NULL, next, NULL, NULL, 0) * TWO_M100;
         double lse = log1p(rest), denominator = 1.0 + rest, m = (double)rm.max;
         /* Vector lanes: every entry but the maximum's, whose 1 - p = S'/(1 + S')
          * (no cancellation) is added on its own. */
@@ -487,22 +625,29 @@ INLINE double clip_nll(double v, double nll_hi, double nll_lo) {
 
 /* Sparse cross-entropy from probabilities (probloss._numerics.neg_log_picked):
  * picked = y_l and rest = the sum without it (float64, not sum - picked);
- * p >= 1/2: log1p(rest/picked), else -log(clip(picked/(picked + rest))). */
+ * p >= 1/2: log1p(rest/picked), else -log(clip(picked/(picked + rest))).
+ * bounds (may be NULL; 2 floats per row): each row's range of y (range_put). */
 void PL_NAME(pl_sparse_normalized_ce_rows)(const float *probs, int64_t k, const int64_t *labels, double lo, double hi,
-                                  float *loss, int64_t row_begin, int64_t row_end) {
+                                           float *loss, float *bounds, int64_t row_begin, int64_t row_end) {
     const double nll_hi = -log1p(-(1.0 - hi)), nll_lo = -log(lo);
     for (int64_t r = row_begin; r < row_end; r++) {
         const float *y = probs + r * k;
         int64_t label = labels[r];
         if (label < 0 || label >= k) {
             loss[r] = NAN;
+            if (bounds) put_row_range(bounds + 2 * r, y, k);
             continue;
         }
         const int64_t l_block = label - label % W;
         Acc acc0 = {{0}, {0}}, acc1 = {{0}, {0}};
+        Range range = range_start();
         int64_t i = 0;
         for (; i + 2 * W <= k; i += 2 * W) {
             v8f v0 = load(y + i), v1 = load(y + i + W);
+            if (bounds) {
+                range_add(&range, v0);
+                range_add(&range, v1);
+            }
             if (i == l_block) v0 = select_f(lane_index() == (int32_t)(label - i), splat(0.0f), v0);
             if (i + W == l_block) v1 = select_f(lane_index() == (int32_t)(label - i - W), splat(0.0f), v1);
             add_to(&acc0, v0);
@@ -510,10 +655,12 @@ void PL_NAME(pl_sparse_normalized_ce_rows)(const float *probs, int64_t k, const 
         }
         for (; i < k; i += W) {
             int64_t n = k - i < W ? k - i : W;
+            if (bounds) range_add(&range, load_partial(y + i, n, y[i]));
             v8f v = load_partial(y + i, n, 0.0f);
             if (i == l_block) v = select_f(lane_index() == (int32_t)(label - i), splat(0.0f), v);
             add_to(&acc0, v);
         }
+        if (bounds) range_put(bounds + 2 * r, range);
         double rest = total(acc0) + total(acc1);
         double picked = (double)y[label];
         double v;
@@ -532,36 +679,50 @@ void PL_NAME(pl_sparse_normalized_ce_rows)(const float *probs, int64_t k, const 
  * takes -log p of a probability near 1 as log1p(rest / max) because float32
  * cannot resolve it; in float64 -log p has an absolute error ~2^-53 while the
  * clipped loss is >= -log(hi) ~ 2^-23: 2^-30 relative, invisible in float32.
- * Pass 1: the total (float64) and whether the row holds a negative, NaN or
- * infinite entry or sums to 0 (left NaN for the caller); pass 2 (from cache): the sum. */
+ * Pass 1: the total (float64) and the row's Range, which also tells whether the
+ * row holds a negative (-0.0 included), NaN or infinite entry; such rows, and
+ * rows summing to 0, are left NaN for the caller. Pass 2 (from cache): the sum,
+ * skipping vectors of zero labels (most of a one-hot row), and the labels' range.
+ * bounds, label_bounds (may be NULL; 2 floats per row): the rows' ranges of y
+ * and t (range_put). */
 void PL_NAME(pl_normalized_ce_rows)(const float *probs, const float *labels, int64_t k, double lo, double hi,
-                                    float *loss, int64_t row_begin, int64_t row_end) {
-    const v8f zero = splat(0.0f), inf = splat(INFINITY);
+                                    float *loss, float *bounds, float *label_bounds, int64_t row_begin,
+                                    int64_t row_end) {
     const v4d lo64 = splat_d(lo), hi64 = splat_d(hi);
     for (int64_t r = row_begin; r < row_end; r++) {
         const float *y = probs + r * k;
         const float *t = labels + r * k;
         Acc sum_acc = {{0}, {0}};
-        v8i bad = splati(0);
-        for (int64_t i = 0; i < k; i += W) {
-            int64_t n = k - i < W ? k - i : W;
-            v8f v = n == W ? load(y + i) : load_partial(y + i, n, 0.0f);
-            bad |= ~(v >= zero) | (v == inf);
+        Range range = range_start();
+        int64_t i = 0;
+        for (; i + W <= k; i += W) {
+            v8f v = load(y + i);
+            range_add(&range, v);
             add_to(&sum_acc, v);
         }
-        int any_bad = 0;
-        for (int l = 0; l < W; l++) any_bad |= bad[l] != 0;
+        if (i < k) {
+            range_add(&range, load_partial(y + i, k - i, y[i]));
+            add_to(&sum_acc, load_partial(y + i, k - i, 0.0f));
+        }
+        if (bounds) range_put(bounds + 2 * r, range);
         double sum = total(sum_acc);
-        if (any_bad || !(sum > 0.0)) { /* a zero row has no distribution */
+        if (range_high(range) >= FINITE_LIMIT || !(sum > 0.0)) { /* a zero row has no distribution */
             loss[r] = NAN;
+            if (label_bounds) put_row_range(label_bounds + 2 * r, t, k);
             continue;
         }
         const v4d inv = splat_d(1.0 / sum);
         Acc acc = {{0}, {0}};
-        for (int64_t i = 0; i < k; i += W) {
+        Range t_range = range_start();
+        for (i = 0; i < k; i += W) {
             int64_t n = k - i < W ? k - i : W;
-            v8f v = n == W ? load(y + i) : load_partial(y + i, n, 1.0f);
             v8f tv = n == W ? load(t + i) : load_partial(t + i, n, 0.0f);
+            if (!any_bits(tv)) { /* zero labels add nothing, and their range is known */
+                t_range.zeros = 1;
+                continue;
+            }
+            if (label_bounds) range_add(&t_range, n == W ? tv : load_partial(t + i, n, t[i]));
+            v8f v = n == W ? load(y + i) : load_partial(y + i, n, 1.0f);
             for (int h = 0; h < 2; h++) {
                 v4d p = (h ? half_hi(v) : half_lo(v)) * inv;
                 p = select_d(p < lo64, lo64, select_d(p > hi64, hi64, p));
@@ -569,6 +730,7 @@ void PL_NAME(pl_normalized_ce_rows)(const float *probs, const float *labels, int
                 if (h) acc.hi -= term; else acc.lo -= term;
             }
         }
+        if (label_bounds) range_put(label_bounds + 2 * r, t_range);
         loss[r] = (float)total(acc);
     }
 }
