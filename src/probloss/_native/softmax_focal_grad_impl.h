@@ -1,6 +1,6 @@
 /* Categorical focal cross-entropy from logits with its gradient, in one call.
  *
- * Included after softmax_ce_impl.h (whose helpers it uses: row_max,
+ * Included after softmax_ce_impl.h (whose helpers it uses: row_max, row_rest,
  * scaled_rest, scale_exps, exp_pd, power_pd) by softmax_focal_grad_base.c and
  * softmax_focal_grad_avx2.c, with PL_NAME giving the build's suffix. The loss
  * is that of pl_focal_softmax_ce_rows (softmax_ce_impl.h); the gradient:
@@ -98,7 +98,7 @@ void PL_NAME(pl_focal_softmax_ce_grad_rows)(const float *logits, const float *la
             continue;
         }
         const float *next = r + 1 < row_end ? x + k : NULL;
-        double rest = scaled_rest(x, k, rm, g, next) * TWO_M100;
+        double rest = row_rest(x, k, &rm, g, next, NULL, NULL, 0) * TWO_M100; /* also finds rm.argmax */
         double lse = log1p(rest), denominator = 1.0 + rest, inv_total = 1.0 / denominator;
         double loss_sum = 0.0, c_rest = 0.0;
         for (int64_t i = 0; i < k; i += W) {
