@@ -36,7 +36,11 @@ F32 = np.finfo(np.float32).eps
 
 @pytest.fixture(params=[False, True], ids=["float32-only", "x64"])
 def x64(request: pytest.FixtureRequest) -> Iterator[bool]:
-    """Run the test in JAX's default mode and with float64 enabled; restore the setting."""
+    """Run the test in JAX's default mode and with float64 enabled; restore the setting.
+
+    Grids over many cases pass the mode themselves (``_modes``), with x64 only where the
+    fast path's code differs there.
+    """
     before = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", request.param)
     try:
@@ -82,21 +86,22 @@ def _cases(rng: np.random.Generator) -> list[tuple[str, Callable[..., Any], Any,
     one_hot = jax.nn.one_hot(labels, 5, dtype=jnp.float32)
     probs = jax.nn.softmax(_logits(rng, (6, 5)))
     cases = []
-    for ls in (0.0, 0.1):
-        for axis in (-1, 0):
-            cases.append((f"bce-ls{ls}-axis{axis}",
-                          functools.partial(probloss.binary_crossentropy, from_logits=True, label_smoothing=ls,
-                                            axis=axis), soft_binary, x))
-            cases.append((f"cce-ls{ls}-axis{axis}",
-                          functools.partial(probloss.categorical_crossentropy, from_logits=True,
-                                            label_smoothing=ls, axis=axis), _soft(rng, (6, 5), axis), x))
+    # Label smoothing acts before the fast path (on y_true), so one smoothed and one plain
+    # case per family cover it; the axis is the path's own argument.
+    for ls, axis in ((0.0, -1), (0.1, 0)):
+        cases.append((f"bce-ls{ls}-axis{axis}",
+                      functools.partial(probloss.binary_crossentropy, from_logits=True, label_smoothing=ls,
+                                        axis=axis), soft_binary, x))
+        cases.append((f"cce-ls{ls}-axis{axis}",
+                      functools.partial(probloss.categorical_crossentropy, from_logits=True,
+                                        label_smoothing=ls, axis=axis), _soft(rng, (6, 5), axis), x))
     cases.append(("cce-onehot", functools.partial(probloss.categorical_crossentropy, from_logits=True), one_hot, x))
-    for gamma in (0.0, 0.5, 1.0, 2.0):
-        for balance in (False, True):
-            cases.append((f"focal-g{gamma}-b{balance}",
-                          functools.partial(probloss.binary_focal_crossentropy, from_logits=True, gamma=gamma,
-                                            apply_class_balancing=balance, alpha=0.3, label_smoothing=0.05),
-                          soft_binary, x))
+    # gamma 0 (its own branch), 0.5 (q**(γ-1) unbounded at q = 0) and 2; with and without balancing.
+    for gamma, balance in ((0.0, False), (0.5, True), (2.0, False), (2.0, True)):
+        cases.append((f"focal-g{gamma}-b{balance}",
+                      functools.partial(probloss.binary_focal_crossentropy, from_logits=True, gamma=gamma,
+                                        apply_class_balancing=balance, alpha=0.3, label_smoothing=0.05),
+                      soft_binary, x))
     cases.append(("focal-hard", functools.partial(probloss.binary_focal_crossentropy, from_logits=True), hard, x))
     for ignore in (None, 2):
         cases.append((f"sparse-ignore{ignore}",
@@ -111,6 +116,18 @@ def _cases(rng: np.random.Generator) -> list[tuple[str, Callable[..., Any], Any,
 
 
 _CASE_NAMES = [name for name, *_ in _cases(np.random.default_rng(0))]
+
+# Cases whose fast path runs different code with ``jax_enable_x64``: the focal, Poisson and
+# KL paths compute float32 inputs in float64 there; sparse labels arrive as int64. The
+# other paths are the same float32 code in both modes: checked once in x64 (one case each).
+_X64_CASES = ("focal-g0.5-bTrue", "focal-g2.0-bTrue", "focal-hard", "poisson", "kl", "sparse-ignore2",
+              "bce-ls0.1-axis0", "cce-onehot")
+
+
+def _modes(names: list[str] | tuple[str, ...], x64_names: tuple[str, ...] = _X64_CASES) -> list[Any]:
+    """``(x64, name)`` parameters: every name without float64, those in ``x64_names`` with it too."""
+    return ([pytest.param(False, n, id=f"float32-only-{n}") for n in names]
+            + [pytest.param(True, n, id=f"x64-{n}") for n in names if n in x64_names])
 
 
 def _case(name: str) -> tuple[Callable[..., Any], Any, Any]:
@@ -130,7 +147,7 @@ def test_every_loss_family_has_a_jax_path() -> None:
             "sparse_categorical_crossentropy", "poisson", "kl_divergence"} <= registered
 
 
-@pytest.mark.parametrize("name", _CASE_NAMES)
+@pytest.mark.parametrize(("x64", "name"), _modes(_CASE_NAMES), indirect=["x64"])
 def test_values_and_gradients_equal_generic_kernel(x64: bool, name: str) -> None:
     fn, t, p = _case(name)
     loss = _summed(fn)
@@ -140,7 +157,7 @@ def test_values_and_gradients_equal_generic_kernel(x64: bool, name: str) -> None
         _close(*_both(jax.grad(loss, argnums=0), t, p), atol=4 * F32)
 
 
-@pytest.mark.parametrize("name", _CASE_NAMES)
+@pytest.mark.parametrize(("x64", "name"), _modes(_CASE_NAMES), indirect=["x64"])
 def test_jit_vmap_and_jvp_equal_generic_kernel(x64: bool, name: str) -> None:
     fn, t, p = _case(name)
     loss = _summed(fn)
@@ -152,8 +169,9 @@ def test_jit_vmap_and_jvp_equal_generic_kernel(x64: bool, name: str) -> None:
     _close(*_both(lambda t, p: jax.jvp(lambda q: loss(t, q), (p,), (tangent,)), t, p), atol=8 * F32)
 
 
-@pytest.mark.parametrize("name", ["bce-ls0.1-axis-1", "cce-ls0.0-axis-1", "focal-g2.0-bTrue", "sparse-ignoreNone",
-                                  "poisson", "kl"])
+@pytest.mark.parametrize(("x64", "name"),
+                         _modes(["bce-ls0.1-axis0", "cce-ls0.0-axis-1", "focal-g2.0-bTrue", "sparse-ignoreNone",
+                                 "poisson", "kl"], ("focal-g2.0-bTrue", "poisson", "kl")), indirect=["x64"])
 def test_second_derivatives_equal_generic_kernel(x64: bool, name: str) -> None:
     """The JVP rules are plain JAX: ``jax.hessian`` (forward over reverse) works, and agrees."""
     fn, t, p = _case(name)
@@ -208,7 +226,8 @@ def test_ties_give_softmax_minus_onehot(x64: bool) -> None:
         np.testing.assert_allclose(np.asarray(grad), p - one_hot, rtol=4 * F32, atol=1e-7)
 
 
-@pytest.mark.parametrize("family", ["sparse", "cce", "bce", "focal"])
+@pytest.mark.parametrize(("x64", "family"), _modes(["sparse", "cce", "bce", "focal"], ("sparse", "focal")),
+                         indirect=["x64"])
 def test_non_finite_logits_equal_generic_kernel(x64: bool, family: str) -> None:
     """-inf entries (masked classes), +inf and NaN: the same values; gradients where the generic one is finite.
 
@@ -242,8 +261,9 @@ def test_non_finite_logits_equal_generic_kernel(x64: bool, family: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("name", ["bce-ls0.1-axis-1", "cce-ls0.1-axis-1", "focal-g2.0-bTrue", "sparse-ignore2",
-                                  "poisson", "kl"])
+@pytest.mark.parametrize(("x64", "name"),
+                         _modes(["bce-ls0.1-axis0", "cce-ls0.1-axis0", "focal-g2.0-bTrue", "sparse-ignore2",
+                                 "poisson", "kl"], ("focal-g2.0-bTrue", "poisson", "kl")), indirect=["x64"])
 def test_low_precision_inputs_equal_generic_kernel(x64: bool, dtype: str, name: str) -> None:
     fn, t, p = _case(name)
     p = p.astype(dtype)
@@ -254,7 +274,8 @@ def test_low_precision_inputs_equal_generic_kernel(x64: bool, dtype: str, name: 
     _close(*_both(jax.grad(_summed(fn), argnums=1), t, p), rtol=1e-2, atol=1e-3)
 
 
-@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean", "none"])
+@pytest.mark.parametrize(("x64", "reduction"), _modes(["sum_over_batch_size", "sum", "mean", "none"],
+                                                     ("sum_over_batch_size",)), indirect=["x64"])
 def test_loss_classes_with_sample_weights_equal_generic_kernel(x64: bool, reduction: str) -> None:
     rng = _rng("classes", reduction)
     x = _logits(rng, (8, 5))

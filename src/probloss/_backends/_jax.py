@@ -387,46 +387,86 @@ def _clip_slope(x: Array, low: float, high: float) -> Array:
             * half * ((x <= high).astype(x.dtype) + (x < high).astype(x.dtype)))
 
 
-def _log_ratio(t: Array, p: Array, accurate_division: bool) -> Array:
-    """``log(t/p)`` for ``t, p`` in ``[ε, 1]``, accurate near ``t = p``.
+def _log_ratio(t: Array, p: Array) -> Array:
+    """``log(t/p)`` for float32 ``t, p`` in ``[ε, 1]`` held in float64: ``log1p((t - p)/p)``.
 
-    ``accurate_division``: ``t`` and ``p`` are float32 values held in float64, where
-    ``t - p`` and the quotient carry float64's precision: ``log1p((t - p)/p)`` alone
-    is then accurate everywhere (``t/p >= ε``, so ``1 + r`` keeps ~2⁻³⁰ relative
-    precision), one logarithm instead of two. Otherwise the generic ``log_ratio``.
+    There ``t - p`` and the quotient carry float64's precision, so the one logarithm
+    is accurate everywhere (``t/p >= ε``: ``1 + r`` keeps ~2⁻³⁰ relative precision).
     """
-    if accurate_division:
-        return jnp.log1p((t - p) / p)
-    near = 2 * t >= p
-    return jnp.where(near, jnp.log1p((t - p) / p), jnp.log(t / p))
+    return jnp.log1p((t - p) / p)
 
 
-def _kl_pieces(t: Array, p: Array, epsilon: float) -> tuple[Array, Array, Array]:
+def _clip(x: Array, low: float, high: float) -> Array:
+    """``clip(x, low, high)`` written as two maxima (XLA turns ``min(max)`` into a ``clamp``).
+
+    The value's pass and the gradient's must not share a subexpression (XLA would
+    write it to memory for both): the gradient clips with ``jnp.clip``, the value
+    with this spelling of the same numbers.
+    """
+    return -jnp.maximum(-jnp.maximum(x, low), -high)
+
+
+def _split(a: Array) -> tuple[Array, Array]:
+    """Veltkamp's split ``a = hi + lo``, each half with at most half the significand's bits."""
+    factor = 4097.0 if a.dtype == jnp.float32 else 134217729.0  # 2^12 + 1, 2^27 + 1
+    c = a * factor
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _kl_terms(t: Array, p: Array, low: float) -> tuple[Array, Array]:
+    """Per-entry ``(t·log(t/p), t/p)`` of the clipped inputs, in their own dtype, in one fused pass.
+
+    ``q = t/p`` is rounded; ``ρ = t - q·p`` is its exact remainder (Dekker's product,
+    no FMA needed), and ``log(t/p) = log(q) + log1p(ρ/(q·p)) ≈ log(q) + ρ/t``, so
+    ``t·log(t/p) = t·log(q) + ρ`` to a few ulps, ``t ≈ p`` included (where ``log(q)``
+    is accurate relative to itself). One logarithm and one division, no branch:
+    XLA evaluates every branch of a ``where``. The ``abs`` of the non-negative ``q``
+    lets XLA fuse the division into the pass (it will not fuse a division that a
+    fused pass reads several times), and the final ``where(t != t, t, ·)``, the
+    identity, keeps this pass out of the reduction, which on XLA CPU runs long
+    element-wise chains slowly.
+    """
+    tc, pc = _clip(t, low, 1.0), _clip(p, low, 1.0)
+    q = jnp.abs(tc / pc)
+    q_hi, q_lo = _split(q)
+    p_hi, p_lo = _split(pc)
+    remainder = (((tc - q_hi * p_hi) - q_hi * p_lo) - q_lo * p_hi) - q_lo * p_lo
+    terms = tc * jnp.log(q) + remainder
+    return jnp.where(t != t, t, terms), q
+
+
+def _kl_value(t: Array, p: Array, axis: int, epsilon: float) -> Array:
     wide = _wide(p.dtype)
+    if wide == p.dtype:
+        return jnp.sum(_kl_terms(t, p, epsilon)[0], axis=axis)
     tc = jnp.clip(t, epsilon, 1.0).astype(wide)
     pc = jnp.clip(p, epsilon, 1.0).astype(wide)
-    log_ratio = _log_ratio(tc, pc, wide != p.dtype)
-    return tc, pc, log_ratio
+    return jnp.sum(tc * _log_ratio(tc, pc), axis=axis).astype(p.dtype)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _kl(t: Array, p: Array, axis: int, epsilon: float) -> Array:
-    tc, _, log_ratio = _kl_pieces(t, p, epsilon)
-    return jnp.sum(tc * log_ratio, axis=axis).astype(p.dtype)
+    return _kl_value(t, p, axis, epsilon)
 
 
 @functools.partial(_kl.defjvp, symbolic_zeros=True)
 def _kl_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
             tangents: tuple[Any, Any]) -> tuple[Array, Array]:
     t, p = primals
-    tc, pc, log_ratio = _kl_pieces(t, p, epsilon)
-    value = jnp.sum(tc * log_ratio, axis=axis).astype(p.dtype)
+    value = _kl_value(t, p, axis, epsilon)
+    tc, pc = jnp.clip(t, epsilon, 1.0), jnp.clip(p, epsilon, 1.0)
     terms = []
     if not _is_zero(tangents[1]):
         # d/dp t·log(t/p) = -t/p, in the input dtype (one rounded division).
-        terms.append((-(tc.astype(p.dtype) / pc.astype(p.dtype)) * _clip_slope(p, epsilon, 1.0),
-                      tangents[1]))
+        terms.append((-(tc / pc) * _clip_slope(p, epsilon, 1.0), tangents[1]))
     if not _is_zero(tangents[0]):
+        # d/dt t·log(t/p) = log(t/p) + 1.
+        wide = _wide(p.dtype)
+        if wide == p.dtype:
+            log_ratio = _kl_terms(t, p, epsilon)[0] / tc
+        else:
+            log_ratio = _log_ratio(tc.astype(wide), pc.astype(wide))
         terms.append(((log_ratio + 1).astype(p.dtype) * _clip_slope(t, epsilon, 1.0), tangents[0]))
     return value, _linear(terms, lambda u: jnp.sum(u, axis=axis), value)
 
