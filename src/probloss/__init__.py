@@ -10,6 +10,7 @@ import sys as _sys
 
 from . import _dispatch, losses
 from ._config import epsilon, fast_paths, get_num_threads, set_epsilon, set_num_threads, validation
+from ._ctc import ctc, ctc_decode, ctc_loss
 from ._functional import (
     binary_crossentropy,
     binary_focal_crossentropy,
@@ -22,6 +23,7 @@ from ._functional import (
 from ._interop import to_keras
 from ._loss import Loss, LossFunctionWrapper
 from ._losses import (
+    CTC,
     BinaryCrossentropy,
     BinaryFocalCrossentropy,
     CategoricalCrossentropy,
@@ -39,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BCE",
+    "CTC",
     "KLD",
     "BinaryCrossentropy",
     "BinaryFocalCrossentropy",
@@ -58,6 +61,9 @@ __all__ = [
     "binary_focal_crossentropy",
     "categorical_crossentropy",
     "categorical_focal_crossentropy",
+    "ctc",
+    "ctc_decode",
+    "ctc_loss",
     "deserialize",
     "epsilon",
     "fast_paths",
