@@ -102,63 +102,99 @@ class Lattice:
 def forward(logp: Array, lattice: Lattice, *, xp: Any, keep: bool) -> tuple[Array, list[Array], Array]:
     """Run the alpha recursion; return ``(log P, [alpha_t], emissions (B, T, S))``."""
     frames = logp.shape[1]
-    # Emission log-probabilities of each state: logp gathered at z (an exact 0/1 matmul).
-    emit = xp.matmul(logp, xp.permute_dims(lattice.emits, (0, 2, 1)))
-    neg_inf = xp.full(lattice.skip.shape, _NEG_INF, dtype=logp.dtype, device=device_of(logp))
-    s0 = xp.arange(lattice.skip.shape[1], device=device_of(logp))[None, :] == 0
-    alpha = xp.where(s0, xp.zeros_like(neg_inf), neg_inf)  # before frame 0: in state 0, blank
+    emit = emissions(logp, lattice, xp=xp)
+    alpha = initial_alpha(lattice, logp.dtype, xp=xp)
     alphas = []
     for t in range(frames):
-        if t == 0:
-            moved = xp.logaddexp(alpha, _shift(alpha, 1, neg_inf, xp=xp))
-        else:
-            skipped = xp.where(lattice.skip, _shift(alpha, 2, neg_inf, xp=xp), neg_inf)
-            moved = _logaddexp3(alpha, _shift(alpha, 1, neg_inf, xp=xp), skipped, xp=xp)
-        step = moved + emit[:, t, :]
-        alpha = xp.where((t < lattice.logit_lengths)[:, None], step, alpha)
+        alpha = alpha_step(alpha, emit[:, t, :], t, lattice, xp=xp)
         if keep:
             alphas.append(alpha)
+    return log_likelihood(alpha, lattice, xp=xp), alphas, emit
+
+
+def emissions(logp: Array, lattice: Lattice, *, xp: Any) -> Array:
+    """The log-probability each state emits per frame, ``(B, T, S)``: logp gathered at z (exact 0/1 matmul)."""
+    return xp.matmul(logp, xp.permute_dims(lattice.emits, (0, 2, 1)))
+
+
+def initial_alpha(lattice: Lattice, dtype: Any, *, xp: Any) -> Array:
+    """Alpha before frame 0: log 1 in state 0, log 0 elsewhere (so the first frame enters state 0 or 1)."""
+    device = device_of(lattice.z)
+    neg_inf = xp.full(lattice.skip.shape, _NEG_INF, dtype=dtype, device=device)
+    s0 = xp.arange(lattice.skip.shape[1], device=device)[None, :] == 0
+    return xp.where(s0, xp.zeros_like(neg_inf), neg_inf)
+
+
+def terminal_beta(lattice: Lattice, dtype: Any, *, xp: Any) -> Array:
+    """Beta at a sample's last frame: log 1 in its two final states, log 0 elsewhere."""
+    neg_inf = xp.full(lattice.skip.shape, _NEG_INF, dtype=dtype, device=device_of(lattice.z))
+    return xp.where(lattice.final, xp.zeros_like(neg_inf), neg_inf)
+
+
+def log_likelihood(alpha: Array, lattice: Lattice, *, xp: Any) -> Array:
+    """``log P`` from the alpha of each sample's last frame (``-inf``: no alignment)."""
+    neg_inf = xp.full_like(alpha, _NEG_INF)
     end = xp.max(xp.where(lattice.is_end, alpha, neg_inf), axis=1)
     end_label = xp.max(xp.where(lattice.is_end_label, alpha, neg_inf), axis=1)
-    return xp.logaddexp(end, end_label), alphas, emit
+    return xp.logaddexp(end, end_label)
 
 
-def occupancy_gradient(logp: Array, log_p: Array, alphas: list[Array], emit: Array,
-                       lattice: Lattice, *, xp: Any) -> Array:
-    """Return d(-log P)/d(logits): ``softmax - occupancy`` per frame, ``(B, T, K)``.
-
-    Where one class holds nearly all of a frame's occupancy and probability, both
-    are close to 1 and their difference cancels; there the gradient is formed from
-    the complements instead (``sum`` of the other classes' occupancies minus that of
-    their probabilities), which are sums of small positive terms.
-    """
+def occupancy_gradient(logp: Array, log_p: Array, alphas: list[Array], emit: Array, lattice: Lattice, *,
+                       xp: Any) -> Array:
+    """Run the beta recursion and return d(-log P)/d(logits) (see :func:`gradient`)."""
     frames = logp.shape[1]
-    device = device_of(logp)
-    neg_inf = xp.full(lattice.skip.shape, _NEG_INF, dtype=logp.dtype, device=device)
-    terminal = xp.where(lattice.final, xp.zeros_like(neg_inf), neg_inf)
-    possible = xp.isfinite(log_p)
-    shift_ll = xp.where(possible, log_p, xp.zeros_like(log_p))[:, None]
+    terminal = terminal_beta(lattice, logp.dtype, xp=xp)
     beta = terminal
-    occupancy = []
+    betas = []
     for t in range(frames - 1, -1, -1):
-        occupancy.append(xp.exp(alphas[t] + beta - shift_ll))
+        betas.append(beta)
         if t == 0:
             break
-        g = beta + emit[:, t, :]
-        skipped = xp.where(lattice.skip_into_next2, _shift(g, -2, neg_inf, xp=xp), neg_inf)
-        previous = _logaddexp3(g, _shift(g, -1, neg_inf, xp=xp), skipped, xp=xp)
-        beta = xp.where((t < lattice.logit_lengths)[:, None], previous, terminal)
-    occ_states = xp.stack(occupancy[::-1], axis=1)  # (B, T, S)
+        beta = beta_step(beta, emit[:, t, :], t, lattice, terminal, xp=xp)
+    if not betas:
+        return xp.zeros_like(logp)
+    return gradient(logp, log_p, xp.stack(alphas, axis=1), xp.stack(betas[::-1], axis=1), lattice, xp=xp)
+
+
+def alpha_step(alpha: Array, emit_t: Array, t: Any, lattice: Lattice, *, xp: Any) -> Array:
+    """One frame of the forward recursion (``t`` may be traced)."""
+    neg_inf = xp.full_like(alpha, _NEG_INF)
+    skipped = xp.where(lattice.skip, _shift(alpha, 2, neg_inf, xp=xp), neg_inf)
+    step = _logaddexp3(alpha, _shift(alpha, 1, neg_inf, xp=xp), skipped, xp=xp) + emit_t
+    return xp.where((t < lattice.logit_lengths)[:, None], step, alpha)
+
+
+def beta_step(beta: Array, emit_t: Array, t: Any, lattice: Lattice, terminal: Array, *, xp: Any) -> Array:
+    """From ``beta_t`` to ``beta_{t-1}`` (``t`` may be traced)."""
+    neg_inf = xp.full_like(beta, _NEG_INF)
+    g = beta + emit_t
+    skipped = xp.where(lattice.skip_into_next2, _shift(g, -2, neg_inf, xp=xp), neg_inf)
+    previous = _logaddexp3(g, _shift(g, -1, neg_inf, xp=xp), skipped, xp=xp)
+    return xp.where((t < lattice.logit_lengths)[:, None], previous, terminal)
+
+
+def gradient(logp: Array, log_p: Array, alphas: Array, betas: Array, lattice: Lattice, *, xp: Any) -> Array:
+    """Return d(-log P)/d(logits): ``softmax - occupancy`` per frame, ``(B, T, K)``.
+
+    ``alphas`` and ``betas`` are ``(B, T, S)``. Where one class holds nearly all
+    of a frame's occupancy and probability, both are close to 1 and their
+    difference cancels; there the gradient is formed from the complements
+    instead (the other classes' occupancy minus their probability), which are
+    sums of small positive terms.
+    """
+    frames = logp.shape[1]
+    possible = xp.isfinite(log_p)
+    shift_ll = xp.where(possible, log_p, xp.zeros_like(log_p))[:, None, None]
+    occ_states = xp.exp(alphas + betas - shift_ll)  # (B, T, S)
     occ = xp.matmul(occ_states, lattice.emits)  # (B, T, K)
     probs = xp.exp(logp)
-    # The class holding the most occupancy per frame, and its complement sums.
-    dominant = _first_max_one_hot(occ, xp=xp)
     zeros = xp.zeros_like(probs)
+    dominant = _first_max_one_hot(occ, xp=xp)
     dominant_of_state = xp.matmul(xp.astype(dominant, logp.dtype), xp.permute_dims(lattice.emits, (0, 2, 1)))
     occ_rest = xp.sum(occ_states * (1 - dominant_of_state), axis=2, keepdims=True)
     prob_rest = xp.sum(xp.where(dominant, zeros, probs), axis=2, keepdims=True)
     grad = xp.where(dominant, occ_rest - prob_rest, probs - occ)
-    frame = xp.arange(frames, device=device)[None, :] < lattice.logit_lengths[:, None]
+    frame = xp.arange(frames, device=device_of(logp))[None, :] < lattice.logit_lengths[:, None]
     keep = frame[:, :, None] & possible[:, None, None]
     return xp.where(keep, grad, zeros)
 
