@@ -36,6 +36,7 @@ EXTENSIONS = [
     # softmax_ce.c picks one at run time.
     family("_softmax", "softmax.c", "softmax_ce.c", "softmax_ce_base.c", "softmax_ce_avx2.c",
            depends=("softmax_ce.h", "softmax_ce_impl.h")),
+    family("_ctc", "ctc.c"),
 ]
 
 UNIX_FLAGS = ["-O3", "-g0", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast",

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .._config import get_num_threads
 from .._dispatch import fast_path
+from .._native import threads
 
 try:
     from .._native import _ctc as _native
@@ -35,7 +35,7 @@ def compiled_ctc(labels: np.ndarray, logits: np.ndarray, label_lengths: np.ndarr
     logit_lengths = np.ascontiguousarray(logit_lengths, dtype=np.int64)
     loss = np.empty(logits.shape[0], dtype=np.float64)
     grad = np.empty_like(logits) if want_grad else None
-    _native.ctc(labels, logits, label_lengths, logit_lengths, int(blank), loss, grad, get_num_threads())
+    _native.ctc(labels, logits, label_lengths, logit_lengths, int(blank), loss, grad, threads())
     return loss, grad
 
 

@@ -97,6 +97,7 @@ class Lattice:
         self.classes = xp.arange(num_classes, dtype=self.z.dtype, device=device)
         # (B, S, K): state s emits class z[s]; exact 0/1 so a matmul gathers exactly.
         self.emits = xp.astype(self.z[:, :, None] == self.classes[None, None, :], wide)
+        self.known = (self.z >= 0) & (self.z < num_classes)
 
 
 def forward(logp: Array, lattice: Lattice, *, xp: Any, keep: bool) -> tuple[Array, list[Array], Array]:
@@ -113,8 +114,12 @@ def forward(logp: Array, lattice: Lattice, *, xp: Any, keep: bool) -> tuple[Arra
 
 
 def emissions(logp: Array, lattice: Lattice, *, xp: Any) -> Array:
-    """The log-probability each state emits per frame, ``(B, T, S)``: logp gathered at z (exact 0/1 matmul)."""
-    return xp.matmul(logp, xp.permute_dims(lattice.emits, (0, 2, 1)))
+    """The log-probability each state emits per frame, ``(B, T, S)``: logp gathered at z (exact 0/1 matmul).
+
+    A label outside the classes (unchecked input) emits NaN, so its sample's loss is NaN.
+    """
+    emit = xp.matmul(logp, xp.permute_dims(lattice.emits, (0, 2, 1)))
+    return xp.where(lattice.known[:, None, :], emit, xp.full_like(emit, float("nan")))
 
 
 def initial_alpha(lattice: Lattice, dtype: Any, *, xp: Any) -> Array:
