@@ -71,9 +71,13 @@ def _ctc_backward(blank: int, grad: Any, g: Any) -> tuple[None, Any, None, None]
 
 _ctc.defvjp(_ctc_forward, _ctc_backward)
 
+# Eager calls compile the whole loss once per shape rather than each of its many
+# small operations (inside a caller's jit this is inlined).
+_ctc_jit = jax.jit(_ctc, static_argnums=(4,))
+
 
 @fast_path("ctc_loss", backend="jax")
 def ctc_loss(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, *, blank_index: int, xp: Any) -> Any:
     if logits.dtype not in (jnp.float32, jnp.float64) or logits.shape[1] == 0:
         return NotImplemented
-    return _ctc(labels, logits, label_lengths, logit_lengths, blank_index)
+    return _ctc_jit(labels, logits, label_lengths, logit_lengths, blank_index)
