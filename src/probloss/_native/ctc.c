@@ -25,6 +25,20 @@
 
 #include "pl_parallel.h"
 
+/* log(exp(a) + exp(b) + exp(c)) as max + log1p(sum of the other two exp(x - max)):
+ * one log1p, and exact near 0 (a probability near 1 keeps its digits). */
+static inline double lae3(double a, double b, double c)
+{
+    double m = a, u = b, v = c;
+    if (b > m) m = b, u = a, v = c;
+    if (c > m) m = c, u = a, v = b;
+    if (m == -INFINITY) return m;
+    double r = 0.0;
+    if (u > -INFINITY) r += exp(u - m);
+    if (v > -INFINITY) r += exp(v - m);
+    return r == 0.0 ? m : m + log1p(r);
+}
+
 static inline double lae(double a, double b)
 {
     if (a < b) {
@@ -75,13 +89,15 @@ static int ctc_sample(const ctc_job *j, long long b)
 
     long long *z = malloc((size_t)S * sizeof(long long));
     unsigned char *skip = malloc((size_t)S);
-    double *m = malloc((size_t)(Tb ? Tb : 1) * sizeof(double));     /* frame maximum */
+    double *m = malloc((size_t)(Tb ? Tb : 1) * sizeof(double));     /* 1 / (1 + S') */
     double *l1p = malloc((size_t)(Tb ? Tb : 1) * sizeof(double));   /* log1p(S') */
     long long *top = malloc((size_t)(Tb ? Tb : 1) * sizeof(long long));
     double *alpha = malloc((size_t)((want_grad ? Tb : 1) + 1) * (size_t)S * sizeof(double));
     double *emit = malloc((size_t)(Tb ? Tb : 1) * (size_t)S * sizeof(double));
-    if (!z || !skip || !m || !l1p || !top || !alpha || !emit) {
-        free(z), free(skip), free(m), free(l1p), free(top), free(alpha), free(emit);
+    /* exp(x - m) of every class and frame, kept for the gradient's softmax (one exp per logit) */
+    double *ex = want_grad ? malloc((size_t)(Tb ? Tb : 1) * (size_t)K * sizeof(double)) : NULL;
+    if (!z || !skip || !m || !l1p || !top || !alpha || !emit || (want_grad && !ex)) {
+        free(z), free(skip), free(m), free(l1p), free(top), free(alpha), free(emit), free(ex);
         j->loss[b] = NAN;
         return -1;
     }
@@ -95,7 +111,7 @@ static int ctc_sample(const ctc_job *j, long long b)
         j->loss[b] = NAN;
         if (want_grad)
             for (long long i = base; i < base + T * K; i++) grad_put(j, i, NAN);
-        free(z), free(skip), free(m), free(l1p), free(top), free(alpha), free(emit);
+        free(z), free(skip), free(m), free(l1p), free(top), free(alpha), free(emit), free(ex);
         return 0;
     }
     /* log_softmax parts and the emissions of each state */
@@ -107,9 +123,16 @@ static int ctc_sample(const ctc_job *j, long long b)
             if (v > mx) mx = v, best = k;
         }
         double rest = 0.0;
-        for (long long k = 0; k < K; k++)
-            if (k != best) rest += exp(logit_at(j, row + k) - mx);
-        m[t] = mx, top[t] = best, l1p[t] = log1p(rest);
+        if (ex) {
+            double *exr = ex + t * K;
+            for (long long k = 0; k < K; k++) exr[k] = exp(logit_at(j, row + k) - mx);
+            for (long long k = 0; k < K; k++)
+                if (k != best) rest += exr[k];
+        } else {
+            for (long long k = 0; k < K; k++)
+                if (k != best) rest += exp(logit_at(j, row + k) - mx);
+        }
+        m[t] = 1.0 / (1.0 + rest), top[t] = best, l1p[t] = log1p(rest);
         for (long long s = 0; s < S; s++) {
             long long c = z[s];
             emit[t * S + s] = (logit_at(j, row + c) - mx) - l1p[t];
@@ -118,7 +141,7 @@ static int ctc_sample(const ctc_job *j, long long b)
     /* forward: row r of `alpha` holds frame r (or the current frame only, without gradient) */
     double *prev = malloc((size_t)S * sizeof(double));
     if (!prev) {
-        free(z), free(skip), free(m), free(l1p), free(top), free(alpha), free(emit);
+        free(z), free(skip), free(m), free(l1p), free(top), free(alpha), free(emit), free(ex);
         j->loss[b] = NAN;
         return -1;
     }
@@ -126,10 +149,16 @@ static int ctc_sample(const ctc_job *j, long long b)
     for (long long t = 0; t < Tb; t++) {
         double *cur = alpha + (want_grad ? t : 0) * S;
         const double *e = emit + t * S;
-        for (long long s = S - 1; s >= 0; s--) {
-            double a = prev[s];
-            if (s >= 1) a = lae(a, prev[s - 1]);
-            if (skip[s]) a = lae(a, prev[s - 2]);
+        /* states that can be occupied at t and still reach the end: [lo, hi] */
+        long long lo = S - 2 * (Tb - t), hi = 2 * t + 1;
+        if (lo < 0) lo = 0;
+        if (hi > S - 1) hi = S - 1;
+        for (long long s = 0; s < S; s++) {
+            if (s < lo || s > hi) {
+                cur[s] = -INFINITY;
+                continue;
+            }
+            double a = lae3(prev[s], s >= 1 ? prev[s - 1] : -INFINITY, skip[s] ? prev[s - 2] : -INFINITY);
             cur[s] = a + e[s];
         }
         memcpy(prev, cur, (size_t)S * sizeof(double));
@@ -145,7 +174,7 @@ static int ctc_sample(const ctc_job *j, long long b)
             double *occ_s = malloc((size_t)S * sizeof(double));
             if (!next || !occ_k || !occ_s) {
                 free(next), free(occ_k), free(occ_s);
-                free(z), free(skip), free(m), free(l1p), free(top), free(alpha), free(emit), free(prev);
+                free(z), free(skip), free(m), free(l1p), free(top), free(alpha), free(emit), free(prev), free(ex);
                 j->loss[b] = NAN;
                 return -1;
             }
@@ -154,7 +183,8 @@ static int ctc_sample(const ctc_job *j, long long b)
                 const double *a = alpha + t * S;
                 long long row = base + t * K;
                 for (long long s = 0; s < S; s++) {
-                    occ_s[s] = exp(a[s] + beta[s] - ll);
+                    double lo_ = a[s] + beta[s];
+                    occ_s[s] = lo_ == -INFINITY ? 0.0 : exp(lo_ - ll);
                     occ_k[z[s]] += occ_s[s];
                 }
                 /* the class with the most occupancy (first in state order among ties) */
@@ -164,9 +194,10 @@ static int ctc_sample(const ctc_job *j, long long b)
                 double occ_rest = 0.0, prob_rest = 0.0;
                 for (long long s = 0; s < S; s++)
                     if (z[s] != dom) occ_rest += occ_s[s];
-                double shift = m[t] + l1p[t];
+                const double *exr = ex + t * K;
+                double scale = m[t];
                 for (long long k = 0; k < K; k++) {
-                    double p = exp(logit_at(j, row + k) - shift);
+                    double p = exr[k] * scale;
                     if (k != dom) {
                         prob_rest += p;
                         grad_put(j, row + k, p - occ_k[k]);
@@ -178,17 +209,15 @@ static int ctc_sample(const ctc_job *j, long long b)
                 /* beta_{t-1} */
                 const double *e = emit + t * S;
                 for (long long s = 0; s < S; s++) {
-                    double g = beta[s] + e[s];
-                    if (s + 1 < S) g = lae(g, beta[s + 1] + e[s + 1]);
-                    if (s + 2 < S && skip[s + 2]) g = lae(g, beta[s + 2] + e[s + 2]);
-                    next[s] = g;
+                    next[s] = lae3(beta[s] + e[s], s + 1 < S ? beta[s + 1] + e[s + 1] : -INFINITY,
+                                   (s + 2 < S && skip[s + 2]) ? beta[s + 2] + e[s + 2] : -INFINITY);
                 }
                 memcpy(beta, next, (size_t)S * sizeof(double));
             }
             free(next), free(occ_k), free(occ_s);
         }
     }
-    free(z), free(skip), free(m), free(l1p), free(top), free(alpha), free(emit), free(prev);
+    free(z), free(skip), free(m), free(l1p), free(top), free(alpha), free(emit), free(prev), free(ex);
     return 0;
 }
 
