@@ -38,6 +38,7 @@ from typing import Any
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import _harness
 import jax
 import jax.numpy as jnp
 import keras
@@ -61,6 +62,11 @@ from _memory import mib, peak_rss_extra
 
 import probloss
 from probloss._backends import _numpy_ctc
+
+# The peers compute the forward-backward in float32: their gradients carry an absolute error
+# of about (loss x float32 eps) (docs/accuracy.md; ~2e-4 here, where the losses are ~1e3),
+# so the agreement check allows 2e-3 x the largest gradient instead of the harness's 1e-5.
+_harness.GRAD_ATOL = 2e-3
 
 CASES = {"speech": (32, 200, 30, 50), "vocab": (16, 100, 5000, 30), "long": (32, 1000, 30, 50)}
 

@@ -196,7 +196,7 @@ def _numpy_namespace() -> Any:
 def _keras_cases() -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(11)
     cases = []
-    for batch, frames, classes, slots in ((1, 1, 2, 1), (3, 12, 6, 4), (4, 30, 10, 8)):
+    for batch, frames, classes, slots in ((1, 1, 2, 1), (3, 12, 6, 4), (4, 16, 8, 5)):
         logits = (rng.normal(size=(batch, frames, classes)) * 2).astype(np.float32)
         labels = np.zeros((batch, slots), dtype=np.int64)
         for b in range(batch):
