@@ -40,6 +40,7 @@ EXTENSIONS = [
     # compiled again under this module's names, plus softmax_focal_grad_impl.h.
     family("_softmax_grad", "softmax_focal_grad.c", "softmax_focal_grad_base.c", "softmax_focal_grad_avx2.c",
            depends=("softmax_ce.h", "softmax_ce_impl.h", "softmax_focal_grad_impl.h")),
+    family("_ctc", "ctc.c"),
 ]
 
 UNIX_FLAGS = ["-O3", "-g0", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast",

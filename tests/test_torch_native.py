@@ -75,7 +75,8 @@ def _distribution(shape: tuple[int, ...], axis: int, seed: int) -> Any:
 def test_every_torch_fast_path_is_tested_here():
     _dispatch.import_backend("torch")
     tested = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "poisson",
-              "kl_divergence", "binary_focal_crossentropy", "categorical_focal_crossentropy"}
+              "kl_divergence", "binary_focal_crossentropy", "categorical_focal_crossentropy",
+              "ctc_loss"}  # CTC: values and gradients in test_ctc.py
     assert {name for name, library in _dispatch.FAST if library == "torch"} == tested
 
 

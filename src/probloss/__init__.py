@@ -10,6 +10,7 @@ import sys as _sys
 
 from . import _dispatch, lightgbm, losses, metrics, xgboost
 from ._config import epsilon, fast_paths, get_num_threads, set_epsilon, set_num_threads, validation
+from ._ctc import ctc, ctc_decode, ctc_loss
 from ._functional import (
     binary_crossentropy,
     binary_focal_crossentropy,
@@ -23,6 +24,7 @@ from ._grad_hess import grad_hess
 from ._interop import to_keras
 from ._loss import Loss, LossFunctionWrapper
 from ._losses import (
+    CTC,
     BinaryCrossentropy,
     BinaryFocalCrossentropy,
     CategoricalCrossentropy,
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BCE",
+    "CTC",
     "KLD",
     "BinaryCrossentropy",
     "BinaryFocalCrossentropy",
@@ -59,6 +62,9 @@ __all__ = [
     "binary_focal_crossentropy",
     "categorical_crossentropy",
     "categorical_focal_crossentropy",
+    "ctc",
+    "ctc_decode",
+    "ctc_loss",
     "deserialize",
     "epsilon",
     "fast_paths",

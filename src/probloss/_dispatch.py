@@ -51,6 +51,14 @@ _BACKEND_MODULES: dict[str, str] = {
     "dask": "probloss._backends._dask",
 }
 
+# Further fast-path modules of a library (one loss family each, such as CTC),
+# imported together with its main module.
+_MORE_BACKEND_MODULES: dict[str, tuple[str, ...]] = {
+    "numpy": ("probloss._backends._numpy_ctc",),
+    "torch": ("probloss._backends._torch_ctc",),
+    "jax": ("probloss._backends._jax_ctc",),
+}
+
 _NAMESPACE_NAMES: dict[str, str] = {
     "array_api_compat.numpy": "numpy",
     "array_api_compat.torch": "torch",
@@ -130,9 +138,10 @@ def _chain(name: str, backend: str) -> tuple[Kernel, ...]:
 
 def import_backend(backend: str) -> None:
     """Import the module holding ``backend``'s fast paths (registering them), if any."""
-    module = _BACKEND_MODULES.get(backend)
-    if module is not None and module not in sys.modules:
-        importlib.import_module(module)
+    main = _BACKEND_MODULES.get(backend)
+    for module in (() if main is None else (main,)) + _MORE_BACKEND_MODULES.get(backend, ()):
+        if module not in sys.modules:
+            importlib.import_module(module)
 
 
 def _run_directly(implementation: Kernel, arrays: tuple[Any, ...], static: dict[str, Any],

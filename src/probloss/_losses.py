@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._ctc import ctc
 from ._functional import (
     binary_crossentropy,
     binary_focal_crossentropy,
@@ -31,6 +32,7 @@ from ._validation import (
 )
 
 __all__ = [
+    "CTC",
     "BinaryCrossentropy",
     "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
@@ -248,3 +250,23 @@ class KLDivergence(LossFunctionWrapper):
                  dtype: Any = None, *, validate: str | None = None) -> None:
         super().__init__(kl_divergence, reduction=reduction, name=name, dtype=dtype,
                          validate=validate)
+
+
+class CTC(LossFunctionWrapper):
+    """Connectionist temporal classification loss; see :func:`probloss.ctc`.
+
+    Args:
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+
+    Examples:
+        >>> import numpy as np
+        >>> import probloss
+        >>> y_true = np.array([[1, 2, 0], [2, 0, 0]])
+        >>> y_pred = np.log(np.full((2, 4, 3), 1 / 3, dtype=np.float32))
+        >>> float(probloss.CTC()(y_true, y_pred)).__round__(4)
+        1.8891
+    """
+
+    def __init__(self, reduction: str | None = _SOBS, name: str = "ctc", dtype: Any = None, *,
+                 validate: str | None = None) -> None:
+        super().__init__(ctc, reduction=reduction, name=name, dtype=dtype, validate=validate)

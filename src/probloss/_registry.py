@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._ctc import ctc
 from ._functional import (
     binary_crossentropy,
     binary_focal_crossentropy,
@@ -23,6 +24,7 @@ from ._functional import (
 )
 from ._loss import Loss, LossFunctionWrapper
 from ._losses import (
+    CTC,
     BinaryCrossentropy,
     BinaryFocalCrossentropy,
     CategoricalCrossentropy,
@@ -49,7 +51,7 @@ def _register(obj: Any, *aliases: str) -> None:
 
 for _cls in (BinaryCrossentropy, BinaryFocalCrossentropy, CategoricalCrossentropy,
              CategoricalFocalCrossentropy, SparseCategoricalCrossentropy, Poisson, KLDivergence,
-             LossFunctionWrapper):
+             CTC, LossFunctionWrapper):
     _register(_cls)
 _register(binary_crossentropy, "bce", "BCE")
 _register(binary_focal_crossentropy)
@@ -57,6 +59,7 @@ _register(categorical_crossentropy)
 _register(categorical_focal_crossentropy)
 _register(sparse_categorical_crossentropy)
 _register(poisson)
+_register(ctc)
 # `kullback_leibler_divergence` is tf.keras's name (Keras 3 keeps it only in _legacy).
 _register(kl_divergence, "kld", "KLD", "kullback_leibler_divergence")
 

@@ -9,6 +9,7 @@ Examples:
     0.2899
 """
 
+from ._ctc import ctc
 from ._functional import (
     binary_crossentropy,
     binary_focal_crossentropy,
@@ -20,6 +21,7 @@ from ._functional import (
 )
 from ._loss import Loss, LossFunctionWrapper
 from ._losses import (
+    CTC,
     BinaryCrossentropy,
     BinaryFocalCrossentropy,
     CategoricalCrossentropy,
@@ -37,6 +39,7 @@ kld = KLD = kullback_leibler_divergence = kl_divergence
 
 __all__ = [
     "BCE",
+    "CTC",
     "KLD",
     "BinaryCrossentropy",
     "BinaryFocalCrossentropy",
@@ -53,6 +56,7 @@ __all__ = [
     "binary_focal_crossentropy",
     "categorical_crossentropy",
     "categorical_focal_crossentropy",
+    "ctc",
     "deserialize",
     "get",
     "kl_divergence",

@@ -6,6 +6,6 @@ Each kernel's contract is documented on the public function of the same name in
 with a canonical non-negative axis).
 """
 
-from . import _crossentropy, _divergence, _focal
+from . import _crossentropy, _ctc, _divergence, _focal
 
-__all__ = ["_crossentropy", "_divergence", "_focal"]
+__all__ = ["_crossentropy", "_ctc", "_divergence", "_focal"]
