@@ -84,9 +84,13 @@ PL_CLONES static void bce_logits_block(const void *params, const float *restrict
         for (Py_ssize_t i = 0; i < n; i++) {
             float xi = x[i];
             float e = pl_expf_neg(fabsf(xi));
-            float near_one = 1.0f / (1.0f + e);
-            float sig = xi >= 0.0f ? near_one : e * near_one;
-            grad[i] = (sig - y[i]) * scale;
+            float near_one = 1.0f / (1.0f + e), small = e * near_one;
+            float sig = xi >= 0.0f ? near_one : small;      /* sigmoid(x) */
+            float sig_neg = xi >= 0.0f ? small : near_one;  /* sigmoid(-x) = 1 - sigmoid(x), exactly formed */
+            float yi = y[i];
+            /* (1 - y)·sigmoid(x) - y·sigmoid(-x) = sigmoid(x) - y: a hard label's gradient is
+             * one of the two terms alone, so a confident logit keeps its tiny gradient */
+            grad[i] = ((1.0f - yi) * sig - yi * sig_neg) * scale;
         }
     }
 }
@@ -376,7 +380,10 @@ PL_CLONES static void kl_block(const void *params, const float *restrict y,
             double t = (double)y[i], p = (double)x[i];
             t = t < lo ? lo : t;
             t = t > 1.0 ? 1.0 : t;
-            double g = -(t / p) * scale;
+            /* the clipped p: equal to p wherever the slope is not 0, and it keeps
+             * -t/p finite where it is (p = 0 would give inf·0 = NaN) */
+            double pc = p < lo ? lo : (p > 1.0 ? 1.0 : p);
+            double g = -(t / pc) * scale;
             grad[i] = (float)(g * clip_slope((float)p, (float)lo, 1.0f));
         }
     }
