@@ -162,8 +162,10 @@ def issue9(torch_data: dict[str, Any] | None, jax_data: dict[str, Any] | None) -
     return out
 
 
-# Dask chunk by chunk (issue 10, part 3: "no extra cost beyond the chunks"): the chunk path
-# may cost NumPy's time plus Dask's scheduling of 8 chunks, taken here as at most 25 %.
+# Dask chunk by chunk (issue 10, part 3: "no extra cost beyond the chunks"). The cost of the
+# chunks is what Dask spends visiting the same chunks for the cheapest possible work (its sum of
+# the two inputs, the script's comparator); the chunk path may cost at most 25 % more than the
+# larger of that and NumPy's own time on the whole arrays.
 DASK_OVERHEAD_LIMIT = 1.25
 
 
@@ -210,8 +212,14 @@ def issue10(numpy_data: dict[str, Any] | None, headline_data: dict[str, Any] | N
         out.append(Target("10", "validation overhead, BCE 1M, raise vs off", None, 0.10, False, "not measured"))
     for cid in ("bce_logits", "scce_logits", "cce_logits"):
         record = dr.get(cid)
-        out.append(fraction("10", f"Dask chunk path / NumPy, same data, {cid} {(record or {}).get('shape', '')}",
-                            record, "dask_chunks", "probloss", DASK_OVERHEAD_LIMIT, False, "dask / numpy"))
+        what = f"Dask chunk path / max(NumPy, Dask's own pass over the chunks), {cid} {(record or {}).get('shape', '')}"
+        chunks, numpy_min, dask_sum = (_min(record, k) for k in ("dask_chunks", "probloss", "dask_sum"))
+        if chunks is None or numpy_min is None or dask_sum is None:
+            out.append(Target("10", what, None, DASK_OVERHEAD_LIMIT, False, "not measured"))
+            continue
+        out.append(Target("10", what, chunks / max(numpy_min, dask_sum), DASK_OVERHEAD_LIMIT, False,
+                          f"dask chunks {chunks:.3f} ms; numpy {numpy_min:.3f} ms; Dask sum of the inputs "
+                          f"{dask_sum:.3f} ms ({record['shape']}, {record['rounds']} rounds)"))
     return out
 
 
