@@ -95,7 +95,8 @@ def run(rank):
         torch.testing.assert_close(value, expected.detach(), rtol=1e-12, atol=0)
         torch.testing.assert_close(grad, whole.grad, rtol=1e-12, atol=1e-15)
     dist.destroy_process_group()
-    print("rank", rank, "ok", flush=True)
+    sys.stdout.write(f"rank {rank} ok\\n")  # one write of one short line: the two ranks' lines never interleave
+    sys.stdout.flush()
 
 if __name__ == "__main__":
     # fork: the two ranks share this process's imports (importing torch twice is slow).
