@@ -35,11 +35,11 @@ EXTENSIONS = [
     # softmax_ce_base.c and softmax_ce_avx2.c compile softmax_ce_impl.h for two instruction sets;
     # softmax_ce.c picks one at run time.
     family("_softmax", "softmax.c", "softmax_ce.c", "softmax_ce_base.c", "softmax_ce_avx2.c",
-           depends=("softmax_ce.h", "softmax_ce_impl.h")),
+           depends=("softmax_ce.h", "softmax_ce_impl.h", "softmax_glue.h")),
     # Categorical focal CE with its gradient (PyTorch's fused path): softmax_ce_impl.h's helpers
     # compiled again under this module's names, plus softmax_focal_grad_impl.h.
     family("_softmax_grad", "softmax_focal_grad.c", "softmax_focal_grad_base.c", "softmax_focal_grad_avx2.c",
-           depends=("softmax_ce.h", "softmax_ce_impl.h", "softmax_focal_grad_impl.h")),
+           depends=("softmax_ce.h", "softmax_ce_impl.h", "softmax_focal_grad_impl.h", "softmax_glue.h")),
     family("_ctc", "ctc.c"),
 ]
 

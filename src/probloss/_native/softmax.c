@@ -35,9 +35,7 @@
  *   AVAILABLE: 1, or 0 where the compiler has no vector extensions (MSVC: the
  *   module is then empty and NumPy inputs use the generic kernels).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
+#include "softmax_glue.h"
 #include "pl_parallel.h"
 #include "softmax_ce.h"
 
@@ -51,59 +49,9 @@
 #define PL_SOFTMAX_LONG_ROW 8192
 #define PL_SOFTMAX_LONG_TASK (1 << 20)
 
-typedef struct {
-    Py_buffer view;
-    int held;
-} Buffer;
-
-static void release(Buffer *b) {
-    if (b->held) PyBuffer_Release(&b->view);
-    b->held = 0;
-}
-
-/* Take `obj` as a C-contiguous buffer of `count` items of `itemsize` bytes and
- * the format kind `kind` ('f' float, 'i' signed integer); None is allowed when
- * `optional`. Returns 0, or -1 with a Python error set. */
-static int acquire(PyObject *obj, const char *name, char kind, Py_ssize_t itemsize, Py_ssize_t count,
-                   int writable, int optional, Buffer *out) {
-    out->held = 0;
-    if (obj == Py_None && optional) return 0;
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, &out->view, flags) < 0) return -1;
-    out->held = 1;
-    const char *format = out->view.format ? out->view.format : "B";
-    if (*format == '<' || *format == '=' || *format == '@') format++;
-    int kind_ok = kind == 'f' ? (*format == 'f' || *format == 'd')
-                              : (*format == 'q' || *format == 'l' || *format == 'i');
-    if (!kind_ok || format[1] != '\0' || out->view.itemsize != itemsize || out->view.len != count * itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s: expected %zd native items of %zd bytes (kind %c), got format %s, %zd bytes",
-                     name, count, itemsize, kind, out->view.format ? out->view.format : "B", out->view.len);
-        release(out);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_shape(Py_ssize_t n, Py_ssize_t k) {
-    if (k < 1 || k > INT32_MAX - 16 || n < 0) {
-        PyErr_SetString(PyExc_ValueError, "classes must be in [1, 2^31 - 17]");
-        return -1;
-    }
-    return 0;
-}
-
 static Py_ssize_t rows_per_task(Py_ssize_t k) {
     Py_ssize_t task = k >= PL_SOFTMAX_LONG_ROW ? PL_SOFTMAX_LONG_TASK : PL_SOFTMAX_TASK;
     return k >= task ? 1 : task / k;
-}
-
-/* n from the loss buffer's length: loss is f32[n] */
-static Py_ssize_t loss_rows(PyObject *loss) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(loss, &view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) return -1;
-    Py_ssize_t n = view.len / (Py_ssize_t)sizeof(float);
-    PyBuffer_Release(&view);
-    return n;
 }
 
 static PyObject *logits_kernel(PyObject *args, int sparse) {
@@ -118,16 +66,16 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
         PyErr_SetString(PyExc_ValueError, "label_bounds: only for dense labels");
         return NULL;
     }
-    Py_ssize_t n = loss_rows(loss);
-    if (n < 0 || check_shape(n, k) < 0) return NULL;
+    Py_ssize_t n = pl_loss_rows(loss);
+    if (n < 0 || pl_check_shape(n, k) < 0) return NULL;
     Buffer bx, bt, bl, bg, bs, bb, blb;
-    if (acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) return NULL;
-    if (acquire(labels, "labels", sparse ? 'i' : 'f', sparse ? 8 : 4, sparse ? n : n * k, 0, 0, &bt) < 0) goto fail_x;
-    if (acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
-    if (acquire(grad, "grad", 'f', 4, n * k, 1, 1, &bg) < 0) goto fail_l;
-    if (acquire(row_scale, "row_scale", 'f', 4, n, 0, 1, &bs) < 0) goto fail_g;
-    if (acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_s;
-    if (acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
+    if (pl_acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) return NULL;
+    if (pl_acquire(labels, "labels", sparse ? 'i' : 'f', sparse ? 8 : 4, sparse ? n : n * k, 0, 0, &bt) < 0) goto fail_x;
+    if (pl_acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
+    if (pl_acquire(grad, "grad", 'f', 4, n * k, 1, 1, &bg) < 0) goto fail_l;
+    if (pl_acquire(row_scale, "row_scale", 'f', 4, n, 0, 1, &bs) < 0) goto fail_g;
+    if (pl_acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_s;
+    if (pl_acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
     {
         const float *x = (const float *)bx.view.buf;
         const void *t = bt.view.buf;
@@ -147,26 +95,26 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
         }
         Py_END_ALLOW_THREADS
     }
-    release(&blb);
-    release(&bb);
-    release(&bs);
-    release(&bg);
-    release(&bl);
-    release(&bt);
-    release(&bx);
+    pl_release(&blb);
+    pl_release(&bb);
+    pl_release(&bs);
+    pl_release(&bg);
+    pl_release(&bl);
+    pl_release(&bt);
+    pl_release(&bx);
     Py_RETURN_NONE;
 fail_b:
-    release(&bb);
+    pl_release(&bb);
 fail_s:
-    release(&bs);
+    pl_release(&bs);
 fail_g:
-    release(&bg);
+    pl_release(&bg);
 fail_l:
-    release(&bl);
+    pl_release(&bl);
 fail_t:
-    release(&bt);
+    pl_release(&bt);
 fail_x:
-    release(&bx);
+    pl_release(&bx);
     return NULL;
 }
 
@@ -189,24 +137,24 @@ static PyObject *py_focal_softmax_ce(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOnOdOiO|O", &logits, &labels, &k, &alpha, &gamma, &loss, &nthreads, &bounds,
                           &label_bounds))
         return NULL;
-    Py_ssize_t n = loss_rows(loss);
-    if (n < 0 || check_shape(n, k) < 0) return NULL;
+    Py_ssize_t n = pl_loss_rows(loss);
+    if (n < 0 || pl_check_shape(n, k) < 0) return NULL;
     Buffer ba;
     if (PyObject_GetBuffer(alpha, &ba.view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
     ba.held = 1;
     Py_ssize_t n_alpha = ba.view.len / 8;
-    release(&ba);
+    pl_release(&ba);
     if (n_alpha != 1 && n_alpha != k) {
         PyErr_SetString(PyExc_ValueError, "alpha: expected 1 or k float64 values");
         return NULL;
     }
     Buffer bx, bt, bl, bb, blb;
-    if (acquire(alpha, "alpha", 'f', 8, n_alpha, 0, 0, &ba) < 0) return NULL;
-    if (acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) goto fail_a;
-    if (acquire(labels, "labels", 'f', 4, n * k, 0, 0, &bt) < 0) goto fail_x;
-    if (acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
-    if (acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_l;
-    if (acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
+    if (pl_acquire(alpha, "alpha", 'f', 8, n_alpha, 0, 0, &ba) < 0) return NULL;
+    if (pl_acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) goto fail_a;
+    if (pl_acquire(labels, "labels", 'f', 4, n * k, 0, 0, &bt) < 0) goto fail_x;
+    if (pl_acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
+    if (pl_acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_l;
+    if (pl_acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
     {
         const float *x = (const float *)bx.view.buf, *t = (const float *)bt.view.buf;
         const double *a = (const double *)ba.view.buf;
@@ -221,23 +169,23 @@ static PyObject *py_focal_softmax_ce(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
     }
-    release(&blb);
-    release(&bb);
-    release(&bl);
-    release(&bt);
-    release(&bx);
-    release(&ba);
+    pl_release(&blb);
+    pl_release(&bb);
+    pl_release(&bl);
+    pl_release(&bt);
+    pl_release(&bx);
+    pl_release(&ba);
     Py_RETURN_NONE;
 fail_b:
-    release(&bb);
+    pl_release(&bb);
 fail_l:
-    release(&bl);
+    pl_release(&bl);
 fail_t:
-    release(&bt);
+    pl_release(&bt);
 fail_x:
-    release(&bx);
+    pl_release(&bx);
 fail_a:
-    release(&ba);
+    pl_release(&ba);
     return NULL;
 }
 
@@ -253,14 +201,14 @@ static PyObject *probability_kernel(PyObject *args, int sparse) {
         PyErr_SetString(PyExc_ValueError, "label_bounds: only for dense labels");
         return NULL;
     }
-    Py_ssize_t n = loss_rows(loss);
-    if (n < 0 || check_shape(n, k) < 0) return NULL;
+    Py_ssize_t n = pl_loss_rows(loss);
+    if (n < 0 || pl_check_shape(n, k) < 0) return NULL;
     Buffer by, bt, bl, bb, blb;
-    if (acquire(probs, "probs", 'f', 4, n * k, 0, 0, &by) < 0) return NULL;
-    if (acquire(labels, "labels", sparse ? 'i' : 'f', sparse ? 8 : 4, sparse ? n : n * k, 0, 0, &bt) < 0) goto fail_y;
-    if (acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
-    if (acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_l;
-    if (acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
+    if (pl_acquire(probs, "probs", 'f', 4, n * k, 0, 0, &by) < 0) return NULL;
+    if (pl_acquire(labels, "labels", sparse ? 'i' : 'f', sparse ? 8 : 4, sparse ? n : n * k, 0, 0, &bt) < 0) goto fail_y;
+    if (pl_acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
+    if (pl_acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_l;
+    if (pl_acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
     {
         const float *y = (const float *)by.view.buf;
         const void *t = bt.view.buf;
@@ -278,20 +226,20 @@ static PyObject *probability_kernel(PyObject *args, int sparse) {
         }
         Py_END_ALLOW_THREADS
     }
-    release(&blb);
-    release(&bb);
-    release(&bl);
-    release(&bt);
-    release(&by);
+    pl_release(&blb);
+    pl_release(&bb);
+    pl_release(&bl);
+    pl_release(&bt);
+    pl_release(&by);
     Py_RETURN_NONE;
 fail_b:
-    release(&bb);
+    pl_release(&bb);
 fail_l:
-    release(&bl);
+    pl_release(&bl);
 fail_t:
-    release(&bt);
+    pl_release(&bt);
 fail_y:
-    release(&by);
+    pl_release(&by);
     return NULL;
 }
 

@@ -44,6 +44,7 @@
  * too, and the float32 loss adds its own rounding: <= ~3 ulps (measured
  * worst 0.5: docs/accuracy.md).
  */
+#include "softmax_glue.h"
 #include "softmax_ce.h"
 
 #if PL_SOFTMAX_AVAILABLE
@@ -67,27 +68,10 @@ DECLARE(_base)
 DECLARE(_avx2)
 #endif
 
-/* PROBLOSS_NATIVE_BASELINE=1 in the environment forces the baseline build
- * (for tests of that build on AVX2 machines). The first call decides; a race
- * between threads on it writes the same value. */
-static int use_avx2(void) {
-#if PL_HAVE_AVX2_BUILD
-    static volatile int cached = -1;
-    if (cached < 0) {
-        const char *force = getenv("PROBLOSS_NATIVE_BASELINE");
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !(force && force[0] == '1');
-    }
-    return cached;
-#else
-    return 0;
-#endif
-}
-
-const char *pl_softmax_ce_isa(void) { return use_avx2() ? "avx2" : "baseline"; }
+const char *pl_softmax_ce_isa(void) { return pl_use_avx2() ? "avx2" : "baseline"; }
 
 #if PL_HAVE_AVX2_BUILD
-#define PICK(fn) (use_avx2() ? fn##_avx2 : fn##_base)
+#define PICK(fn) (pl_use_avx2() ? fn##_avx2 : fn##_base)
 #else
 #define PICK(fn) fn##_base
 #endif

@@ -14,11 +14,7 @@
  *   openmp() -> whether the module was compiled with OpenMP
  *   AVAILABLE: 1, or 0 where the compiler has no vector extensions.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
-#include <stdlib.h>
-
+#include "softmax_glue.h"
 #include "pl_parallel.h"
 #include "softmax_ce.h"
 
@@ -35,25 +31,11 @@ DECLARE(_fgbase)
 DECLARE(_fgavx2)
 #endif
 
-static int use_avx2(void) {
-#if PL_HAVE_AVX2_BUILD
-    static volatile int cached = -1;
-    if (cached < 0) {
-        const char *force = getenv("PROBLOSS_NATIVE_BASELINE");
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !(force && force[0] == '1');
-    }
-    return cached;
-#else
-    return 0;
-#endif
-}
-
 static void focal_grad_rows(const float *x, const float *t, int64_t k, const double *a, int64_t n_alpha, double gamma,
                             float *loss, float *grad, const float *s, double scale, float *bounds, int64_t r0,
                             int64_t r1) {
 #if PL_HAVE_AVX2_BUILD
-    if (use_avx2()) {
+    if (pl_use_avx2()) {
         pl_focal_softmax_ce_grad_rows_fgavx2(x, t, k, a, n_alpha, gamma, loss, grad, s, scale, bounds, r0, r1);
         return;
     }
@@ -61,57 +43,7 @@ static void focal_grad_rows(const float *x, const float *t, int64_t k, const dou
     pl_focal_softmax_ce_grad_rows_fgbase(x, t, k, a, n_alpha, gamma, loss, grad, s, scale, bounds, r0, r1);
 }
 
-typedef struct {
-    Py_buffer view;
-    int held;
-} Buffer;
-
-static void release(Buffer *b) {
-    if (b->held) PyBuffer_Release(&b->view);
-    b->held = 0;
-}
-
-/* Take `obj` as a C-contiguous buffer of `count` items of `itemsize` bytes and
- * the format kind `kind` ('f' float, 'i' signed integer); None is allowed when
- * `optional`. Returns 0, or -1 with a Python error set. */
-static int acquire(PyObject *obj, const char *name, char kind, Py_ssize_t itemsize, Py_ssize_t count,
-                   int writable, int optional, Buffer *out) {
-    out->held = 0;
-    if (obj == Py_None && optional) return 0;
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, &out->view, flags) < 0) return -1;
-    out->held = 1;
-    const char *format = out->view.format ? out->view.format : "B";
-    if (*format == '<' || *format == '=' || *format == '@') format++;
-    int kind_ok = kind == 'f' ? (*format == 'f' || *format == 'd')
-                              : (*format == 'q' || *format == 'l' || *format == 'i');
-    if (!kind_ok || format[1] != '\0' || out->view.itemsize != itemsize || out->view.len != count * itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s: expected %zd native items of %zd bytes (kind %c), got format %s, %zd bytes",
-                     name, count, itemsize, kind, out->view.format ? out->view.format : "B", out->view.len);
-        release(out);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_shape(Py_ssize_t n, Py_ssize_t k) {
-    if (k < 1 || k > INT32_MAX - 16 || n < 0) {
-        PyErr_SetString(PyExc_ValueError, "classes must be in [1, 2^31 - 17]");
-        return -1;
-    }
-    return 0;
-}
-
 static Py_ssize_t rows_per_task(Py_ssize_t k) { return k >= PL_SOFTMAX_TASK ? 1 : PL_SOFTMAX_TASK / k; }
-
-/* n from the loss buffer's length: loss is f32[n] */
-static Py_ssize_t loss_rows(PyObject *loss) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(loss, &view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) return -1;
-    Py_ssize_t n = view.len / (Py_ssize_t)sizeof(float);
-    PyBuffer_Release(&view);
-    return n;
-}
 
 static PyObject *py_focal_softmax_ce_grad(PyObject *self, PyObject *args) {
     (void)self;
@@ -122,25 +54,25 @@ static PyObject *py_focal_softmax_ce_grad(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOnOdOOOdiO", &logits, &labels, &k, &alpha, &gamma, &loss, &grad, &row_scale,
                           &scale, &nthreads, &bounds))
         return NULL;
-    Py_ssize_t n = loss_rows(loss);
-    if (n < 0 || check_shape(n, k) < 0) return NULL;
+    Py_ssize_t n = pl_loss_rows(loss);
+    if (n < 0 || pl_check_shape(n, k) < 0) return NULL;
     Buffer ba;
     if (PyObject_GetBuffer(alpha, &ba.view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
     ba.held = 1;
     Py_ssize_t n_alpha = ba.view.len / 8;
-    release(&ba);
+    pl_release(&ba);
     if (n_alpha != 1 && n_alpha != k) {
         PyErr_SetString(PyExc_ValueError, "alpha: expected 1 or k float64 values");
         return NULL;
     }
     Buffer bx, bt, bl, bg, bs, bb;
-    if (acquire(alpha, "alpha", 'f', 8, n_alpha, 0, 0, &ba) < 0) return NULL;
-    if (acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) goto fail_a;
-    if (acquire(labels, "labels", 'f', 4, n * k, 0, 0, &bt) < 0) goto fail_x;
-    if (acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
-    if (acquire(grad, "grad", 'f', 4, n * k, 1, 1, &bg) < 0) goto fail_l;
-    if (acquire(row_scale, "row_scale", 'f', 4, n, 0, 1, &bs) < 0) goto fail_g;
-    if (acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_s;
+    if (pl_acquire(alpha, "alpha", 'f', 8, n_alpha, 0, 0, &ba) < 0) return NULL;
+    if (pl_acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) goto fail_a;
+    if (pl_acquire(labels, "labels", 'f', 4, n * k, 0, 0, &bt) < 0) goto fail_x;
+    if (pl_acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
+    if (pl_acquire(grad, "grad", 'f', 4, n * k, 1, 1, &bg) < 0) goto fail_l;
+    if (pl_acquire(row_scale, "row_scale", 'f', 4, n, 0, 1, &bs) < 0) goto fail_g;
+    if (pl_acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_s;
     {
         const float *x = (const float *)bx.view.buf, *t = (const float *)bt.view.buf;
         const double *a = (const double *)ba.view.buf;
@@ -156,33 +88,33 @@ static PyObject *py_focal_softmax_ce_grad(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
     }
-    release(&bb);
-    release(&bs);
-    release(&bg);
-    release(&bl);
-    release(&bt);
-    release(&bx);
-    release(&ba);
+    pl_release(&bb);
+    pl_release(&bs);
+    pl_release(&bg);
+    pl_release(&bl);
+    pl_release(&bt);
+    pl_release(&bx);
+    pl_release(&ba);
     Py_RETURN_NONE;
 fail_s:
-    release(&bs);
+    pl_release(&bs);
 fail_g:
-    release(&bg);
+    pl_release(&bg);
 fail_l:
-    release(&bl);
+    pl_release(&bl);
 fail_t:
-    release(&bt);
+    pl_release(&bt);
 fail_x:
-    release(&bx);
+    pl_release(&bx);
 fail_a:
-    release(&ba);
+    pl_release(&ba);
     return NULL;
 }
 
 static PyObject *py_softmax_isa(PyObject *self, PyObject *args) {
     (void)self;
     (void)args;
-    return PyUnicode_FromString(use_avx2() ? "avx2" : "baseline");
+    return PyUnicode_FromString(pl_use_avx2() ? "avx2" : "baseline");
 }
 
 static PyObject *py_openmp(PyObject *self, PyObject *args) {
