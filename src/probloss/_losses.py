@@ -52,7 +52,10 @@ class BinaryCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1]; labels are squeezed towards 0.5.
         axis: the axis to average over. Defaults to -1.
-        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+        reduction: see :class:`probloss.Loss`.
+        name: see :class:`probloss.Loss`.
+        dtype: see :class:`probloss.Loss`.
+        validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -88,7 +91,10 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1].
         axis: the axis to average over. Defaults to -1.
-        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+        reduction: see :class:`probloss.Loss`.
+        name: see :class:`probloss.Loss`.
+        dtype: see :class:`probloss.Loss`.
+        validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -121,7 +127,10 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1].
         axis: the class axis. Defaults to -1.
-        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+        reduction: see :class:`probloss.Loss`.
+        name: see :class:`probloss.Loss`.
+        dtype: see :class:`probloss.Loss`.
+        validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import numpy as np
@@ -155,7 +164,10 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1].
         axis: the class axis. Defaults to -1.
-        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+        reduction: see :class:`probloss.Loss`.
+        name: see :class:`probloss.Loss`.
+        dtype: see :class:`probloss.Loss`.
+        validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -191,7 +203,9 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         ignore_class: a label value to ignore, or None.
         reduction: see :class:`probloss.Loss`.
         axis: the class axis. Defaults to -1.
-        name, dtype, validate: see :class:`probloss.Loss`.
+        name: see :class:`probloss.Loss`.
+        dtype: see :class:`probloss.Loss`.
+        validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -219,7 +233,10 @@ class Poisson(LossFunctionWrapper):
     """Poisson loss; see :func:`probloss.poisson`.
 
     Args:
-        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+        reduction: see :class:`probloss.Loss`.
+        name: see :class:`probloss.Loss`.
+        dtype: see :class:`probloss.Loss`.
+        validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -237,7 +254,10 @@ class KLDivergence(LossFunctionWrapper):
     """Kullback-Leibler divergence; see :func:`probloss.kl_divergence`.
 
     Args:
-        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+        reduction: see :class:`probloss.Loss`.
+        name: see :class:`probloss.Loss`.
+        dtype: see :class:`probloss.Loss`.
+        validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -256,7 +276,10 @@ class CTC(LossFunctionWrapper):
     """Connectionist temporal classification loss; see :func:`probloss.ctc`.
 
     Args:
-        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+        reduction: see :class:`probloss.Loss`.
+        name: see :class:`probloss.Loss`.
+        dtype: see :class:`probloss.Loss`.
+        validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import numpy as np

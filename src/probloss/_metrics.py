@@ -214,7 +214,8 @@ class MeanMetricWrapper(Metric):
 
     Args:
         fn: a probloss loss function (``probloss.binary_crossentropy``, ...).
-        name, dtype: see :class:`Metric`.
+        name: see :class:`Metric`.
+        dtype: see :class:`Metric`.
         **kwargs: the function's options.
 
     Examples:
