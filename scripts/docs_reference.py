@@ -131,9 +131,15 @@ def _heading_id(module: str, name: str) -> str:
 
 
 def _heading(name: str, anchor: str) -> str:
-    """A level-3 heading with the id ``anchor`` (underscores escaped from Markdown's emphasis)."""
-    escaped = anchor.replace("_", "\\_")
-    return f"### `{name}` {{ #{escaped} }}"
+    """A level-3 heading that ``#anchor`` links to.
+
+    attr_list gives the heading the id, except for a dunder name (``__version__``), whose
+    underscores Markdown would read as bold inside ``{...}``: that heading keeps its own id
+    and an empty ``<a id=...>`` carries the anchor.
+    """
+    if "__" in anchor:
+        return f'### `{name}`\n\n<a id="{anchor}"></a>'
+    return f"### `{name}` {{ #{anchor} }}"
 
 
 def render(page: ModulePage, pages: list[ModulePage]) -> str:
