@@ -27,7 +27,6 @@ import types
 from pathlib import Path
 
 import pytest
-
 from conftest import library
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +39,8 @@ FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
 def _reference_module() -> types.ModuleType:
     spec = importlib.util.spec_from_file_location("docs_reference", ROOT / "scripts" / "docs_reference.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(spec.name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
