@@ -7,7 +7,8 @@
 * Every code example on the site's pages (docs/**/*.md) runs, page by page in one
   namespace, in a fresh working directory: ```python blocks are executed, ```pycon
   blocks are doctests (their printed output is compared), and ```console blocks' ``$
-  probloss ...`` commands run ``python -m probloss ...`` and their output is compared.
+  probloss ...`` commands run the command line's ``main`` in this process and their output
+  is compared.
   A page that imports torch, jax or dask runs only when that backend is selected
   (PROBLOSS_TEST_BACKENDS); one that imports xgboost or lightgbm only when it is
   installed. A block preceded by ``<!-- docs-test: skip -->`` (or ``<!-- docs-test: skip (why) -->``)
@@ -16,12 +17,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import importlib
 import importlib.util
+import io
 import re
 import shlex
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -121,6 +123,19 @@ _CHECKER = doctest.OutputChecker()
 _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
+def _probloss_command(argv: list[str]) -> tuple[int, str]:
+    """Run the ``probloss`` command in this process (as ``python -m probloss``): exit status and output."""
+    from probloss._cli import main
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        try:
+            status = main(argv)
+        except SystemExit as exit_:  # argparse's usage errors
+            status = exit_.code if isinstance(exit_.code, int) else 1
+    return status, output.getvalue()
+
+
 def _run_console(code: str, where: str) -> None:
     commands: list[tuple[str, list[str]]] = []
     for line in code.splitlines():
@@ -129,11 +144,9 @@ def _run_console(code: str, where: str) -> None:
         elif commands:
             commands[-1][1].append(line)
     for command, expected in commands:
-        argv = shlex.split(command.replace("\\\n", " "))
+        argv = shlex.split(command)
         assert argv[0] == "probloss", f"{where}: only `probloss` commands run in console blocks: {command}"
-        result = subprocess.run([sys.executable, "-m", "probloss", *argv[1:]], capture_output=True, text=True,
-                                timeout=120, check=False)
-        got = result.stdout + result.stderr
+        _, got = _probloss_command(argv[1:])
         want = "\n".join(expected).strip() + "\n"
         assert _CHECKER.check_output(want, got.strip() + "\n", _FLAGS), f"{where}: `{command}` printed\n{got}"
 
