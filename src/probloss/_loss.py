@@ -223,10 +223,7 @@ class LossFunctionWrapper(Loss):
     Args:
         fn: a probloss loss function, or any function of ``(y_true, y_pred)``
             returning per-sample losses.
-        reduction: see :class:`Loss`.
-        name: see :class:`Loss`.
-        dtype: see :class:`Loss`.
-        validate: see :class:`Loss`.
+        reduction, name, dtype, validate: see :class:`Loss`.
         **kwargs: passed to ``fn`` on every call.
 
     Examples:

@@ -52,10 +52,7 @@ class BinaryCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1]; labels are squeezed towards 0.5.
         axis: the axis to average over. Defaults to -1.
-        reduction: see :class:`probloss.Loss`.
-        name: see :class:`probloss.Loss`.
-        dtype: see :class:`probloss.Loss`.
-        validate: see :class:`probloss.Loss`.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -91,10 +88,7 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1].
         axis: the axis to average over. Defaults to -1.
-        reduction: see :class:`probloss.Loss`.
-        name: see :class:`probloss.Loss`.
-        dtype: see :class:`probloss.Loss`.
-        validate: see :class:`probloss.Loss`.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -127,10 +121,7 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1].
         axis: the class axis. Defaults to -1.
-        reduction: see :class:`probloss.Loss`.
-        name: see :class:`probloss.Loss`.
-        dtype: see :class:`probloss.Loss`.
-        validate: see :class:`probloss.Loss`.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import numpy as np
@@ -164,10 +155,7 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1].
         axis: the class axis. Defaults to -1.
-        reduction: see :class:`probloss.Loss`.
-        name: see :class:`probloss.Loss`.
-        dtype: see :class:`probloss.Loss`.
-        validate: see :class:`probloss.Loss`.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -203,9 +191,7 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         ignore_class: a label value to ignore, or None.
         reduction: see :class:`probloss.Loss`.
         axis: the class axis. Defaults to -1.
-        name: see :class:`probloss.Loss`.
-        dtype: see :class:`probloss.Loss`.
-        validate: see :class:`probloss.Loss`.
+        name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -233,10 +219,7 @@ class Poisson(LossFunctionWrapper):
     """Poisson loss; see :func:`probloss.poisson`.
 
     Args:
-        reduction: see :class:`probloss.Loss`.
-        name: see :class:`probloss.Loss`.
-        dtype: see :class:`probloss.Loss`.
-        validate: see :class:`probloss.Loss`.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -254,10 +237,7 @@ class KLDivergence(LossFunctionWrapper):
     """Kullback-Leibler divergence; see :func:`probloss.kl_divergence`.
 
     Args:
-        reduction: see :class:`probloss.Loss`.
-        name: see :class:`probloss.Loss`.
-        dtype: see :class:`probloss.Loss`.
-        validate: see :class:`probloss.Loss`.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -276,10 +256,7 @@ class CTC(LossFunctionWrapper):
     """Connectionist temporal classification loss; see :func:`probloss.ctc`.
 
     Args:
-        reduction: see :class:`probloss.Loss`.
-        name: see :class:`probloss.Loss`.
-        dtype: see :class:`probloss.Loss`.
-        validate: see :class:`probloss.Loss`.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import numpy as np

@@ -214,8 +214,7 @@ class MeanMetricWrapper(Metric):
 
     Args:
         fn: a probloss loss function (``probloss.binary_crossentropy``, ...).
-        name: see :class:`Metric`.
-        dtype: see :class:`Metric`.
+        name, dtype: see :class:`Metric`.
         **kwargs: the function's options.
 
     Examples:
