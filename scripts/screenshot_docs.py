@@ -59,7 +59,7 @@ def find_browser() -> str | None:
 
 
 def build_site(dest: Path) -> None:
-    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(dest)],
+    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(dest)],
                    cwd=ROOT, check=True)
 
 

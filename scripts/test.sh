@@ -17,7 +17,8 @@ python3 -m venv .venv-test
 .venv-test/bin/python -m ruff check src tests benchmarks
 docs_tmp="$(mktemp -d)"
 trap 'rm -rf "$docs_tmp"' EXIT
-NO_MKDOCS_2_WARNING=1 .venv-test/bin/python -m mkdocs build --strict --quiet -d "$docs_tmp/site"
+# No --quiet: with it, mkdocs does not count warnings and --strict passes anyway.
+NO_MKDOCS_2_WARNING=1 .venv-test/bin/python -m mkdocs build --strict -d "$docs_tmp/site"
 .venv-test/bin/python scripts/screenshot_docs.py --allow-missing --site "$docs_tmp/site" --out "$docs_tmp/screenshots"
 # pytest exits 5 when it collects no test; set -e turns that into a failure.
 .venv-test/bin/python -m pytest -n 2 -q "$@"
