@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     browser = find_browser()
     if browser is None:
-        print(f"screenshot check skipped: no Chromium found ({', '.join(BROWSERS)})")
+        verdict = "skipped" if args.allow_missing else "failed"
+        print(f"screenshot check {verdict}: no Chromium found ({', '.join(BROWSERS)})")
         return 0 if args.allow_missing else 1
     width, height = (int(v) for v in args.size.split("x"))
     args.out.mkdir(parents=True, exist_ok=True)
