@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Install everything the tests need into .venv-test, run ruff, then pytest twice:
+# Install everything the tests need into .venv-test, run ruff, build the documentation site
+# (`mkdocs build --strict`: broken links, unresolved references and public names without a
+# docstring fail it; then the headless-Chromium screenshot check, skipped with a message where
+# Chromium is absent), then pytest twice:
 #   1. the whole suite in file order, on the backends of PROBLOSS_TEST_BACKENDS
 #      (default: numpy, array_api_strict, torch, jax, dask);
 #   2. the whole suite again with NumPy as the only backend and in random order
@@ -10,8 +13,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv-test
-.venv-test/bin/python -m pip install -q -c constraints-test.txt -e ".[test]"
+.venv-test/bin/python -m pip install -q -c constraints-test.txt -e ".[test,docs]"
 .venv-test/bin/python -m ruff check src tests benchmarks
+docs_tmp="$(mktemp -d)"
+trap 'rm -rf "$docs_tmp"' EXIT
+# No --quiet: with it, mkdocs does not count warnings and --strict passes anyway.
+NO_MKDOCS_2_WARNING=1 .venv-test/bin/python -m mkdocs build --strict -d "$docs_tmp/site"
+.venv-test/bin/python scripts/screenshot_docs.py --allow-missing --site "$docs_tmp/site" --out "$docs_tmp/screenshots"
 # pytest exits 5 when it collects no test; set -e turns that into a failure.
 .venv-test/bin/python -m pytest -n 2 -q "$@"
 seed="${PROBLOSS_TEST_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
