@@ -19,6 +19,7 @@ from ._functional import (
     kl_divergence,
     poisson,
     sparse_categorical_crossentropy,
+    sparse_categorical_focal_crossentropy,
 )
 from ._grad_hess import grad_hess
 from ._interop import to_keras
@@ -32,6 +33,7 @@ from ._losses import (
     KLDivergence,
     Poisson,
     SparseCategoricalCrossentropy,
+    SparseCategoricalFocalCrossentropy,
 )
 from ._reduction import Reduction
 from ._registry import deserialize, get, serialize
@@ -55,6 +57,7 @@ __all__ = [
     "ProbabilitiesAsLogitsWarning",
     "Reduction",
     "SparseCategoricalCrossentropy",
+    "SparseCategoricalFocalCrossentropy",
     "ValidationWarning",
     "__version__",
     "bce",
@@ -82,6 +85,7 @@ __all__ = [
     "set_epsilon",
     "set_num_threads",
     "sparse_categorical_crossentropy",
+    "sparse_categorical_focal_crossentropy",
     "to_keras",
     "validation",
     "xgboost",
