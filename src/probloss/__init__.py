@@ -8,7 +8,7 @@ Examples:
 
 import sys as _sys
 
-from . import _dispatch, lightgbm, losses, metrics, xgboost
+from . import _dispatch, compat, lightgbm, losses, metrics, xgboost
 from ._config import epsilon, fast_paths, get_num_threads, set_epsilon, set_num_threads, validation
 from ._ctc import ctc, ctc_decode, ctc_loss
 from ._functional import (
@@ -65,6 +65,7 @@ __all__ = [
     "binary_focal_crossentropy",
     "categorical_crossentropy",
     "categorical_focal_crossentropy",
+    "compat",
     "ctc",
     "ctc_decode",
     "ctc_loss",

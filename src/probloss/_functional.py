@@ -24,7 +24,9 @@ from . import _kernels  # noqa: F401 - registers the kernels
 from ._config import epsilon
 from ._dispatch import Observed, call, call_generic, call_observing
 from ._grad_hint import publish
+from ._kernels._focal import pick_class_weight
 from ._namespace import FLOATX, as_arrays, compute_dtype, index_dtype, is_floating, is_integer, resolve_dtype
+from ._numerics import class_vector
 from ._validation import (
     DataChecker,
     canonical_axis,
@@ -37,8 +39,6 @@ from ._validation import (
     check_same_shape,
     check_weight_vector,
 )
-from ._kernels._focal import pick_class_weight
-from ._numerics import class_vector
 
 __all__ = [
     "binary_crossentropy",

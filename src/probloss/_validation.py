@@ -153,7 +153,8 @@ def _weight_values(value: object, argument: str) -> list[object]:
     return list(value)
 
 
-def check_weight_vector(value: object, argument: str, *, allow_scalar: bool = False) -> float | tuple[float, ...] | None:
+def check_weight_vector(value: object, argument: str, *,
+                        allow_scalar: bool = False) -> float | tuple[float, ...] | None:
     """Return a non-negative finite weight (``allow_scalar``) or a 1-D tuple of them, or None.
 
     Raises:
