@@ -158,9 +158,20 @@ def softmax_cross_entropy_with_integer_labels(logits: Any, labels: Any, axis: in
         raise TypeError(msg)
     axis = canonical_axis(axis, x.ndim)
     nll, mask = _masked_nll(xp, x, p["where"], axis)
-    loss = mark_invalid_labels(one_hot_pick(nll, labels_, axis=axis, xp=xp), labels_, x.shape[axis], xp=xp)
+    loss = one_hot_pick(nll, labels_, axis=axis, xp=xp)
     if mask is not None:
-        loss = xp.where(xp.any(mask, axis=axis), loss, xp.zeros_like(loss))
+        # optax takes the label's logit even where `where` leaves it out of the softmax:
+        # logsumexp(selected) - x[label] = (nll at the selected maximum) + (maximum - x[label]).
+        selected = xp.where(mask, x, xp.full_like(x, -float("inf")))
+        top = xp.max(selected, axis=axis)
+        top_nll = xp.min(nll, axis=axis)
+        label_in = one_hot_pick(xp.astype(mask, x.dtype), labels_, axis=axis, xp=xp) > 0
+        any_row = xp.any(mask, axis=axis)
+        safe_top = xp.where(any_row, top, xp.zeros_like(top))
+        outside = top_nll + (safe_top - one_hot_pick(x, labels_, axis=axis, xp=xp))
+        loss = xp.where(label_in, loss, outside)
+        loss = xp.where(any_row, loss, xp.zeros_like(loss))
+    loss = mark_invalid_labels(loss, labels_, x.shape[axis], xp=xp)
     return p.out(loss)
 
 

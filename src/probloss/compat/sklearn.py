@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._namespace import as_arrays, device_of, dtype_name, is_floating
+from .._namespace import as_arrays, device_of, is_floating
 
 __all__ = ["log_loss"]
 
@@ -105,7 +105,7 @@ def log_loss(y_true: Any, y_proba: Any = None, *, normalize: bool = True, sample
     if not np.allclose(sums, 1.0, rtol=np.sqrt(eps), atol=0.0):
         warnings.warn("The y_prob values do not sum to one. Make sure to pass probabilities.",
                       UserWarning, stacklevel=2)
-    y = xp.asarray(onehot.astype(dtype_name(p.dtype)), device=device_of(p))
+    y = xp.asarray(onehot, dtype=p.dtype, device=device_of(p))
     clipped = xp.clip(p, eps, 1 - eps)
     # Σ_c y_c·log p_c with 0·log p = 0 (scikit-learn's xlogy).
     loss = -xp.sum(xp.where(y == 0, xp.zeros_like(clipped), y * xp.log(clipped)), axis=1)

@@ -8,8 +8,6 @@ PyTorch's result is NaN or has lost bits:
 * ``0·inf`` is read as 0: a zero target next to a ``-inf`` logit, log-target or
   log-rate contributes 0 (PyTorch: NaN), so do a zero class weight or
   ``pos_weight`` next to an infinite loss;
-* ``binary_cross_entropy`` keeps the clamp of each log at -100 but takes
-  ``log1p(-p)`` rather than ``log(1 - p)`` (exact for small ``p``);
 * log-softmax is computed without cancellation (a confident loss keeps its bits
   in float32 where PyTorch rounds it to 0);
 * a class index outside ``[0, C)`` (and not ``ignore_index``) gives NaN in its
@@ -82,7 +80,10 @@ def _indexed(nll: Array, target: Array, weight: Array | None, ignore_index: int,
     loss = xp.where(valid, loss, zeros)
     if reduction == "mean":
         # Divided by the summed weights of the targets not ignored (0/0 = NaN when none is left).
-        return xp.sum(loss) / xp.sum(xp.where(valid, picked_weight, zeros))
+        total = xp.sum(xp.where(valid, picked_weight, zeros))
+        empty = total == 0
+        mean = xp.sum(loss) / xp.where(empty, xp.ones_like(total), total)
+        return xp.where(empty, xp.full_like(mean, float("nan")), mean)
     return apply_reduction(loss, reduction, xp=xp)
 
 
@@ -151,8 +152,8 @@ def binary_cross_entropy(input: Any, target: Any, weight: Any = None,
                          reduction: str = "mean") -> Any:
     """``torch.nn.functional.binary_cross_entropy`` of probabilities.
 
-    ``l = -w·[y·max(log p, -100) + (1-y)·max(log(1-p), -100)]``, PyTorch's clamp
-    kept, with ``log(1-p)`` taken as ``log1p(-p)``.
+    ``l = -w·[y·max(log p, -100) + (1-y)·max(log(1-p), -100)]``: PyTorch's clamp
+    of each log at -100 kept (a probability of 0 or 1 costs at most 100).
 
     Examples:
         >>> import numpy as np
