@@ -15,6 +15,7 @@ never cast to a float dtype.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -366,7 +367,7 @@ def _sparse_categorical_focal_crossentropy(x: Inputs, *, alpha: Any, gamma: floa
                                            ignore_class: int | None, axis: int,
                                            class_weight: Any = None) -> tuple[Array, Array | None]:
     gamma = check_gamma(gamma)
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+    if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
         alpha = check_alpha(alpha, per_class=False)
     else:
         alpha = check_alpha(check_weight_vector(alpha, "alpha"), per_class=True)

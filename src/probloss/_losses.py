@@ -8,6 +8,7 @@ forwards them to :class:`~probloss.LossFunctionWrapper`; everything else
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -311,7 +312,7 @@ class SparseCategoricalFocalCrossentropy(LossFunctionWrapper):
                  reduction: str | None = _SOBS, name: str = "sparse_categorical_focal_crossentropy",
                  dtype: Any = None, *, class_weight: Any = None, normalize_by: str = "count",
                  validate: str | None = None) -> None:
-        if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
             self.alpha: float | tuple[float, ...] = check_alpha(alpha, per_class=False)
         else:
             self.alpha = check_alpha(check_weight_vector(alpha, "alpha"), per_class=True)
