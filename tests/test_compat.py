@@ -9,9 +9,9 @@ value is the limit, written here as a formula. The signatures are compared with
 the originals' (names, defaults, order).
 
 On NumPy and PyTorch every combination of the options runs; on the libraries
-whose eager calls cost more (JAX compiles each new operation, Dask builds a
-graph, array-api-strict checks every call) a covering subset runs, in which
-every value of every option appears at least once.
+whose calls cost more (JAX compiles, Dask builds a graph, array-api-strict
+checks every call) two combinations run: every option at its first value, and
+every option at its last (the weights, smoothing and reductions all set).
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ def _check(backend: Any, ours: Any, reference: Any, rtol: float = RTOL) -> None:
 
 
 def _combos(backend: Any, *options: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """Every combination on NumPy and PyTorch; elsewhere each value of each option at least once."""
+    """Every combination on NumPy and PyTorch; elsewhere the first and the last values of every option."""
     if backend.name in ("numpy", "torch"):
         return list(itertools.product(*options))
-    return [tuple(o[(i + k) % len(o)] for k, o in enumerate(options)) for i in range(max(map(len, options)))]
+    return [tuple(o[0] for o in options), tuple(o[-1] for o in options)]
 
 
 def _call(backend: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -103,8 +103,15 @@ def test_sparse_focal_is_categorical_focal_of_one_hot(backend: Any, data: dict[s
         np.testing.assert_allclose(got, want, rtol=RTOL)
 
 
-@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight", "none"])
-def test_normalize_by(backend: Any, data: dict[str, np.ndarray], reduction: str) -> None:
+def test_normalize_by(backend: Any, data: dict[str, np.ndarray]) -> None:
+    reductions = ["sum_over_batch_size", "sum", "mean_with_sample_weight", "none"]
+    if backend.name not in ("numpy", "torch"):
+        reductions = reductions[::2]  # each call costs a compilation (JAX) or a graph (Dask)
+    for reduction in reductions:
+        _check_normalize_by(backend, data, reduction)
+
+
+def _check_normalize_by(backend: Any, data: dict[str, np.ndarray], reduction: str) -> None:
     labels = data["labels"][:, 0].copy()
     labels[1] = -1  # ignored
     logits = data["logits"][:, :, 0]
