@@ -8,7 +8,7 @@ Examples:
 
 import sys as _sys
 
-from . import _dispatch, lightgbm, losses, metrics, xgboost
+from . import _dispatch, compat, lightgbm, losses, metrics, xgboost
 from ._config import epsilon, fast_paths, get_num_threads, set_epsilon, set_num_threads, validation
 from ._ctc import ctc, ctc_decode, ctc_loss
 from ._functional import (
@@ -19,6 +19,7 @@ from ._functional import (
     kl_divergence,
     poisson,
     sparse_categorical_crossentropy,
+    sparse_categorical_focal_crossentropy,
 )
 from ._grad_hess import grad_hess
 from ._interop import to_keras
@@ -32,6 +33,7 @@ from ._losses import (
     KLDivergence,
     Poisson,
     SparseCategoricalCrossentropy,
+    SparseCategoricalFocalCrossentropy,
 )
 from ._reduction import Reduction
 from ._registry import deserialize, get, serialize
@@ -55,6 +57,7 @@ __all__ = [
     "ProbabilitiesAsLogitsWarning",
     "Reduction",
     "SparseCategoricalCrossentropy",
+    "SparseCategoricalFocalCrossentropy",
     "ValidationWarning",
     "__version__",
     "bce",
@@ -62,6 +65,7 @@ __all__ = [
     "binary_focal_crossentropy",
     "categorical_crossentropy",
     "categorical_focal_crossentropy",
+    "compat",
     "ctc",
     "ctc_decode",
     "ctc_loss",
@@ -82,6 +86,7 @@ __all__ = [
     "set_epsilon",
     "set_num_threads",
     "sparse_categorical_crossentropy",
+    "sparse_categorical_focal_crossentropy",
     "to_keras",
     "validation",
     "xgboost",

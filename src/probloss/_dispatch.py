@@ -32,8 +32,8 @@ from typing import Any
 
 from ._config import fast_paths_enabled
 
-__all__ = ["EXECUTORS", "FAST", "GENERIC", "Observed", "backend_of", "call", "call_observing", "executor", "fast_path",
-           "import_backend", "kernel"]
+__all__ = ["EXECUTORS", "FAST", "GENERIC", "Observed", "backend_of", "call", "call_generic", "call_observing",
+           "executor", "fast_path", "import_backend", "kernel"]
 
 Kernel = Callable[..., Any]
 Executor = Callable[[Kernel, tuple[Any, ...], dict[str, Any], Any], Any]
@@ -180,3 +180,12 @@ def call(name: str, *arrays: Any, xp: Any, **static: Any) -> Any:
             return out
     msg = f"No kernel accepted the call to {name!r}."  # unreachable: generic never declines
     raise RuntimeError(msg)
+
+
+def call_generic(name: str, *arrays: Any, xp: Any, **static: Any) -> Any:
+    """Run the generic kernel ``name``, bypassing every fast path and executor.
+
+    For options that the fast paths do not implement (class and positive-class
+    weights, log-space inputs): a fast path never sees, and so can never ignore, them.
+    """
+    return GENERIC[name](*arrays, xp=xp, **static)

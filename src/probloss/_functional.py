@@ -15,6 +15,7 @@ never cast to a float dtype.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ from typing import Any
 
 from . import _kernels  # noqa: F401 - registers the kernels
 from ._config import epsilon
-from ._dispatch import Observed, call, call_observing
+from ._dispatch import Observed, call, call_generic, call_observing
 from ._grad_hint import publish
+from ._kernels._focal import pick_class_weight
 from ._namespace import FLOATX, as_arrays, compute_dtype, index_dtype, is_floating, is_integer, resolve_dtype
+from ._numerics import class_vector
 from ._validation import (
     DataChecker,
     canonical_axis,
@@ -33,7 +36,9 @@ from ._validation import (
     check_gamma,
     check_ignore_class,
     check_label_smoothing,
+    check_num_weights,
     check_same_shape,
+    check_weight_vector,
 )
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "kl_divergence",
     "poisson",
     "sparse_categorical_crossentropy",
+    "sparse_categorical_focal_crossentropy",
 ]
 
 Array = Any
@@ -109,22 +115,30 @@ def _check_numeric(xp: Any, x: Array, argument: str) -> None:
 
 @dataclass(frozen=True)
 class LossSpec:
-    """How a public loss function computes: its values function, and its label kind."""
+    """How a public loss function computes: its values function, and its label kind.
+
+    ``class_weights``, for losses with a ``class_weight`` option: returns each
+    sample's class weight ``c_i = sum_c w_c·y_ic`` (``w[y_i]`` for integer labels),
+    or None without class weights; the ``Loss`` classes divide by their sum
+    under ``normalize_by="weights"``.
+    """
 
     values: ValuesFn
     sparse: bool = False
+    class_weights: Callable[..., Array | None] | None = None
 
 
 #: public loss function -> its spec; the classes look their function up here.
 SPECS: dict[Callable[..., Any], LossSpec] = {}
 
 
-def implemented_by(values: ValuesFn, *, sparse: bool = False) -> Callable[[Callable[..., Any]],
-                                                                          Callable[..., Any]]:
+def implemented_by(values: ValuesFn, *, sparse: bool = False,
+                   class_weights: Callable[..., Array | None] | None = None,
+                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``values`` as the computation behind a public loss function."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        SPECS[fn] = LossSpec(values, sparse)
+        SPECS[fn] = LossSpec(values, sparse, class_weights)
         return fn
 
     return register
@@ -203,14 +217,42 @@ def _warn_single_class(loss_name: str, y_pred: Array, axis: int) -> None:
         )
 
 
+def _checked_generic(x: Inputs, name: str, y_true: Array, check: Callable[[], None], **static: Any) -> Array:
+    """Run the data checks, then the generic kernel ``name`` (for options no fast path takes)."""
+    check()
+    # The values may be rescaled afterwards or computed off the fast path: no reduction hint.
+    previous = publish(None)
+    try:
+        return call_generic(name, y_true, x.y_pred, xp=x.xp, **static)
+    finally:
+        publish(previous)
+
+
+def _pos_weight(value: Any, y_pred: Array, axis: int) -> float | tuple[float, ...] | None:
+    weight = check_weight_vector(value, "pos_weight", allow_scalar=True)
+    check_num_weights(weight, y_pred.shape[axis], "pos_weight")
+    return weight
+
+
+def _class_weight(value: Any, y_pred: Array, axis: int) -> tuple[float, ...] | None:
+    weight = check_weight_vector(value, "class_weight")
+    check_num_weights(weight, y_pred.shape[axis], "class_weight")
+    return weight  # type: ignore[return-value]
+
+
 def _binary_crossentropy(x: Inputs, *, from_logits: bool, label_smoothing: float,
-                         axis: int) -> tuple[Array, None]:
+                         axis: int, pos_weight: Any = None) -> tuple[Array, None]:
     from_logits = check_flag(from_logits, "from_logits")
     label_smoothing = check_label_smoothing(label_smoothing)
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
     _check_mean_axis(x.y_pred, axis)
+    pos_weight = _pos_weight(pos_weight, x.y_pred, axis)
     y_true = _smooth_binary(x.y_true, label_smoothing)
+    if pos_weight is not None:
+        return _checked_generic(x, "binary_crossentropy", y_true, lambda: _check_binary_data(x, from_logits),
+                                from_logits=from_logits, axis=axis, epsilon=epsilon(),
+                                pos_weight=pos_weight), None
     values = _checked_call(x, "binary_crossentropy", y_true, lambda: _check_binary_data(x, from_logits),
                            from_logits=from_logits, axis=axis, epsilon=epsilon())
     return values, None
@@ -218,7 +260,7 @@ def _binary_crossentropy(x: Inputs, *, from_logits: bool, label_smoothing: float
 
 def _binary_focal_crossentropy(x: Inputs, *, apply_class_balancing: bool, alpha: float,
                                gamma: float, from_logits: bool, label_smoothing: float,
-                               axis: int) -> tuple[Array, None]:
+                               axis: int, pos_weight: Any = None) -> tuple[Array, None]:
     apply_class_balancing = check_flag(apply_class_balancing, "apply_class_balancing")
     alpha = check_alpha(alpha, per_class=False)  # type: ignore[assignment]
     gamma = check_gamma(gamma)
@@ -227,7 +269,13 @@ def _binary_focal_crossentropy(x: Inputs, *, apply_class_balancing: bool, alpha:
     check_same_shape(x.y_true, x.y_pred)
     axis = canonical_axis(axis, x.y_pred.ndim)
     _check_mean_axis(x.y_pred, axis)
+    pos_weight = _pos_weight(pos_weight, x.y_pred, axis)
     y_true = _smooth_binary(x.y_true, label_smoothing)
+    if pos_weight is not None:
+        return _checked_generic(x, "binary_focal_crossentropy", y_true, lambda: _check_binary_data(x, from_logits),
+                                apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
+                                from_logits=from_logits, axis=axis, epsilon=epsilon(),
+                                pos_weight=pos_weight), None
     values = _checked_call(x, "binary_focal_crossentropy", y_true, lambda: _check_binary_data(x, from_logits),
                            apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
                            from_logits=from_logits, axis=axis, epsilon=epsilon())
@@ -246,8 +294,12 @@ def _check_categorical_pred(checker: DataChecker, y_pred: Array, from_logits: bo
 
 
 def _categorical_setup(x: Inputs, loss_name: str, from_logits: Any, label_smoothing: Any,
-                       axis: Any) -> tuple[bool, Array, int, Callable[[], None]]:
-    """Check the arguments; return them with the smoothed labels and the data checks to run."""
+                       axis: Any, class_weight: Any = None) -> tuple[bool, Array, int, Callable[[], None]]:
+    """Check the arguments; return them with the smoothed labels and the data checks to run.
+
+    Class weights are folded into the labels, ``w_c·y_c``: every kernel and fast
+    path computes ``-sum_c y_c·log p_c`` for any non-negative labels.
+    """
     from_logits = check_flag(from_logits, "from_logits")
     label_smoothing = check_label_smoothing(label_smoothing)
     check_same_shape(x.y_true, x.y_pred)
@@ -259,14 +311,17 @@ def _categorical_setup(x: Inputs, loss_name: str, from_logits: Any, label_smooth
         x.checker.in_range(x.y_true, "y_true", 0.0, 1.0)
         _check_categorical_pred(x.checker, x.y_pred, from_logits, axis)
 
+    class_weight = _class_weight(class_weight, x.y_pred, axis)
     y_true = _smooth_categorical(x.y_true, label_smoothing, x.y_pred.shape[axis])
+    if class_weight is not None:
+        y_true = y_true * class_vector(class_weight, y_true, axis=axis, xp=x.xp)
     return from_logits, y_true, axis, check
 
 
 def _categorical_crossentropy(x: Inputs, *, from_logits: bool, label_smoothing: float,
-                              axis: int) -> tuple[Array, None]:
+                              axis: int, class_weight: Any = None) -> tuple[Array, None]:
     from_logits, y_true, axis, check = _categorical_setup(x, "categorical_crossentropy", from_logits,
-                                                          label_smoothing, axis)
+                                                          label_smoothing, axis, class_weight)
     values = _checked_call(x, "categorical_crossentropy", y_true, check, from_logits=from_logits,
                            axis=axis, epsilon=epsilon())
     return values, None
@@ -274,20 +329,18 @@ def _categorical_crossentropy(x: Inputs, *, from_logits: bool, label_smoothing: 
 
 def _categorical_focal_crossentropy(x: Inputs, *, alpha: float | Sequence[float], gamma: float,
                                     from_logits: bool, label_smoothing: float,
-                                    axis: int) -> tuple[Array, None]:
+                                    axis: int, class_weight: Any = None) -> tuple[Array, None]:
     alpha = check_alpha(alpha, per_class=True)
     gamma = check_gamma(gamma)
     from_logits, y_true, axis, check = _categorical_setup(x, "categorical_focal_crossentropy",
-                                                          from_logits, label_smoothing, axis)
+                                                          from_logits, label_smoothing, axis, class_weight)
     values = _checked_call(x, "categorical_focal_crossentropy", y_true, check, alpha=alpha,
                            gamma=gamma, from_logits=from_logits, axis=axis, epsilon=epsilon())
     return values, None
 
 
-def _sparse_categorical_crossentropy(x: Inputs, *, from_logits: bool, ignore_class: int | None,
-                                     axis: int) -> tuple[Array, Array | None]:
-    from_logits = check_flag(from_logits, "from_logits")
-    ignore_class = check_ignore_class(ignore_class)
+def _sparse_labels(x: Inputs, axis: Any) -> tuple[Array, int]:
+    """Return the labels without a trailing class axis of size 1, and the canonical class axis."""
     xp, y_true, y_pred = x.xp, x.y_true, x.y_pred
     _check_rank_1(y_pred)
     axis = canonical_axis(axis, y_pred.ndim)
@@ -301,32 +354,89 @@ def _sparse_categorical_crossentropy(x: Inputs, *, from_logits: bool, ignore_cla
             f"y_true.shape={tuple(y_true.shape)}, y_pred.shape={tuple(y_pred.shape)}"
         )
         raise ValueError(msg)
+    return y_true, axis
+
+
+def _sparse_categorical_crossentropy(x: Inputs, *, from_logits: bool, ignore_class: int | None,
+                                     axis: int, class_weight: Any = None) -> tuple[Array, Array | None]:
+    return _sparse(x, "sparse_categorical_crossentropy", from_logits=from_logits,
+                   ignore_class=ignore_class, axis=axis, class_weight=class_weight)
+
+
+def _sparse_categorical_focal_crossentropy(x: Inputs, *, alpha: Any, gamma: float, from_logits: bool,
+                                           ignore_class: int | None, axis: int,
+                                           class_weight: Any = None) -> tuple[Array, Array | None]:
+    gamma = check_gamma(gamma)
+    if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
+        alpha = check_alpha(alpha, per_class=False)
+    else:
+        alpha = check_alpha(check_weight_vector(alpha, "alpha"), per_class=True)
+    return _sparse(x, "sparse_categorical_focal_crossentropy", from_logits=from_logits,
+                   ignore_class=ignore_class, axis=axis, class_weight=class_weight, alpha=alpha, gamma=gamma)
+
+
+def _sparse(x: Inputs, name: str, *, from_logits: bool, ignore_class: int | None, axis: int,
+            class_weight: Any, **static: Any) -> tuple[Array, Array | None]:
+    """The sparse losses: labels, ignored entries and class weights around the kernel ``name``."""
+    from_logits = check_flag(from_logits, "from_logits")
+    ignore_class = check_ignore_class(ignore_class)
+    xp, y_pred = x.xp, x.y_pred
+    y_true, axis = _sparse_labels(x, axis)
     num_classes = y_pred.shape[axis]
     _check_mean_axis(y_pred, axis, "the class axis")
+    class_weight = _class_weight(class_weight, y_pred, axis)
+    if isinstance(static.get("alpha"), tuple):
+        check_num_weights(static["alpha"], num_classes, "alpha")
 
     def check() -> None:
         x.checker.labels(y_true, num_classes, ignore_class)
         _check_categorical_pred(x.checker, y_pred, from_logits, axis,
                                 None if ignore_class is None else y_true != ignore_class)
 
-    if ignore_class is None:  # the kernel sees the checked arrays: it may report their bounds
-        return _checked_call(x, "sparse_categorical_crossentropy", y_true, check, from_logits=from_logits,
-                             axis=axis, epsilon=epsilon()), None
+    static.update(from_logits=from_logits, axis=axis, epsilon=epsilon())
+    if ignore_class is None and class_weight is None:
+        # The kernel sees the checked arrays: it may report their bounds.
+        return _checked_call(x, name, y_true, check, **static), None
     check()
-    valid = y_true != ignore_class
-    labels = xp.where(valid, y_true, xp.zeros_like(y_true))
-    # An ignored row may be all zeros (or all -inf logits); give it finite values so that
-    # neither the value nor the gradient of the discarded branch is NaN.
-    filler = xp.zeros_like(y_pred) if from_logits else xp.ones_like(y_pred)
-    y_pred = xp.where(xp.expand_dims(valid, axis=axis), y_pred, filler)
-    # The mask will rescale the rows' gradients: a reduction hint would only be a wrong guess.
+    labels, valid = y_true, None
+    if ignore_class is not None:
+        valid = y_true != ignore_class
+        labels = xp.where(valid, y_true, xp.zeros_like(y_true))
+        # An ignored row may be all zeros (or all -inf logits); give it finite values so that
+        # neither the value nor the gradient of the discarded branch is NaN.
+        filler = xp.zeros_like(y_pred) if from_logits else xp.ones_like(y_pred)
+        y_pred = xp.where(xp.expand_dims(valid, axis=axis), y_pred, filler)
+    # The mask or the class weights rescale the rows' gradients: a reduction hint would only be a wrong guess.
     previous = publish(None)
     try:
-        values = call("sparse_categorical_crossentropy", labels, y_pred, xp=xp,
-                      from_logits=from_logits, axis=axis, epsilon=epsilon())
+        values = call(name, labels, y_pred, xp=xp, **static)
     finally:
         publish(previous)
+    if class_weight is not None:
+        values = pick_class_weight(class_weight, labels, y_pred, axis=axis, xp=xp) * values
+    if valid is None:
+        return values, None
     return xp.where(valid, values, xp.zeros_like(values)), valid
+
+
+def _categorical_class_weights(x: Inputs, *, class_weight: Any = None, axis: int = -1,
+                               **_: Any) -> Array | None:
+    """``c_i = sum_c w_c·y_ic`` of the labels as given (before label smoothing)."""
+    if class_weight is None:
+        return None
+    axis = canonical_axis(axis, x.y_pred.ndim)
+    weight = _class_weight(class_weight, x.y_pred, axis)
+    return x.xp.sum(x.y_true * class_vector(weight, x.y_true, axis=axis, xp=x.xp), axis=axis)
+
+
+def _sparse_class_weights(x: Inputs, *, class_weight: Any = None, axis: int = -1,
+                          ignore_class: int | None = None, **_: Any) -> Array | None:
+    """``c_i = w[y_i]`` (the mask of ignored labels is applied by the reduction)."""
+    if class_weight is None:
+        return None
+    labels, axis = _sparse_labels(x, axis)
+    weight = _class_weight(class_weight, x.y_pred, axis)
+    return pick_class_weight(weight, labels, x.y_pred, axis=axis, xp=x.xp)
 
 
 def _check_rank_1(y_pred: Array) -> None:
@@ -345,29 +455,48 @@ def _check_mean_axis(y_pred: Array, axis: int, role: str = "the axis the loss av
         raise ValueError(msg)
 
 
-def _poisson(x: Inputs) -> tuple[Array, None]:
+def _poisson(x: Inputs, *, log_input: bool = False, full: bool = False) -> tuple[Array, None]:
+    log_input = check_flag(log_input, "log_input")
+    full = check_flag(full, "full")
     check_same_shape(x.y_true, x.y_pred)
     _check_rank_1(x.y_pred)
     _check_mean_axis(x.y_pred, -1)
 
     def check() -> None:
         x.checker.in_range(x.y_true, "y_true", 0.0, math.inf, hint=" Counts cannot be negative.")
-        x.checker.in_range(x.y_pred, "y_pred", 0.0, math.inf, hint=" Rates cannot be negative.")
+        if log_input:
+            x.checker.in_range(x.y_pred, "y_pred", -math.inf, math.inf, allow_neg_inf=True,
+                               hint=" With log_input, `y_pred` holds log-rates.")
+        else:
+            x.checker.in_range(x.y_pred, "y_pred", 0.0, math.inf, hint=" Rates cannot be negative.")
 
     # Keras reduces the last axis; the kernel is told so, like every other kernel.
-    return _checked_call(x, "poisson", x.y_true, check, axis=x.y_pred.ndim - 1, epsilon=epsilon()), None
+    static = {"axis": x.y_pred.ndim - 1, "epsilon": epsilon()}
+    if log_input or full:
+        return _checked_generic(x, "poisson", x.y_true, check, log_input=log_input, full=full, **static), None
+    return _checked_call(x, "poisson", x.y_true, check, **static), None
 
 
-def _kl_divergence(x: Inputs) -> tuple[Array, None]:
+def _kl_divergence(x: Inputs, *, log_input: bool = False, log_target: bool = False) -> tuple[Array, None]:
+    log_input = check_flag(log_input, "log_input")
+    log_target = check_flag(log_target, "log_target")
     check_same_shape(x.y_true, x.y_pred)
     _check_rank_1(x.y_pred)
     _check_mean_axis(x.y_pred, -1, "the axis the divergence sums over")
 
     def check() -> None:
-        x.checker.in_range(x.y_true, "y_true", 0.0, 1.0, hint=" Both arguments are distributions.")
-        x.checker.in_range(x.y_pred, "y_pred", 0.0, 1.0, hint=" Both arguments are distributions.")
+        for arr, argument, is_log in ((x.y_true, "y_true", log_target), (x.y_pred, "y_pred", log_input)):
+            if is_log:
+                x.checker.in_range(arr, argument, -math.inf, 0.0, allow_neg_inf=True,
+                                   hint=" It holds log-probabilities.")
+            else:
+                x.checker.in_range(arr, argument, 0.0, 1.0, hint=" Both arguments are distributions.")
 
-    return _checked_call(x, "kl_divergence", x.y_true, check, axis=x.y_pred.ndim - 1, epsilon=epsilon()), None
+    static = {"axis": x.y_pred.ndim - 1, "epsilon": epsilon()}
+    if log_input or log_target:
+        return _checked_generic(x, "kl_divergence", x.y_true, check, log_input=log_input,
+                                log_target=log_target, **static), None
+    return _checked_call(x, "kl_divergence", x.y_true, check, **static), None
 
 
 # ------------------------------------------------------------ public functions
@@ -375,7 +504,7 @@ def _kl_divergence(x: Inputs) -> tuple[Array, None]:
 
 @implemented_by(_binary_crossentropy)
 def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
-                        label_smoothing: float = 0.0, axis: int = -1, *,
+                        label_smoothing: float = 0.0, axis: int = -1, *, pos_weight: Any = None,
                         validate: str | None = None) -> Array:
     """Binary cross-entropy between labels and predicted probabilities or logits.
 
@@ -391,6 +520,9 @@ def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
         label_smoothing: float in [0, 1]; labels are squeezed towards 0.5:
             ``y·(1 - label_smoothing) + 0.5·label_smoothing``.
         axis: the axis to average over. Defaults to -1.
+        pos_weight: None (Keras), or PyTorch's weight of the positive term:
+            a number, or one per entry along ``axis``; the elementwise loss
+            becomes ``-[w·y·log(p) + (1-y)·log(1-p)]``.
         validate: data checks: ``"raise"``, ``"warn"`` or ``"off"``
             (None: the mode set by :func:`probloss.validation`, ``"raise"`` by default).
 
@@ -408,14 +540,15 @@ def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
         Keras 3, ``keras.losses.binary_crossentropy``.
     """
     return evaluate(binary_crossentropy, y_true, y_pred, validate=validate,
-                    from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+                    from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
+                    pos_weight=pos_weight)
 
 
 @implemented_by(_binary_focal_crossentropy)
 def binary_focal_crossentropy(y_true: Any, y_pred: Any, apply_class_balancing: bool = False,
                               alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
                               label_smoothing: float = 0.0, axis: int = -1, *,
-                              validate: str | None = None) -> Array:
+                              pos_weight: Any = None, validate: str | None = None) -> Array:
     """Binary focal cross-entropy: cross-entropy down-weighted on easy examples.
 
     ``loss = mean((1 - p_t)^gamma · bce, axis)`` with
@@ -432,6 +565,8 @@ def binary_focal_crossentropy(y_true: Any, y_pred: Any, apply_class_balancing: b
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1], as in :func:`binary_crossentropy`.
         axis: the axis to average over. Defaults to -1.
+        pos_weight: None, or the weight of the positive cross-entropy term,
+            as in :func:`binary_crossentropy` (the focal factor is unchanged).
         validate: data checks, as in :func:`binary_crossentropy`.
 
     Returns:
@@ -449,13 +584,14 @@ def binary_focal_crossentropy(y_true: Any, y_pred: Any, apply_class_balancing: b
     """
     return evaluate(binary_focal_crossentropy, y_true, y_pred, validate=validate,
                     apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
-                    from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+                    from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
+                    pos_weight=pos_weight)
 
 
-@implemented_by(_categorical_crossentropy)
+@implemented_by(_categorical_crossentropy, class_weights=_categorical_class_weights)
 def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
                              label_smoothing: float = 0.0, axis: int = -1, *,
-                             validate: str | None = None) -> Array:
+                             class_weight: Any = None, validate: str | None = None) -> Array:
     """Categorical cross-entropy between one-hot (or soft) labels and predictions.
 
     ``loss = -sum(y · log(p), axis)``. Probabilities are renormalised to sum to 1
@@ -469,6 +605,8 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False
         label_smoothing: float in [0, 1]: labels become
             ``y·(1 - label_smoothing) + label_smoothing / num_classes``.
         axis: the class axis. Defaults to -1.
+        class_weight: None (Keras), or one non-negative weight per class along
+            ``axis``: class ``c``'s term is multiplied by ``class_weight[c]``.
         validate: data checks, as in :func:`binary_crossentropy`.
 
     Returns:
@@ -482,14 +620,16 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False
         array([0.0513, 2.3026], dtype=float32)
     """
     return evaluate(categorical_crossentropy, y_true, y_pred, validate=validate,
-                    from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+                    from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
+                    class_weight=class_weight)
 
 
-@implemented_by(_categorical_focal_crossentropy)
+@implemented_by(_categorical_focal_crossentropy, class_weights=_categorical_class_weights)
 def categorical_focal_crossentropy(y_true: Any, y_pred: Any,
                                    alpha: float | Sequence[float] = 0.25, gamma: float = 2.0,
                                    from_logits: bool = False, label_smoothing: float = 0.0,
-                                   axis: int = -1, *, validate: str | None = None) -> Array:
+                                   axis: int = -1, *, class_weight: Any = None,
+                                   validate: str | None = None) -> Array:
     """Categorical focal cross-entropy.
 
     ``loss = sum(alpha · (1 - p)^gamma · (-y · log(p)), axis)`` over the classes,
@@ -505,6 +645,8 @@ def categorical_focal_crossentropy(y_true: Any, y_pred: Any,
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: as in :func:`categorical_crossentropy`.
         axis: the class axis. Defaults to -1.
+        class_weight: None (Keras), or one non-negative weight per class along
+            ``axis``: class ``c``'s term is multiplied by ``class_weight[c]``.
         validate: data checks, as in :func:`binary_crossentropy`.
 
     Returns:
@@ -519,13 +661,13 @@ def categorical_focal_crossentropy(y_true: Any, y_pred: Any,
     """
     return evaluate(categorical_focal_crossentropy, y_true, y_pred, validate=validate,
                     alpha=alpha, gamma=gamma, from_logits=from_logits,
-                    label_smoothing=label_smoothing, axis=axis)
+                    label_smoothing=label_smoothing, axis=axis, class_weight=class_weight)
 
 
-@implemented_by(_sparse_categorical_crossentropy, sparse=True)
+@implemented_by(_sparse_categorical_crossentropy, sparse=True, class_weights=_sparse_class_weights)
 def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
                                     ignore_class: int | None = None, axis: int = -1, *,
-                                    validate: str | None = None) -> Array:
+                                    class_weight: Any = None, validate: str | None = None) -> Array:
     """Categorical cross-entropy with integer class labels.
 
     ``loss = -log(p[y_true])`` along the class ``axis``; any ``axis`` works
@@ -543,6 +685,9 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool 
         from_logits: whether ``y_pred`` holds logits.
         ignore_class: a label value to ignore, or None.
         axis: the class axis. Defaults to -1.
+        class_weight: None (Keras), or one non-negative weight per class along
+            ``axis``: the loss of a sample labelled ``c`` is multiplied by
+            ``class_weight[c]`` (PyTorch's ``weight``).
         validate: data checks, as in :func:`binary_crossentropy`.
 
     Returns:
@@ -557,16 +702,66 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool 
         array([0.0513, 2.3026], dtype=float32)
     """
     return evaluate(sparse_categorical_crossentropy, y_true, y_pred, validate=validate,
-                    from_logits=from_logits, ignore_class=ignore_class, axis=axis)
+                    from_logits=from_logits, ignore_class=ignore_class, axis=axis,
+                    class_weight=class_weight)
+
+
+@implemented_by(_sparse_categorical_focal_crossentropy, sparse=True, class_weights=_sparse_class_weights)
+def sparse_categorical_focal_crossentropy(y_true: Any, y_pred: Any,
+                                          alpha: float | Sequence[float] = 0.25, gamma: float = 2.0,
+                                          from_logits: bool = False, ignore_class: int | None = None,
+                                          axis: int = -1, *, class_weight: Any = None,
+                                          validate: str | None = None) -> Array:
+    """Categorical focal cross-entropy with integer class labels.
+
+    ``loss = alpha[y] · (1 - p)^gamma · (-log p)`` with ``p`` the probability of
+    the label ``y`` along the class ``axis``: :func:`categorical_focal_crossentropy`
+    of the one-hot labels (the same clipping on the probability path, the same
+    exact log-softmax with ``from_logits``). Labels equal to ``ignore_class``
+    give 0 and are left out of the mean by the ``Loss`` class. Not in Keras.
+
+    Args:
+        y_true: integer labels, ``y_pred``'s shape without the class axis.
+        y_pred: probabilities (or logits), shape ``[batch_size, ..., num_classes]``.
+        alpha: a float, or one weight per class (``alpha[y]`` weighs the sample).
+        gamma: the focusing parameter, ``>= 0``.
+        from_logits: whether ``y_pred`` holds logits.
+        ignore_class: a label value to ignore, or None.
+        axis: the class axis. Defaults to -1.
+        class_weight: None, or one non-negative weight per class (a further
+            factor ``class_weight[y]``).
+        validate: data checks, as in :func:`binary_crossentropy`.
+
+    Returns:
+        The loss, ``y_pred``'s shape without ``axis``.
+
+    Examples:
+        >>> import numpy as np
+        >>> import probloss
+        >>> y_pred = [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]
+        >>> probloss.sparse_categorical_focal_crossentropy(np.array([1, 2]), y_pred).round(4)
+        array([0.    , 0.4663], dtype=float32)
+    """
+    return evaluate(sparse_categorical_focal_crossentropy, y_true, y_pred, validate=validate,
+                    alpha=alpha, gamma=gamma, from_logits=from_logits, ignore_class=ignore_class,
+                    axis=axis, class_weight=class_weight)
 
 
 @implemented_by(_poisson)
-def poisson(y_true: Any, y_pred: Any, *, validate: str | None = None) -> Array:
+def poisson(y_true: Any, y_pred: Any, *, log_input: bool = False, full: bool = False,
+            validate: str | None = None) -> Array:
     """Poisson loss: ``mean(y_pred - y_true · log(y_pred + ε), axis=-1)``.
+
+    With ``log_input``, ``y_pred`` holds log-rates ``z`` and the loss is
+    ``mean(exp(z) - y_true · z)`` (PyTorch's ``poisson_nll_loss``; a count of 0
+    contributes ``exp(z)`` even at ``z = -inf``). With ``full``, PyTorch's
+    Stirling term ``y·log(y) - y + log(2πy)/2`` is added where ``y > 1``.
 
     Args:
         y_true: observed counts, shape ``[batch_size, d0, .. dN]``.
-        y_pred: predicted rates (non-negative), the same shape.
+        y_pred: predicted rates (non-negative), the same shape; log-rates with ``log_input``.
+        log_input: whether ``y_pred`` holds log-rates.
+        full: whether to add the Stirling approximation of ``log(y!)``.
         validate: data checks, as in :func:`binary_crossentropy`.
 
     Returns:
@@ -577,19 +772,25 @@ def poisson(y_true: Any, y_pred: Any, *, validate: str | None = None) -> Array:
         >>> probloss.poisson([[0.0, 1.0], [2.0, 0.0]], [[1.0, 1.0], [1.0, 0.5]]).round(4)
         array([1.  , 0.75], dtype=float32)
     """
-    return evaluate(poisson, y_true, y_pred, validate=validate)
+    return evaluate(poisson, y_true, y_pred, validate=validate, log_input=log_input, full=full)
 
 
 @implemented_by(_kl_divergence)
-def kl_divergence(y_true: Any, y_pred: Any, *, validate: str | None = None) -> Array:
+def kl_divergence(y_true: Any, y_pred: Any, *, log_input: bool = False, log_target: bool = False,
+                  validate: str | None = None) -> Array:
     """Kullback-Leibler divergence: ``sum(y_true · log(y_true / y_pred), axis=-1)``.
 
-    Both arguments are clipped to ``[ε, 1]`` first, as in Keras, so a zero
-    target contributes a tiny ``ε·log(ε/p)``.
+    Probabilities are clipped to ``[ε, 1]`` first, as in Keras, so a zero
+    target contributes a tiny ``ε·log(ε/p)``. An argument given as
+    log-probabilities (``log_input``, ``log_target``) is taken exactly:
+    ``sum(t · (log t - log q))`` with ``t·log t = 0`` where ``t = 0``
+    (``log t = -inf``), whose value and gradients stay finite.
 
     Args:
         y_true: the target distribution, shape ``[batch_size, d0, .. dN]``.
         y_pred: the predicted distribution, the same shape.
+        log_input: whether ``y_pred`` holds log-probabilities (as PyTorch's ``kl_div``).
+        log_target: whether ``y_true`` holds log-probabilities.
         validate: data checks, as in :func:`binary_crossentropy`.
 
     Returns:
@@ -600,4 +801,5 @@ def kl_divergence(y_true: Any, y_pred: Any, *, validate: str | None = None) -> A
         >>> probloss.kl_divergence([[0.0, 1.0], [0.5, 0.5]], [[0.4, 0.6], [0.5, 0.5]]).round(4)
         array([0.5108, 0.    ], dtype=float32)
     """
-    return evaluate(kl_divergence, y_true, y_pred, validate=validate)
+    return evaluate(kl_divergence, y_true, y_pred, validate=validate, log_input=log_input,
+                    log_target=log_target)

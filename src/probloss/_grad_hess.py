@@ -64,6 +64,14 @@ def loss_options(loss: Any) -> tuple[Any, dict[str, Any]]:
                f"{type(loss).__name__} (loss function {getattr(fn, '__name__', fn)!r}).")
         raise TypeError(msg)
     options = dict(loss._values_kwargs)
+    # Options added beyond Keras's (class and positive-class weights, log-space inputs)
+    # have no raw-score derivative here yet: refuse them rather than ignore them.
+    unsupported = sorted(k for k in ("class_weight", "pos_weight", "log_input", "full")
+                         if options.get(k) not in (None, False))
+    if unsupported or getattr(loss, "normalize_by", "count") != "count":
+        msg = (f"grad_hess does not support the option(s) {unsupported or ['normalize_by']} of "
+               f"{type(loss).__name__}; build the loss without them.")
+        raise ValueError(msg)
     if fn is not poisson and not options["from_logits"]:
         msg = (f"grad_hess differentiates with respect to raw scores (logits), so the loss must be "
                f"built with from_logits=True. Received {type(loss).__name__} with from_logits=False; "

@@ -32,6 +32,14 @@ __all__ = ["Loss", "LossFunctionWrapper"]
 
 Array = Any
 _BASE_PARAMETERS = ("name", "reduction", "dtype", "validate")
+_MEANS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+
+#: Constructor options that Keras does not have, with their defaults: left out of
+#: ``get_config`` while they hold them, so that Keras 3 can read such configs.
+EXTENSION_DEFAULTS: dict[str, Any] = {
+    "class_weight": None, "pos_weight": None, "normalize_by": "count",
+    "log_input": False, "log_target": False, "full": False,
+}
 _DTYPE_POLICIES = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -125,6 +133,13 @@ class Loss:
             inputs.checker.in_range(weight, "sample_weight", 0.0, float("inf"),
                                     hint=" Sample weights must be non-negative.")
         xp = inputs.xp
+        class_weights = self.per_sample_class_weights(inputs) if self.reduction in _MEANS else None
+        if class_weights is not None:
+            # normalize_by="weights": sum(s·c·loss) / sum(s·c), masked entries left out of both.
+            numerator = reduce_weighted_values(values, sample_weight=weight, mask=mask, reduction="sum", xp=xp)
+            denominator = reduce_weighted_values(class_weights, sample_weight=weight, mask=mask,
+                                                 reduction="sum", xp=xp)
+            return xp.astype(numerator / denominator, inputs.out_dtype, copy=False)
         result = reduce_weighted_values(values, sample_weight=weight, mask=mask,
                                         reduction=self.reduction, xp=xp)
         return xp.astype(result, inputs.out_dtype, copy=False)
@@ -165,6 +180,12 @@ class Loss:
         if weight is not None:
             inputs.checker.in_range(weight, "sample_weight", 0.0, float("inf"),
                                     hint=" Sample weights must be non-negative.")
+        class_weights = self.per_sample_class_weights(inputs) if self.reduction in _MEANS else None
+        if class_weights is not None:
+            numerator, _ = partial_terms(values, sample_weight=weight, mask=mask, reduction="sum", xp=inputs.xp)
+            denominator, _ = partial_terms(class_weights, sample_weight=weight, mask=mask, reduction="sum",
+                                           xp=inputs.xp)
+            return numerator, denominator
         return partial_terms(values, sample_weight=weight, mask=mask, reduction=self.reduction,
                              xp=inputs.xp)
 
@@ -176,6 +197,13 @@ class Loss:
     def compute_values(self, inputs: Inputs) -> tuple[Array, Array | None]:
         """Return ``(per-sample losses, mask or None)`` for prepared inputs."""
         return self.call(inputs.y_true, inputs.y_pred), None
+
+    def per_sample_class_weights(self, inputs: Inputs) -> Array | None:
+        """Return each sample's class weight where a mean divides by their sum, else None.
+
+        None (the default) keeps Keras's means: divided by the number of elements.
+        """
+        return None
 
     def call(self, y_true: Any, y_pred: Any) -> Array:
         """Return the per-sample losses; implemented by subclasses."""
@@ -195,7 +223,10 @@ class Loss:
                     parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
                 continue
             if hasattr(self, parameter.name):  # a subclass may keep an argument privately
-                config[parameter.name] = _plain(getattr(self, parameter.name))
+                value = getattr(self, parameter.name)
+                if parameter.name in EXTENSION_DEFAULTS and value == EXTENSION_DEFAULTS[parameter.name]:
+                    continue
+                config[parameter.name] = _plain(value)
         if self._dtype is not None:
             config["dtype"] = self._dtype
         return config
@@ -247,7 +278,8 @@ class LossFunctionWrapper(Loss):
             # options the function does not take now rather than at the first call.
             defaults = {
                 p.name: p.default for p in inspect.signature(fn).parameters.values()
-                if p.default is not p.empty and p.kind is p.POSITIONAL_OR_KEYWORD
+                if p.default is not p.empty and p.name != "validate"
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             }
             unknown = sorted(set(kwargs) - set(defaults))
             if unknown:
@@ -256,6 +288,7 @@ class LossFunctionWrapper(Loss):
                 raise TypeError(msg)
             self._values_kwargs = {**defaults, **kwargs}
         self.sparse_labels = spec is not None and spec.sparse
+        self._class_weights = None if spec is None else spec.class_weights
 
     def compute_values(self, inputs: Inputs) -> tuple[Array, Array | None]:
         """Rank-adjust ``y_true``/``y_pred`` as Keras does, then compute the values."""
@@ -265,6 +298,14 @@ class LossFunctionWrapper(Loss):
         if self._values is not None:
             return self._values(adjusted, **self._values_kwargs)
         return self.fn(y_true, y_pred, **self._fn_kwargs), None
+
+    def per_sample_class_weights(self, inputs: Inputs) -> Array | None:
+        """Each sample's class weight ``c_i`` under ``normalize_by="weights"`` (see the loss classes)."""
+        if getattr(self, "normalize_by", "count") != "weights" or self._class_weights is None:
+            return None
+        y_true, y_pred = squeeze_or_expand_to_same_rank(inputs.y_true, inputs.y_pred, xp=inputs.xp)
+        adjusted = Inputs(inputs.xp, y_true, y_pred, inputs.out_dtype, inputs.checker)
+        return self._class_weights(adjusted, **self._values_kwargs)
 
     def call(self, y_true: Any, y_pred: Any) -> Array:
         """Return the unreduced per-sample losses (Keras's ``Loss.call``)."""

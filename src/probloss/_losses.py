@@ -8,6 +8,7 @@ forwards them to :class:`~probloss.LossFunctionWrapper`; everything else
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,15 +21,18 @@ from ._functional import (
     kl_divergence,
     poisson,
     sparse_categorical_crossentropy,
+    sparse_categorical_focal_crossentropy,
 )
 from ._loss import LossFunctionWrapper
 from ._validation import (
     check_alpha,
     check_axis,
+    check_choice,
     check_flag,
     check_gamma,
     check_ignore_class,
     check_label_smoothing,
+    check_weight_vector,
 )
 
 __all__ = [
@@ -40,9 +44,12 @@ __all__ = [
     "KLDivergence",
     "Poisson",
     "SparseCategoricalCrossentropy",
+    "SparseCategoricalFocalCrossentropy",
 ]
 
 _SOBS = "sum_over_batch_size"
+_NORMALIZATIONS = ("count", "weights")
+
 
 
 class BinaryCrossentropy(LossFunctionWrapper):
@@ -52,6 +59,8 @@ class BinaryCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1]; labels are squeezed towards 0.5.
         axis: the axis to average over. Defaults to -1.
+        pos_weight: None (Keras), or PyTorch's weight of the positive term, a
+            number or one per entry along ``axis``: ``-[w·y·log p + (1-y)·log(1-p)]``.
         reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
@@ -69,13 +78,14 @@ class BinaryCrossentropy(LossFunctionWrapper):
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
                  reduction: str | None = _SOBS, name: str = "binary_crossentropy",
-                 dtype: Any = None, *, validate: str | None = None) -> None:
+                 dtype: Any = None, *, pos_weight: Any = None, validate: str | None = None) -> None:
         self.from_logits = check_flag(from_logits, "from_logits")
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.axis = check_axis(axis)
+        self.pos_weight = check_weight_vector(pos_weight, "pos_weight", allow_scalar=True)
         super().__init__(binary_crossentropy, reduction=reduction, name=name, dtype=dtype,
                          validate=validate, from_logits=self.from_logits,
-                         label_smoothing=self.label_smoothing, axis=self.axis)
+                         label_smoothing=self.label_smoothing, axis=self.axis, pos_weight=self.pos_weight)
 
 
 class BinaryFocalCrossentropy(LossFunctionWrapper):
@@ -88,6 +98,8 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1].
         axis: the axis to average over. Defaults to -1.
+        pos_weight: None, or the weight of the positive cross-entropy term (as
+            :class:`BinaryCrossentropy`).
         reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
@@ -101,7 +113,8 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
                  gamma: float = 2.0, from_logits: bool = False, label_smoothing: float = 0.0,
                  axis: int = -1, reduction: str | None = _SOBS,
                  name: str = "binary_focal_crossentropy", dtype: Any = None, *,
-                 validate: str | None = None) -> None:
+                 pos_weight: Any = None, validate: str | None = None) -> None:
+        self.pos_weight = check_weight_vector(pos_weight, "pos_weight", allow_scalar=True)
         self.apply_class_balancing = check_flag(apply_class_balancing, "apply_class_balancing")
         self.alpha = check_alpha(alpha, per_class=False)
         self.gamma = check_gamma(gamma)
@@ -111,7 +124,7 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
         super().__init__(binary_focal_crossentropy, reduction=reduction, name=name, dtype=dtype,
                          validate=validate, apply_class_balancing=self.apply_class_balancing,
                          alpha=self.alpha, gamma=self.gamma, from_logits=self.from_logits,
-                         label_smoothing=self.label_smoothing, axis=self.axis)
+                         label_smoothing=self.label_smoothing, axis=self.axis, pos_weight=self.pos_weight)
 
 
 class CategoricalCrossentropy(LossFunctionWrapper):
@@ -121,6 +134,18 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1].
         axis: the class axis. Defaults to -1.
+        class_weight: None (Keras), or one non-negative weight per class
+            along ``axis``; a sample's loss is weighted by its class weight
+            ``c_i = sum_c class_weight[c]·y_ic`` (``class_weight[y_i]`` for a
+            label), as Keras's ``fit(class_weight=...)`` and PyTorch's ``weight``.
+        normalize_by: how the mean reductions divide the weighted sum
+            ``sum_i s_i·c_i·loss_i`` (``s_i`` the sample weights, 1 without):
+            ``"count"`` (default, Keras) by the number of elements, as without
+            class weights (``"mean_with_sample_weight"``: by ``sum_i s_i``);
+            ``"weights"`` (PyTorch) by ``sum_i s_i·c_i``, so that
+            ``sum(c_i·loss_i) / sum(c_i)`` is PyTorch's ``reduction="mean"``.
+            Entries masked by ``ignore_class`` count in neither. ``"sum"`` and
+            ``"none"`` are unchanged.
         reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
@@ -137,13 +162,16 @@ class CategoricalCrossentropy(LossFunctionWrapper):
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
                  reduction: str | None = _SOBS, name: str = "categorical_crossentropy",
-                 dtype: Any = None, *, validate: str | None = None) -> None:
+                 dtype: Any = None, *, class_weight: Any = None, normalize_by: str = "count",
+                 validate: str | None = None) -> None:
         self.from_logits = check_flag(from_logits, "from_logits")
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.axis = check_axis(axis)
+        self.class_weight = check_weight_vector(class_weight, "class_weight")
+        self.normalize_by = check_choice(normalize_by, "normalize_by", _NORMALIZATIONS)
         super().__init__(categorical_crossentropy, reduction=reduction, name=name, dtype=dtype,
                          validate=validate, from_logits=self.from_logits,
-                         label_smoothing=self.label_smoothing, axis=self.axis)
+                         label_smoothing=self.label_smoothing, axis=self.axis, class_weight=self.class_weight)
 
 
 class CategoricalFocalCrossentropy(LossFunctionWrapper):
@@ -155,6 +183,18 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: float in [0, 1].
         axis: the class axis. Defaults to -1.
+        class_weight: None (Keras), or one non-negative weight per class
+            along ``axis``; a sample's loss is weighted by its class weight
+            ``c_i = sum_c class_weight[c]·y_ic`` (``class_weight[y_i]`` for a
+            label), as Keras's ``fit(class_weight=...)`` and PyTorch's ``weight``.
+        normalize_by: how the mean reductions divide the weighted sum
+            ``sum_i s_i·c_i·loss_i`` (``s_i`` the sample weights, 1 without):
+            ``"count"`` (default, Keras) by the number of elements, as without
+            class weights (``"mean_with_sample_weight"``: by ``sum_i s_i``);
+            ``"weights"`` (PyTorch) by ``sum_i s_i·c_i``, so that
+            ``sum(c_i·loss_i) / sum(c_i)`` is PyTorch's ``reduction="mean"``.
+            Entries masked by ``ignore_class`` count in neither. ``"sum"`` and
+            ``"none"`` are unchanged.
         reduction, name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
@@ -167,7 +207,10 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
     def __init__(self, alpha: float | Sequence[float] = 0.25, gamma: float = 2.0,
                  from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
                  reduction: str | None = _SOBS, name: str = "categorical_focal_crossentropy",
-                 dtype: Any = None, *, validate: str | None = None) -> None:
+                 dtype: Any = None, *, class_weight: Any = None, normalize_by: str = "count",
+                 validate: str | None = None) -> None:
+        self.class_weight = check_weight_vector(class_weight, "class_weight")
+        self.normalize_by = check_choice(normalize_by, "normalize_by", _NORMALIZATIONS)
         check_alpha(alpha, per_class=True)
         self.alpha = alpha
         self.gamma = check_gamma(gamma)
@@ -177,7 +220,7 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
         super().__init__(categorical_focal_crossentropy, reduction=reduction, name=name,
                          dtype=dtype, validate=validate, alpha=alpha, gamma=self.gamma,
                          from_logits=self.from_logits, label_smoothing=self.label_smoothing,
-                         axis=self.axis)
+                         axis=self.axis, class_weight=self.class_weight)
 
 
 class SparseCategoricalCrossentropy(LossFunctionWrapper):
@@ -191,6 +234,18 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         ignore_class: a label value to ignore, or None.
         reduction: see :class:`probloss.Loss`.
         axis: the class axis. Defaults to -1.
+        class_weight: None (Keras), or one non-negative weight per class
+            along ``axis``; a sample's loss is weighted by its class weight
+            ``c_i = sum_c class_weight[c]·y_ic`` (``class_weight[y_i]`` for a
+            label), as Keras's ``fit(class_weight=...)`` and PyTorch's ``weight``.
+        normalize_by: how the mean reductions divide the weighted sum
+            ``sum_i s_i·c_i·loss_i`` (``s_i`` the sample weights, 1 without):
+            ``"count"`` (default, Keras) by the number of elements, as without
+            class weights (``"mean_with_sample_weight"``: by ``sum_i s_i``);
+            ``"weights"`` (PyTorch) by ``sum_i s_i·c_i``, so that
+            ``sum(c_i·loss_i) / sum(c_i)`` is PyTorch's ``reduction="mean"``.
+            Entries masked by ``ignore_class`` count in neither. ``"sum"`` and
+            ``"none"`` are unchanged.
         name, dtype, validate: see :class:`probloss.Loss`.
 
     Examples:
@@ -206,20 +261,81 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
     def __init__(self, from_logits: bool = False, ignore_class: int | None = None,
                  reduction: str | None = _SOBS, axis: int = -1,
                  name: str = "sparse_categorical_crossentropy", dtype: Any = None, *,
+                 class_weight: Any = None, normalize_by: str = "count",
                  validate: str | None = None) -> None:
         self.from_logits = check_flag(from_logits, "from_logits")
         self.ignore_class = check_ignore_class(ignore_class)
         self.axis = check_axis(axis)
+        self.class_weight = check_weight_vector(class_weight, "class_weight")
+        self.normalize_by = check_choice(normalize_by, "normalize_by", _NORMALIZATIONS)
         super().__init__(sparse_categorical_crossentropy, reduction=reduction, name=name,
                          dtype=dtype, validate=validate, from_logits=self.from_logits,
-                         ignore_class=self.ignore_class, axis=self.axis)
+                         ignore_class=self.ignore_class, axis=self.axis, class_weight=self.class_weight)
+
+
+class SparseCategoricalFocalCrossentropy(LossFunctionWrapper):
+    """Categorical focal cross-entropy with integer labels; see :func:`probloss.sparse_categorical_focal_crossentropy`.
+
+    Not in Keras: :class:`CategoricalFocalCrossentropy` of the one-hot labels,
+    with ``ignore_class`` as :class:`SparseCategoricalCrossentropy`.
+
+    Args:
+        alpha: a float, or one weight per class (``alpha[y]``).
+        gamma: the focusing parameter, ``>= 0``.
+        from_logits: whether ``y_pred`` holds logits.
+        ignore_class: a label value to ignore, or None.
+        axis: the class axis. Defaults to -1.
+        class_weight: None (Keras), or one non-negative weight per class
+            along ``axis``; a sample's loss is weighted by its class weight
+            ``c_i = sum_c class_weight[c]·y_ic`` (``class_weight[y_i]`` for a
+            label), as Keras's ``fit(class_weight=...)`` and PyTorch's ``weight``.
+        normalize_by: how the mean reductions divide the weighted sum
+            ``sum_i s_i·c_i·loss_i`` (``s_i`` the sample weights, 1 without):
+            ``"count"`` (default, Keras) by the number of elements, as without
+            class weights (``"mean_with_sample_weight"``: by ``sum_i s_i``);
+            ``"weights"`` (PyTorch) by ``sum_i s_i·c_i``, so that
+            ``sum(c_i·loss_i) / sum(c_i)`` is PyTorch's ``reduction="mean"``.
+            Entries masked by ``ignore_class`` count in neither. ``"sum"`` and
+            ``"none"`` are unchanged.
+        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+
+    Examples:
+        >>> import numpy as np
+        >>> import probloss
+        >>> loss = probloss.SparseCategoricalFocalCrossentropy()
+        >>> float(loss(np.array([1, 2]), [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])).__round__(3)
+        0.233
+    """
+
+    def __init__(self, alpha: float | Sequence[float] = 0.25, gamma: float = 2.0,
+                 from_logits: bool = False, ignore_class: int | None = None, axis: int = -1,
+                 reduction: str | None = _SOBS, name: str = "sparse_categorical_focal_crossentropy",
+                 dtype: Any = None, *, class_weight: Any = None, normalize_by: str = "count",
+                 validate: str | None = None) -> None:
+        if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
+            self.alpha: float | tuple[float, ...] = check_alpha(alpha, per_class=False)
+        else:
+            self.alpha = check_alpha(check_weight_vector(alpha, "alpha"), per_class=True)
+        self.gamma = check_gamma(gamma)
+        self.from_logits = check_flag(from_logits, "from_logits")
+        self.ignore_class = check_ignore_class(ignore_class)
+        self.axis = check_axis(axis)
+        self.class_weight = check_weight_vector(class_weight, "class_weight")
+        self.normalize_by = check_choice(normalize_by, "normalize_by", _NORMALIZATIONS)
+        super().__init__(sparse_categorical_focal_crossentropy, reduction=reduction, name=name,
+                         dtype=dtype, validate=validate, alpha=self.alpha, gamma=self.gamma,
+                         from_logits=self.from_logits, ignore_class=self.ignore_class, axis=self.axis,
+                         class_weight=self.class_weight)
 
 
 class Poisson(LossFunctionWrapper):
     """Poisson loss; see :func:`probloss.poisson`.
 
     Args:
-        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+        reduction, name, dtype: see :class:`probloss.Loss`.
+        log_input: whether ``y_pred`` holds log-rates ``z``: ``exp(z) - y·z`` (PyTorch).
+        full: whether to add PyTorch's Stirling term ``y·log y - y + log(2πy)/2`` (``y > 1``).
+        validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -229,15 +345,21 @@ class Poisson(LossFunctionWrapper):
     """
 
     def __init__(self, reduction: str | None = _SOBS, name: str = "poisson", dtype: Any = None,
-                 *, validate: str | None = None) -> None:
-        super().__init__(poisson, reduction=reduction, name=name, dtype=dtype, validate=validate)
+                 *, log_input: bool = False, full: bool = False, validate: str | None = None) -> None:
+        self.log_input = check_flag(log_input, "log_input")
+        self.full = check_flag(full, "full")
+        super().__init__(poisson, reduction=reduction, name=name, dtype=dtype, validate=validate,
+                         log_input=self.log_input, full=self.full)
 
 
 class KLDivergence(LossFunctionWrapper):
     """Kullback-Leibler divergence; see :func:`probloss.kl_divergence`.
 
     Args:
-        reduction, name, dtype, validate: see :class:`probloss.Loss`.
+        reduction, name, dtype: see :class:`probloss.Loss`.
+        log_input: whether ``y_pred`` holds log-probabilities (taken exactly, as PyTorch).
+        log_target: whether ``y_true`` holds log-probabilities (taken exactly).
+        validate: see :class:`probloss.Loss`.
 
     Examples:
         >>> import probloss
@@ -247,9 +369,12 @@ class KLDivergence(LossFunctionWrapper):
     """
 
     def __init__(self, reduction: str | None = _SOBS, name: str = "kl_divergence",
-                 dtype: Any = None, *, validate: str | None = None) -> None:
+                 dtype: Any = None, *, log_input: bool = False, log_target: bool = False,
+                 validate: str | None = None) -> None:
+        self.log_input = check_flag(log_input, "log_input")
+        self.log_target = check_flag(log_target, "log_target")
         super().__init__(kl_divergence, reduction=reduction, name=name, dtype=dtype,
-                         validate=validate)
+                         validate=validate, log_input=self.log_input, log_target=self.log_target)
 
 
 class CTC(LossFunctionWrapper):

@@ -15,6 +15,7 @@ from ._namespace import device_of, jax_without_x64
 
 __all__ = [
     "LogitParts",
+    "class_vector",
     "clip",
     "clip_bounds",
     "divide_no_nan",
@@ -195,6 +196,19 @@ def one_hot_rest(x: Array, labels: Array, *, axis: int, xp: Any) -> Array:
     """
     hit = _class_hits(x, labels, axis=axis, xp=xp)
     return xp.sum(xp.where(hit, xp.zeros_like(x), x), axis=axis)
+
+
+def class_vector(values: float | tuple[float, ...], like: Array, *, axis: int, xp: Any) -> Array:
+    """Return per-class ``values`` as an array of ``like``'s dtype shaped to broadcast along ``axis``.
+
+    A scalar becomes a 0-d array (it broadcasts everywhere).
+    """
+    vector = xp.asarray(values, dtype=like.dtype, device=device_of(like))
+    if vector.ndim == 0:
+        return vector
+    shape = [1] * like.ndim
+    shape[axis] = vector.shape[0]
+    return xp.reshape(vector, tuple(shape))
 
 
 def pow_nonnegative(base: Array, exponent: float, *, xp: Any) -> Array:

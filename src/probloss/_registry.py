@@ -21,6 +21,7 @@ from ._functional import (
     kl_divergence,
     poisson,
     sparse_categorical_crossentropy,
+    sparse_categorical_focal_crossentropy,
 )
 from ._loss import Loss, LossFunctionWrapper
 from ._losses import (
@@ -32,6 +33,7 @@ from ._losses import (
     KLDivergence,
     Poisson,
     SparseCategoricalCrossentropy,
+    SparseCategoricalFocalCrossentropy,
 )
 
 __all__ = ["ALIASES", "OBJECTS", "deserialize", "get", "get_function", "serialize"]
@@ -50,7 +52,8 @@ def _register(obj: Any, *aliases: str) -> None:
 
 
 for _cls in (BinaryCrossentropy, BinaryFocalCrossentropy, CategoricalCrossentropy,
-             CategoricalFocalCrossentropy, SparseCategoricalCrossentropy, Poisson, KLDivergence,
+             CategoricalFocalCrossentropy, SparseCategoricalCrossentropy, SparseCategoricalFocalCrossentropy,
+             Poisson, KLDivergence,
              CTC, LossFunctionWrapper):
     _register(_cls)
 _register(binary_crossentropy, "bce", "BCE")
@@ -58,6 +61,7 @@ _register(binary_focal_crossentropy)
 _register(categorical_crossentropy)
 _register(categorical_focal_crossentropy)
 _register(sparse_categorical_crossentropy)
+_register(sparse_categorical_focal_crossentropy)
 _register(poisson)
 _register(ctc)
 # `kullback_leibler_divergence` is tf.keras's name (Keras 3 keeps it only in _legacy).

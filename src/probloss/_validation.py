@@ -33,11 +33,14 @@ __all__ = [
     "canonical_axis",
     "check_alpha",
     "check_axis",
+    "check_choice",
     "check_flag",
     "check_gamma",
     "check_ignore_class",
     "check_label_smoothing",
+    "check_num_weights",
     "check_same_shape",
+    "check_weight_vector",
 ]
 
 
@@ -135,6 +138,68 @@ def check_alpha(value: object, *, per_class: bool) -> float | tuple[float, ...]:
         msg = f"`alpha` must be finite. Received: alpha={value!r}"
         raise ValueError(msg)
     return number
+
+
+def _weight_values(value: object, argument: str) -> list[object]:
+    """Read a weight vector (a sequence, NumPy array or tensor) into a list of Python numbers."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and not isinstance(value, (str, bytes)):
+        value = tolist()  # NumPy arrays, tensors on any device: plain Python numbers
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return [value]
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        msg = f"`{argument}` must be a sequence of numbers. Received: {argument}={value!r}"
+        raise TypeError(msg)
+    return list(value)
+
+
+def check_weight_vector(value: object, argument: str, *,
+                        allow_scalar: bool = False) -> float | tuple[float, ...] | None:
+    """Return a non-negative finite weight (``allow_scalar``) or a 1-D tuple of them, or None.
+
+    Raises:
+        TypeError: for a value that is not a number or a flat sequence of numbers.
+        ValueError: for an empty vector, a NaN, an infinite or a negative weight.
+    """
+    if value is None:
+        return None
+    scalar = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    items = _weight_values(value, argument)
+    if not items:
+        msg = f"`{argument}` must hold at least one weight. Received: {argument}={value!r}"
+        raise ValueError(msg)
+    weights = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
+            msg = f"`{argument}` must hold real numbers (one per class). Received: {argument}={value!r}"
+            raise TypeError(msg)
+        number = float(item)
+        if not (math.isfinite(number) and number >= 0):
+            msg = f"`{argument}` must hold finite non-negative numbers. Received: {argument}={value!r}"
+            raise ValueError(msg)
+        weights.append(number)
+    if scalar:
+        if not allow_scalar:
+            msg = f"`{argument}` must be a sequence of numbers, one per class. Received: {argument}={value!r}"
+            raise TypeError(msg)
+        return weights[0]
+    return tuple(weights)
+
+
+def check_num_weights(weights: object, num_classes: int, argument: str) -> None:
+    """Raise ``ValueError`` unless a per-class vector has one entry per class."""
+    if isinstance(weights, tuple) and len(weights) != num_classes:
+        msg = (f"`{argument}` must have one entry per class: {num_classes} along the class axis. "
+               f"Received {len(weights)} entries: {argument}={list(weights)!r}")
+        raise ValueError(msg)
+
+
+def check_choice(value: object, argument: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``; raise ``ValueError`` otherwise."""
+    if not isinstance(value, str) or value not in choices:
+        msg = f"`{argument}` must be one of {choices}. Received: {argument}={value!r}"
+        raise ValueError(msg)
+    return value
 
 
 def check_ignore_class(value: object) -> int | None:

@@ -14,16 +14,20 @@ from typing import Any
 from .._dispatch import kernel
 from .._namespace import device_of
 from .._numerics import (
+    class_vector,
     clip_bounds,
     logit_parts,
     neg_log_normalized,
+    neg_log_picked,
     neg_log_softmax,
+    one_hot_pick,
+    one_hot_rest,
     pow_nonnegative,
     sigmoid_pair,
     widen,
     zero_safe_multiply,
 )
-from ._crossentropy import binary_elementwise, binary_from_logit_parts
+from ._crossentropy import binary_elementwise, binary_from_logit_parts, mark_invalid_labels
 
 Array = Any
 
@@ -31,19 +35,23 @@ Array = Any
 @kernel
 def binary_focal_crossentropy(y_true: Array, y_pred: Array, *, apply_class_balancing: bool,
                               alpha: float, gamma: float, from_logits: bool, axis: int,
-                              epsilon: float, xp: Any) -> Array:
-    # See probloss.binary_focal_crossentropy for the contract.
+                              epsilon: float, xp: Any,
+                              pos_weight: float | tuple[float, ...] | None = None) -> Array:
+    # See probloss.binary_focal_crossentropy for the contract. Fast paths do not
+    # take pos_weight: the functional layer calls this kernel directly when it is set.
     dtype = y_pred.dtype
     low, high = clip_bounds(epsilon, dtype, xp=xp)
     y_true, y_pred = widen(y_true, y_pred, xp=xp)
+    weight = None if pos_weight is None else class_vector(pos_weight, y_pred, axis=axis, xp=xp)
     if from_logits:
         parts = logit_parts(y_pred, xp=xp)
-        bce = binary_from_logit_parts(y_true, parts, xp=xp)
+        bce = binary_from_logit_parts(y_true, parts, xp=xp, pos_weight=weight)
         # 1 - p_t = y·σ(-x) + (1-y)·σ(x): no 1 - (something close to 1).
         sig_pos, sig_neg = sigmoid_pair(parts, y_pred, xp=xp)
         one_minus_pt = y_true * sig_neg + (1 - y_true) * sig_pos
     else:
-        bce = binary_elementwise(y_true, y_pred, from_logits=False, low=low, high=high, xp=xp)
+        bce = binary_elementwise(y_true, y_pred, from_logits=False, low=low, high=high, xp=xp,
+                                 pos_weight=weight)
         # Keras takes p_t from the unclipped probability.
         one_minus_pt = y_true * (1 - y_pred) + (1 - y_true) * y_pred
     focal = pow_nonnegative(one_minus_pt, gamma, xp=xp) * bce
@@ -78,3 +86,34 @@ def categorical_focal_crossentropy(y_true: Array, y_pred: Array, *,
     else:
         weight = weight * alpha
     return xp.astype(xp.sum(weight * ce, axis=axis), dtype)
+
+
+@kernel
+def sparse_categorical_focal_crossentropy(y_true: Array, y_pred: Array, *,
+                                          alpha: float | tuple[float, ...], gamma: float,
+                                          from_logits: bool, axis: int, epsilon: float,
+                                          xp: Any) -> Array:
+    # See probloss.sparse_categorical_focal_crossentropy for the contract: the
+    # categorical focal loss of the one-hot labels, alpha[label]·(1 - p)^γ·(-log p)
+    # with p the label's probability, clipped on the probability path as there.
+    dtype = y_pred.dtype
+    low, high = clip_bounds(epsilon, dtype, xp=xp)
+    y_true, y_pred = widen(y_true, y_pred, xp=xp)
+    if from_logits:
+        nll = one_hot_pick(neg_log_softmax(y_pred, axis=axis, xp=xp), y_true, axis=axis, xp=xp)
+    else:
+        picked = one_hot_pick(y_pred, y_true, axis=axis, xp=xp)
+        rest = one_hot_rest(y_pred, y_true, axis=axis, xp=xp)
+        nll = neg_log_picked(picked, rest, low, high, xp=xp)
+    loss = pow_nonnegative(-xp.expm1(-nll), gamma, xp=xp) * nll
+    if isinstance(alpha, tuple):
+        loss = pick_class_weight(alpha, y_true, y_pred, axis=axis, xp=xp) * loss
+    else:
+        loss = alpha * loss
+    return xp.astype(mark_invalid_labels(loss, y_true, y_pred.shape[axis], xp=xp), dtype)
+
+
+def pick_class_weight(weights: tuple[float, ...], labels: Array, like: Array, *, axis: int,
+                      xp: Any) -> Array:
+    """Return ``weights[labels]`` in ``like``'s dtype (0 for a label outside the classes)."""
+    return one_hot_pick(class_vector(weights, like, axis=axis, xp=xp), labels, axis=axis, xp=xp)
