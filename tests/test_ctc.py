@@ -378,6 +378,32 @@ def test_compiled_kernel_matches_generic_and_ignores_thread_count() -> None:
     assert np.all(np.isnan(bad[1]))
 
 
+def test_compiled_linear_space_path_matches_generic_on_long_sequences() -> None:
+    """The compiled kernel's scaled linear-space recursion (ordinary samples) and its log-space
+    fallback (a confident sample, an impossible one, repeated labels) against the generic kernel."""
+    if not _numpy_ctc.AVAILABLE:
+        pytest.fail("the compiled CTC kernel is not built")
+    rng = np.random.default_rng(19)
+    batch, frames, classes, slots = 6, 120, 6, 24
+    logits = rng.normal(size=(batch, frames, classes)) * np.array([0.5, 1, 2, 4, 40, 1])[:, None, None]
+    labels = rng.integers(1, 3, size=(batch, slots))  # classes 1 and 2 only: many repeats
+    labels[5] = 1
+    label_lengths = np.array([24, 20, 24, 7, 24, 24])
+    logit_lengths = np.array([120, 100, 57, 120, 120, 40])  # sample 5: no alignment (needs 47 frames)
+    xp = _numpy_namespace()
+    for dtype in (np.float64, np.float32):
+        x = logits.astype(dtype)
+        loss, grad = ctc_loss_and_gradient(labels, x, label_lengths, logit_lengths, blank_index=0, gradient=True,
+                                           xp=xp)
+        got_loss, got_grad = _numpy_ctc.compiled_ctc(labels, x, label_lengths, logit_lengths, 0, True)
+        np.testing.assert_allclose(got_loss, loss, rtol=1e-12)
+        assert np.isposinf(got_loss[5])
+        scale = np.abs(grad).max()
+        np.testing.assert_allclose(got_grad, grad.astype(dtype), atol=(1e-13 if dtype == np.float64 else 1e-7) * scale)
+        forward_only, _ = _numpy_ctc.compiled_ctc(labels, x, label_lengths, logit_lengths, 0, False)
+        np.testing.assert_array_equal(forward_only, got_loss)
+
+
 def test_torch_gradient_matches_the_generic_kernel_and_low_precision_rounds_once() -> None:
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(17)
