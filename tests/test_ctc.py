@@ -259,11 +259,48 @@ def test_greedy_decode_matches_keras() -> None:
             np.testing.assert_allclose(got[1], np.asarray(expected[1]), rtol=1e-6)
 
 
-def test_beam_search_is_not_implemented() -> None:
-    with pytest.raises(NotImplementedError, match="beam_search"):
-        probloss.ctc_decode(np.zeros((1, 2, 3)), np.array([2]), strategy="beam_search")
+@pytest.mark.parametrize(("beam_width", "top_paths", "blank"), [(3, 2, 0), (6, 3, 2)])
+def test_beam_search_decode_matches_keras(beam_width: int, top_paths: int, blank: int) -> None:
+    rng = np.random.default_rng(23 + beam_width)
+    logits = (rng.normal(size=(4, 7, 5)) * 2).astype(np.float32)
+    logits[:, 4] = logits[:, 3]  # repeated frames
+    lengths = np.array([7, 5, 1, 3])
+    expected = keras.ops.ctc_decode(logits, lengths, strategy="beam_search", beam_width=beam_width,
+                                    top_paths=top_paths, mask_index=blank)
+    got = probloss.ctc_decode(logits, lengths, strategy="beam_search", beam_width=beam_width, top_paths=top_paths,
+                              blank_index=blank)
+    assert got[0].dtype == np.int32 and got[1].dtype == np.float32
+    np.testing.assert_array_equal(got[0], np.asarray(expected[0]))
+    # Keras sums the scores in float32 (a score near 0 keeps ~1e-8 absolute); probloss in float64.
+    np.testing.assert_allclose(got[1], np.asarray(expected[1]), rtol=1e-5, atol=1e-6)
+
+
+def test_beam_search_decode_returns_the_input_library_and_checks_arguments() -> None:
+    torch = pytest.importorskip("torch")
+    logits = np.log(np.array([[[.1, .8, .1], [.1, .8, .1], [.8, .1, .1], [.1, .1, .8]]]))
+    # A beam wider than the 31 possible prefixes is exact: every prefix, by probability.
+    paths, scores = probloss.ctc_decode(torch.tensor(logits), torch.tensor([4]), strategy="beam_search",
+                                        beam_width=40, top_paths=34)
+    assert isinstance(paths, torch.Tensor) and paths.dtype == torch.int32 and scores.dtype == torch.float64
+    assert paths.shape == (34, 1, 4) and scores.shape == (1, 34)
+    # Brute force over the 81 alignments: every prefix's probability.
+    totals: dict[tuple[int, ...], float] = {}
+    probs = np.exp(logits[0])
+    for path in itertools.product(range(3), repeat=4):
+        prefix = tuple(k for i, k in enumerate(path) if k != 0 and (i == 0 or k != path[i - 1]))
+        totals[prefix] = totals.get(prefix, 0.0) + float(np.prod(probs[np.arange(4), path]))
+    count = len(totals)
+    got = {tuple(int(k) for k in row if k >= 0): float(np.exp(s))
+           for row, s in zip(paths[:count, 0].numpy(), scores[0, :count].numpy(), strict=True)}
+    assert got.keys() == totals.keys()
+    np.testing.assert_allclose([got[p] for p in totals], list(totals.values()), rtol=1e-12)
+    assert torch.all(scores[0, 1:count] <= scores[0, :count - 1])
+    # Fewer prefixes than top_paths: the other rows are -1 with score -inf.
+    assert torch.all(paths[count:] == -1) and torch.all(torch.isneginf(scores[0, count:]))
     with pytest.raises(ValueError, match="Invalid strategy"):
         probloss.ctc_decode(np.zeros((1, 2, 3)), np.array([2]), strategy="best")
+    with pytest.raises(ValueError, match="beam_width must be a positive integer"):
+        probloss.ctc_decode(np.zeros((1, 2, 3)), np.array([2]), strategy="beam_search", beam_width=0)
 
 
 def test_registry_names_and_config_match_keras() -> None:
