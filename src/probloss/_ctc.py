@@ -293,6 +293,8 @@ def ctc_decode(logits: Any, lengths: Any, strategy: str = "greedy", beam_width: 
     device = _device(logits)
     if strategy == "beam_search":
         return _beam_search_decode(xp, logits, lengths, beam_width, top_paths, blank_index, device)
+    if not hasattr(xp, "take_along_axis") and type(logits).__module__.startswith("dask"):
+        return _greedy_decode_dask(logits, lengths, merge_repeated, blank_index)
     int32 = xp.int32
     best = xp.astype(xp.argmax(logits, axis=-1), int32)
     top = xp.max(logits, axis=-1)
@@ -326,3 +328,22 @@ def _beam_search_decode(xp: Any, logits: Any, lengths: Any, beam_width: int, top
     return (xp.asarray(decoded, dtype=xp.int32, device=device),
             xp.asarray(scores.astype(np.float32 if xp.finfo(score_dtype).bits == 32 else np.float64),
                        dtype=score_dtype, device=device))
+
+
+def _greedy_decode_dask(logits: Any, lengths: Any, merge_repeated: bool, blank_index: int) -> tuple[Array, Array]:
+    """Greedy decoding of each chunk of samples by the NumPy code (Dask has no take_along_axis)."""
+    import dask.array as da
+
+    logits = logits.rechunk({1: -1, 2: -1})
+    lengths = lengths.rechunk((logits.chunks[0],))
+
+    def decoded_block(x: np.ndarray, n: np.ndarray) -> np.ndarray:  # (chunk, T)
+        return ctc_decode(x, n, merge_repeated=merge_repeated, blank_index=blank_index)[0][0]
+
+    def scores_block(x: np.ndarray, n: np.ndarray) -> np.ndarray:  # (chunk, 1)
+        return ctc_decode(x, n, merge_repeated=merge_repeated, blank_index=blank_index)[1]
+
+    decoded = da.blockwise(decoded_block, "bt", logits, "btk", lengths, "b", dtype=np.int32, concatenate=True)
+    scores = da.blockwise(scores_block, "bo", logits, "btk", lengths, "b", dtype=logits.dtype, concatenate=True,
+                          new_axes={"o": 1})
+    return decoded[None, ...], scores
