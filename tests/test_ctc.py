@@ -260,7 +260,7 @@ def test_greedy_decode_matches_keras() -> None:
             np.testing.assert_allclose(got[1], np.asarray(expected[1]), rtol=1e-6)
 
 
-@pytest.mark.parametrize(("beam_width", "top_paths", "blank"), [(3, 2, 0), (6, 3, 2)])
+@pytest.mark.parametrize(("beam_width", "top_paths", "blank"), [(6, 3, 2)])
 def test_beam_search_decode_matches_keras(beam_width: int, top_paths: int, blank: int) -> None:
     rng = np.random.default_rng(23 + beam_width)
     logits = (rng.normal(size=(4, 7, 5)) * 2).astype(np.float32)
