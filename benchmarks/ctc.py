@@ -16,7 +16,9 @@ Per case, three groups by input library, each timed in interleaved rounds (``_ha
 - PyTorch CPU tensors: ``probloss.ctc_loss(...).sum().backward()`` against
   ``F.ctc_loss(log_softmax(x).transpose(0, 1), ..., reduction="sum").backward()``;
 - JAX arrays: ``jax.jit(jax.value_and_grad(sum of per-sample losses))`` of probloss,
-  ``optax.ctc_loss`` (padding masks) and ``keras.ops.ctc_loss`` (JAX backend).
+  ``optax.ctc_loss`` (padding masks) and ``keras.ops.ctc_loss`` (JAX backend);
+- greedy decoding (``decode``) of the NumPy logits: ``probloss.ctc_decode`` against a jitted
+  ``keras.ops.ctc_decode`` (JAX backend) given the same NumPy arrays.
 
 Every contender's per-sample losses and gradients are checked against probloss's before
 timing (``_harness.check``: rtol 1e-4); the cases are chosen so that every loss is far
@@ -152,12 +154,24 @@ def groups(labels: np.ndarray, logits: np.ndarray, label_lengths: np.ndarray,
                   lambda: probloss_torch(t_labels, t_logits, t_ll, t_tl, "raise")),
         Contender("torch", "torch F.ctc_loss", lambda: torch_peer(t_labels, t_logits, t_ll, t_tl)),
     ]
+    keras_greedy = jax.jit(lambda x, n: keras.ops.ctc_decode(x, n, strategy="greedy", mask_index=0))
+
+    def keras_decode(x: Any) -> tuple[Any, Any]:
+        paths, scores = keras_greedy(x, jnp.asarray(logit_lengths))
+        return jax.block_until_ready(paths), jax.block_until_ready(scores)
+
+    decode_group = [
+        Contender("probloss", "probloss.ctc_decode greedy NumPy", lambda: probloss.ctc_decode(logits, logit_lengths),
+                  role=PROBLOSS),
+        Contender("keras", "keras.ops.ctc_decode greedy JAX jit (from NumPy)",
+                  lambda: keras_decode(jnp.asarray(logits))),
+    ]
     jax_group = [
         Contender("probloss", "probloss JAX jit", lambda: jax_fns["probloss"](j_logits), role=PROBLOSS),
         Contender("optax", "optax.ctc_loss jit", lambda: jax_fns["optax"](j_logits)),
         Contender("keras", "keras.ops.ctc_loss JAX jit", lambda: jax_fns["keras"](j_logits)),
     ]
-    return {"numpy": numpy_group, "torch": torch_group, "jax": jax_group}
+    return {"numpy": numpy_group, "torch": torch_group, "jax": jax_group, "decode": decode_group}
 
 
 def main() -> None:

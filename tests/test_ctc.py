@@ -19,6 +19,7 @@ from typing import Any
 import mpmath
 import numpy as np
 import pytest
+from conftest import library
 
 import probloss
 from probloss._backends import _numpy_ctc
@@ -259,11 +260,53 @@ def test_greedy_decode_matches_keras() -> None:
             np.testing.assert_allclose(got[1], np.asarray(expected[1]), rtol=1e-6)
 
 
-def test_beam_search_is_not_implemented() -> None:
-    with pytest.raises(NotImplementedError, match="beam_search"):
-        probloss.ctc_decode(np.zeros((1, 2, 3)), np.array([2]), strategy="beam_search")
+@pytest.mark.parametrize(("beam_width", "top_paths", "blank"), [(6, 3, 2)])
+def test_beam_search_decode_matches_keras(beam_width: int, top_paths: int, blank: int) -> None:
+    rng = np.random.default_rng(23 + beam_width)
+    logits = (rng.normal(size=(4, 7, 5)) * 2).astype(np.float32)
+    logits[:, 4] = logits[:, 3]  # repeated frames
+    lengths = np.array([7, 5, 1, 3])
+    expected = keras.ops.ctc_decode(logits, lengths, strategy="beam_search", beam_width=beam_width,
+                                    top_paths=top_paths, mask_index=blank)
+    got = probloss.ctc_decode(logits, lengths, strategy="beam_search", beam_width=beam_width, top_paths=top_paths,
+                              blank_index=blank)
+    assert got[0].dtype == np.int32
+    assert got[1].dtype == np.float32
+    np.testing.assert_array_equal(got[0], np.asarray(expected[0]))
+    # Keras sums the scores in float32 (a score near 0 keeps ~1e-8 absolute); probloss in float64.
+    np.testing.assert_allclose(got[1], np.asarray(expected[1]), rtol=1e-5, atol=1e-6)
+
+
+def test_beam_search_decode_returns_the_input_library_and_checks_arguments() -> None:
+    torch = pytest.importorskip("torch")
+    logits = np.log(np.array([[[.1, .8, .1], [.1, .8, .1], [.8, .1, .1], [.1, .1, .8]]]))
+    # A beam wider than the 31 possible prefixes is exact: every prefix, by probability.
+    paths, scores = probloss.ctc_decode(torch.tensor(logits), torch.tensor([4]), strategy="beam_search",
+                                        beam_width=40, top_paths=34)
+    assert isinstance(paths, torch.Tensor)
+    assert paths.dtype == torch.int32
+    assert scores.dtype == torch.float64
+    assert paths.shape == (34, 1, 4)
+    assert scores.shape == (1, 34)
+    # Brute force over the 81 alignments: every prefix's probability.
+    totals: dict[tuple[int, ...], float] = {}
+    probs = np.exp(logits[0])
+    for path in itertools.product(range(3), repeat=4):
+        prefix = tuple(k for i, k in enumerate(path) if k != 0 and (i == 0 or k != path[i - 1]))
+        totals[prefix] = totals.get(prefix, 0.0) + float(np.prod(probs[np.arange(4), path]))
+    count = len(totals)
+    got = {tuple(int(k) for k in row if k >= 0): float(np.exp(s))
+           for row, s in zip(paths[:count, 0].numpy(), scores[0, :count].numpy(), strict=True)}
+    assert got.keys() == totals.keys()
+    np.testing.assert_allclose([got[p] for p in totals], list(totals.values()), rtol=1e-12)
+    assert torch.all(scores[0, 1:count] <= scores[0, :count - 1])
+    # Fewer prefixes than top_paths: the other rows are -1 with score -inf.
+    assert torch.all(paths[count:] == -1)
+    assert torch.all(torch.isneginf(scores[0, count:]))
     with pytest.raises(ValueError, match="Invalid strategy"):
         probloss.ctc_decode(np.zeros((1, 2, 3)), np.array([2]), strategy="best")
+    with pytest.raises(ValueError, match="beam_width must be a positive integer"):
+        probloss.ctc_decode(np.zeros((1, 2, 3)), np.array([2]), strategy="beam_search", beam_width=0)
 
 
 def test_registry_names_and_config_match_keras() -> None:
@@ -378,6 +421,32 @@ def test_compiled_kernel_matches_generic_and_ignores_thread_count() -> None:
     assert np.all(np.isnan(bad[1]))
 
 
+def test_compiled_linear_space_path_matches_generic_on_long_sequences() -> None:
+    """The compiled kernel's scaled linear-space recursion (ordinary samples) and its log-space
+    fallback (a confident sample, an impossible one, repeated labels) against the generic kernel."""
+    if not _numpy_ctc.AVAILABLE:
+        pytest.fail("the compiled CTC kernel is not built")
+    rng = np.random.default_rng(19)
+    batch, frames, classes, slots = 6, 120, 6, 24
+    logits = rng.normal(size=(batch, frames, classes)) * np.array([0.5, 1, 2, 4, 40, 1])[:, None, None]
+    labels = rng.integers(1, 3, size=(batch, slots))  # classes 1 and 2 only: many repeats
+    labels[5] = 1
+    label_lengths = np.array([24, 20, 24, 7, 24, 24])
+    logit_lengths = np.array([120, 100, 57, 120, 120, 40])  # sample 5: no alignment (needs 47 frames)
+    xp = _numpy_namespace()
+    for dtype in (np.float64, np.float32):
+        x = logits.astype(dtype)
+        loss, grad = ctc_loss_and_gradient(labels, x, label_lengths, logit_lengths, blank_index=0, gradient=True,
+                                           xp=xp)
+        got_loss, got_grad = _numpy_ctc.compiled_ctc(labels, x, label_lengths, logit_lengths, 0, True)
+        np.testing.assert_allclose(got_loss, loss, rtol=1e-12)
+        assert np.isposinf(got_loss[5])
+        scale = np.abs(grad).max()
+        np.testing.assert_allclose(got_grad, grad.astype(dtype), atol=(1e-13 if dtype == np.float64 else 1e-7) * scale)
+        forward_only, _ = _numpy_ctc.compiled_ctc(labels, x, label_lengths, logit_lengths, 0, False)
+        np.testing.assert_array_equal(forward_only, got_loss)
+
+
 def test_torch_gradient_matches_the_generic_kernel_and_low_precision_rounds_once() -> None:
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(17)
@@ -394,6 +463,73 @@ def test_torch_gradient_matches_the_generic_kernel_and_low_precision_rounds_once
                                     gradient=False, xp=_numpy_namespace())
     assert got.dtype == torch.bfloat16
     assert torch.equal(got, torch.tensor(wide).to(torch.bfloat16))
+
+
+def test_torch_autodiff_through_the_generic_kernel_has_finite_gradients() -> None:
+    """With the fast paths off, autograd differentiates the generic recursion: unreachable
+    states (logaddexp of two -inf) must give zero, not NaN; the gradient equals the fast path's."""
+    torch = library("torch").module
+    rng = np.random.default_rng(29)
+    logits = rng.normal(size=(3, 6, 4)).astype(np.float32)
+    labels = np.array([[1, 2, 2], [3, 1, 0], [1, 1, 1]])
+    label_lengths, logit_lengths = np.array([3, 2, 3]), np.array([6, 4, 4])  # sample 2: no alignment
+    results = []
+    for fast in (True, False):
+        x = torch.tensor(logits, requires_grad=True)
+        with probloss.fast_paths(fast):
+            loss = probloss.ctc_loss(torch.tensor(labels), x, torch.tensor(label_lengths),
+                                     torch.tensor(logit_lengths), validate="off")
+        torch.where(torch.isfinite(loss), loss, 0.0).sum().backward()
+        results.append((loss.detach().numpy(), x.grad.numpy()))
+    (fast_loss, fast_grad), (generic_loss, generic_grad) = results
+    np.testing.assert_allclose(generic_loss, fast_loss, rtol=4 * EPS32)
+    assert np.isposinf(generic_loss[2])
+    assert np.all(np.isfinite(generic_grad))
+    assert np.all(generic_grad[2] == 0)
+    np.testing.assert_allclose(generic_grad, fast_grad, atol=16 * EPS32)
+
+
+def test_torch_compile_captures_the_loss_and_its_gradient() -> None:
+    torch = library("torch").module
+    labels, logits = KERAS_CASES[1]
+    lengths = torch.tensor((labels != 0).sum(axis=1))
+    frames = torch.full((len(labels),), logits.shape[1])
+    labels = torch.tensor(labels)
+
+    def total(x: Any) -> Any:
+        return probloss.ctc_loss(labels, x, lengths, frames, validate="off").sum()
+
+    import torch._dynamo
+
+    x = torch.tensor(logits, requires_grad=True)
+    torch._dynamo.reset()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Dynamo's notes on tracing array-api-compat's helpers
+            value = torch.compile(total, backend="aot_eager", fullgraph=True)(x)  # one graph, or an error
+            value.backward()
+    finally:
+        torch._dynamo.reset()
+    y = torch.tensor(logits, requires_grad=True)
+    expected = total(y)
+    expected.backward()
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(x.grad, y.grad)
+
+
+def test_decode_on_dask_matches_numpy() -> None:
+    dask_array = library("dask").module.array
+    rng = np.random.default_rng(31)
+    logits = rng.normal(size=(5, 9, 4)).astype(np.float32)
+    lengths = np.array([9, 0, 4, 7, 1])
+    chunked = dask_array.from_array(logits, chunks=(2, 9, 4)), dask_array.from_array(lengths, chunks=2)
+    for options in ({"strategy": "greedy"}, {"strategy": "greedy", "merge_repeated": False, "blank_index": 3},
+                    {"strategy": "beam_search", "beam_width": 3, "top_paths": 2}):
+        got = probloss.ctc_decode(*chunked, **options)
+        expected = probloss.ctc_decode(logits, lengths, **options)
+        assert isinstance(got[0], dask_array.Array)
+        np.testing.assert_array_equal(got[0].compute(), expected[0])
+        np.testing.assert_array_equal(got[1].compute(), expected[1])
 
 
 def test_jax_jit_vmap_and_grad(jax_x64: None) -> None:

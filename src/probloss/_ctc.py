@@ -16,9 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import _kernels  # noqa: F401 - registers the kernels
+from ._ctc_beam import beam_search
 from ._dispatch import call
 from ._functional import Inputs, evaluate, implemented_by
+from ._metrics import to_host
 from ._namespace import FLOATX, as_arrays, compute_dtype, index_dtype, is_floating, is_integer, resolve_dtype
 from ._validation import DataChecker, _detached
 
@@ -228,26 +232,39 @@ def ctc(y_true: Any, y_pred: Any, *, validate: str | None = None) -> Array:
 
 def ctc_decode(logits: Any, lengths: Any, strategy: str = "greedy", beam_width: int = 100, top_paths: int = 1,
                merge_repeated: bool = True, blank_index: int = 0) -> tuple[Array, Array]:
-    """Decode CTC logits (Keras 3's ``keras.ops.ctc_decode``); greedy decoding only.
+    """Decode CTC logits (Keras 3's ``keras.ops.ctc_decode``): greedy or beam search.
 
     Greedy: the most likely class per frame (frames past ``lengths`` count as
     blank), repeats merged when ``merge_repeated``, blanks removed, the labels
     moved to the front and the rest filled with -1.
 
+    Beam search (as Keras 3 computes it with its JAX backend): CTC prefix beam
+    search over the log-softmax of the logits, ``beam_width`` prefixes kept per
+    frame, the ``top_paths`` most likely returned best first (see
+    ``probloss._ctc_beam``). It runs on the host in float64 for every library
+    (a search, not differentiable, and not traceable by ``jax.jit``) and returns
+    arrays of the input's library and device. Frame 0 is always decoded, as in
+    Keras (a length of 0 decodes like 1); ``merge_repeated`` does not apply (as
+    in Keras's JAX backend). Where fewer than ``top_paths`` prefixes have a
+    nonzero probability, the remaining rows are -1 with score ``-inf``.
+
     Args:
         logits: ``(batch_size, max_length, num_classes)``.
         lengths: ``(batch_size,)`` integers, the frames to decode per sample.
-        strategy: ``"greedy"``; ``"beam_search"`` raises NotImplementedError.
-        beam_width: unused by greedy decoding (Keras's argument).
-        top_paths: unused by greedy decoding (Keras's argument).
-        merge_repeated: whether to merge repeated classes of adjacent frames.
+        strategy: ``"greedy"`` or ``"beam_search"``.
+        beam_width: prefixes kept per frame by beam search (unused by greedy).
+        top_paths: paths returned by beam search (greedy returns 1).
+        merge_repeated: whether greedy decoding merges repeated classes of
+            adjacent frames.
         blank_index: the blank class (Keras's ``mask_index``). Defaults to 0.
 
     Returns:
-        ``(decoded, scores)``: ``decoded`` int32 of shape ``(1, batch_size,
-        max_length)`` (-1 past each sequence), and ``scores`` of shape
-        ``(batch_size, 1)``: minus the sum over the decoded frames of the
-        largest logit, as Keras computes it.
+        ``(decoded, scores)``: ``decoded`` int32 of shape ``(paths, batch_size,
+        max_length)`` (-1 past each sequence; ``paths`` is 1 for greedy and
+        ``top_paths`` for beam search), and ``scores`` of shape ``(batch_size,
+        paths)``: greedy, minus the sum over the decoded frames of the largest
+        logit, as Keras computes it; beam search, each path's total
+        log-probability.
 
     Examples:
         >>> import numpy as np
@@ -256,14 +273,16 @@ def ctc_decode(logits: Any, lengths: Any, strategy: str = "greedy", beam_width: 
         >>> decoded, scores = probloss.ctc_decode(logits, np.array([4]))
         >>> decoded
         array([[[ 1,  2, -1, -1]]], dtype=int32)
+        >>> paths, scores = probloss.ctc_decode(logits, np.array([4]), strategy="beam_search", beam_width=4,
+        ...                                     top_paths=2)
+        >>> paths
+        array([[[ 1,  2, -1, -1]],
+        <BLANKLINE>
+               [[ 1, -1, -1, -1]]], dtype=int32)
     """
-    if strategy == "beam_search":
-        msg = "probloss.ctc_decode: strategy='beam_search' is not implemented yet; use strategy='greedy'."
-        raise NotImplementedError(msg)
-    if strategy != "greedy":
+    if strategy not in ("greedy", "beam_search"):
         msg = f"Invalid strategy {strategy}. Supported values are 'greedy' and 'beam_search'."
         raise ValueError(msg)
-    del beam_width, top_paths
     xp, arrays = as_arrays({"logits": logits, "lengths": lengths})
     logits, lengths = arrays["logits"], arrays["lengths"]
     _check_ranks(None, logits, None, lengths, ("", "logits", "", "lengths"))
@@ -272,6 +291,10 @@ def ctc_decode(logits: Any, lengths: Any, strategy: str = "greedy", beam_width: 
     if not is_floating(xp, logits.dtype):
         logits = xp.astype(logits, resolve_dtype(xp, FLOATX))
     device = _device(logits)
+    if strategy == "beam_search":
+        return _beam_search_decode(xp, logits, lengths, beam_width, top_paths, blank_index, device)
+    if not hasattr(xp, "take_along_axis") and type(logits).__module__.startswith("dask"):
+        return _greedy_decode_dask(logits, lengths, merge_repeated, blank_index)
     int32 = xp.int32
     best = xp.astype(xp.argmax(logits, axis=-1), int32)
     top = xp.max(logits, axis=-1)
@@ -290,4 +313,37 @@ def ctc_decode(logits: Any, lengths: Any, strategy: str = "greedy", beam_width: 
     order = xp.argsort(order, axis=-1, stable=True)
     decoded = xp.take_along_axis(best, order, axis=-1)
     scores = -xp.sum(top, axis=1, keepdims=True)
+    return decoded[None, ...], scores
+
+
+def _beam_search_decode(xp: Any, logits: Any, lengths: Any, beam_width: int, top_paths: int, blank_index: int,
+                        device: Any) -> tuple[Array, Array]:
+    for name, value in (("beam_width", beam_width), ("top_paths", top_paths)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            msg = f"probloss.ctc_decode: {name} must be a positive integer, got {value!r}."
+            raise ValueError(msg)
+    decoded, scores = beam_search(to_host(logits), to_host(lengths), int(beam_width), int(top_paths), blank_index)
+    # Scores in the logits' precision, at least float32 (as Keras's result_type(dtype, "float32")).
+    score_dtype = logits.dtype if xp.finfo(logits.dtype).bits >= 32 else xp.float32
+    return (xp.asarray(decoded, dtype=xp.int32, device=device),
+            xp.asarray(scores.astype(np.float32 if xp.finfo(score_dtype).bits == 32 else np.float64),
+                       dtype=score_dtype, device=device))
+
+
+def _greedy_decode_dask(logits: Any, lengths: Any, merge_repeated: bool, blank_index: int) -> tuple[Array, Array]:
+    """Greedy decoding of each chunk of samples by the NumPy code (Dask has no take_along_axis)."""
+    import dask.array as da
+
+    logits = logits.rechunk({1: -1, 2: -1})
+    lengths = lengths.rechunk((logits.chunks[0],))
+
+    def decoded_block(x: np.ndarray, n: np.ndarray) -> np.ndarray:  # (chunk, T)
+        return ctc_decode(x, n, merge_repeated=merge_repeated, blank_index=blank_index)[0][0]
+
+    def scores_block(x: np.ndarray, n: np.ndarray) -> np.ndarray:  # (chunk, 1)
+        return ctc_decode(x, n, merge_repeated=merge_repeated, blank_index=blank_index)[1]
+
+    decoded = da.blockwise(decoded_block, "bt", logits, "btk", lengths, "b", dtype=np.int32, concatenate=True)
+    scores = da.blockwise(scores_block, "bo", logits, "btk", lengths, "b", dtype=logits.dtype, concatenate=True,
+                          new_axes={"o": 1})
     return decoded[None, ...], scores

@@ -71,9 +71,25 @@ def _shift(a: Array, by: int, fill: Array, *, xp: Any) -> Array:
     return xp.concat([a[:, by:], fill[:, :by]], axis=1) if a.shape[1] > by else fill
 
 
+def _logaddexp(a: Array, b: Array, *, xp: Any) -> Array:
+    """``log(exp(a) + exp(b))`` as max + log1p(exp(min - max)), whose autodiff gradient is finite.
+
+    A log-probability near 0 keeps its digits. Where both are ``-inf`` (a state
+    no alignment reaches) the result is ``-inf`` with a zero gradient: a plain
+    ``logaddexp`` differentiated by PyTorch's autograd (the generic kernel under
+    ``probloss.fast_paths(False)``) gives NaN there. JAX's own is already safe.
+    """
+    if "jax" in getattr(xp, "__name__", ""):
+        return xp.logaddexp(a, b)
+    top = xp.maximum(a, b)
+    reached = top > _NEG_INF
+    safe_top = xp.where(reached, top, xp.zeros_like(top))
+    gap = xp.where(reached, xp.minimum(a, b) - safe_top, xp.zeros_like(top))
+    return xp.where(reached, safe_top + xp.log1p(xp.exp(gap)), top)
+
+
 def _logaddexp3(a: Array, b: Array, c: Array, *, xp: Any) -> Array:
-    # Each logaddexp is max + log1p(exp(-|d|)): a log-probability near 0 keeps its digits.
-    return xp.logaddexp(xp.logaddexp(a, b), c)
+    return _logaddexp(_logaddexp(a, b, xp=xp), c, xp=xp)
 
 
 class Lattice:
@@ -141,7 +157,7 @@ def log_likelihood(alpha: Array, lattice: Lattice, *, xp: Any) -> Array:
     neg_inf = xp.full_like(alpha, _NEG_INF)
     end = xp.max(xp.where(lattice.is_end, alpha, neg_inf), axis=1)
     end_label = xp.max(xp.where(lattice.is_end_label, alpha, neg_inf), axis=1)
-    return xp.logaddexp(end, end_label)
+    return _logaddexp(end, end_label, xp=xp)
 
 
 def occupancy_gradient(logp: Array, log_p: Array, alphas: list[Array], emit: Array, lattice: Lattice, *,
