@@ -111,7 +111,7 @@ def _prepare(hidden: Any, weight: Any, labels: Any, bias: Any, ignore_class: Any
     shape = tuple(int(s) for s in labels.shape)
     n = static_size(labels)
     valid = None if ignore_class is None else labels != ignore_class
-    if is_eager(labels) and n:
+    if n:
         _check_label_range(xp, labels, valid, v)
     compute = xp.float64 if hidden.dtype == xp.float64 else xp.float32
     if sample_weight is not None:
@@ -162,6 +162,8 @@ def _check_label_range(xp: Any, labels: Array, valid: Array | None, vocabulary: 
     bad = (labels < 0) | (labels >= vocabulary)
     if valid is not None:
         bad = bad & valid
+    if not is_eager(bad):  # traced or lazy: the kernels give such tokens a NaN loss instead
+        return
     if bool(xp.any(bad)):
         shown = labels[bad][:5] if not array_api_compat.is_torch_array(labels) else labels[bad][:5].cpu()
         msg = (f"`labels` must be in [0, {vocabulary}) (the rows of `weight`), or equal `ignore_class`. "

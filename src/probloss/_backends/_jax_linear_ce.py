@@ -163,20 +163,32 @@ def _valid(labels: Array, valid: Array | None) -> Array:
     return jnp.ones(labels.shape, dtype=bool) if valid is None else valid
 
 
+# Jitted entry points (inlined under an outer jit): an eager call compiles one program
+# per shapes and options instead of dispatching the scan and its padding op by op.
+_sum_jit = jax.jit(_sum, static_argnums=(6,))
+_values_jit = jax.jit(_values, static_argnums=(6,))
+
+
+@partial(jax.jit, static_argnums=(6,))
+def _grads_jit(hidden: Array, weight: Array, bias: Array | None, labels: Array, coef: Array, valid: Array,
+               options: LinearCEOptions) -> tuple[Array, Any]:
+    value, residuals = _sum_fwd(hidden, weight, bias, labels, coef, valid, options)
+    return value, residuals[:3]
+
+
 def linear_ce_sum(hidden: Array, weight: Array, bias: Array | None, labels: Array, coef: Array,
                   valid: Array | None, options: LinearCEOptions) -> Array:
     """``sum(coef * L)``, differentiable in hidden, weight, bias and coef."""
-    return _sum(hidden, weight, bias, labels, coef, _valid(labels, valid), options)
+    return _sum_jit(hidden, weight, bias, labels, coef, _valid(labels, valid), options)
 
 
 def linear_ce_values(hidden: Array, weight: Array, bias: Array | None, labels: Array, coef: Array,
                      valid: Array | None, options: LinearCEOptions) -> Array:
     """Per-token ``coef * L``, differentiable in hidden, weight, bias and coef."""
-    return _values(hidden, weight, bias, labels, coef, _valid(labels, valid), options)
+    return _values_jit(hidden, weight, bias, labels, coef, _valid(labels, valid), options)
 
 
 def linear_ce_grads(hidden: Array, weight: Array, bias: Array | None, labels: Array, coef: Array,
                     valid: Array | None, options: LinearCEOptions) -> tuple[Array, tuple[Any, Any, Any]]:
     """``sum(coef * L)`` and its gradients in hidden, weight and bias, in one scan."""
-    value, residuals = _sum_fwd(hidden, weight, bias, labels, coef, _valid(labels, valid), options)
-    return value, residuals[:3]
+    return _grads_jit(hidden, weight, bias, labels, coef, _valid(labels, valid), options)
