@@ -79,6 +79,7 @@ def _scan(hidden: Array, weight: Array, bias: Array | None, labels: Array, coef:
         losses = jax.lax.map(lambda x: _chunk(x[0], x[1], None, x[3], weight, bias, options)[0], xs)
         return losses.reshape(-1)[:n], None
 
+
     def step(carry: Any, x: Any) -> Any:
         d_weight, d_bias = carry
         h, y, c, keep = x

@@ -51,13 +51,18 @@ def _chunks(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         z = torch.addmm(bias, h, weight_t) if bias is not None else h @ weight_t
         tanh = None
         if cap is not None:
-            tanh = torch.tanh(z / cap)
-            z = tanh * cap
+            tanh = torch.tanh(z.mul_(1.0 / cap))
+            z = torch.mul(tanh, cap, out=z)
+        # One [rows, V] buffer, transformed in place: logits -> exp(z - max) -> dL/dz.
         picked = z.gather(1, y[:, None]).squeeze(1)
-        lse = torch.logsumexp(z, dim=1)
+        total = z.sum(dim=1) if smoothing else None
+        top = z.amax(dim=1)
+        e = z.sub_(top[:, None]).exp_()
+        norm = e.sum(dim=1)
+        lse = top + torch.log(norm)
         loss = lse - (1.0 - smoothing) * picked
         if smoothing:
-            loss = loss - (smoothing / v) * z.sum(dim=1)
+            loss = loss - (smoothing / v) * total
         if zl:
             loss = loss + zl * lse * lse
         if valid is not None:
@@ -67,13 +72,12 @@ def _chunks(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         if not grads:
             continue
         c = coef[start:stop]
-        g = z.sub_(lse[:, None]).exp_()  # softmax, in the logits' memory
-        g.mul_((c * (1.0 + 2.0 * zl * lse))[:, None])
+        g = e.mul_((c * (1.0 + 2.0 * zl * lse) / norm)[:, None])
         g.scatter_add_(1, y[:, None], (-(1.0 - smoothing) * c)[:, None])
         if smoothing:
             g.sub_((c * (smoothing / v))[:, None])
         if tanh is not None:
-            g.mul_(1.0 - tanh * tanh)
+            g.mul_(tanh.mul_(tanh).neg_().add_(1.0))
         d_hidden_pieces.append(g @ weight)
         d_weight.addmm_(g.t(), h)
         if d_bias is not None:
@@ -121,8 +125,11 @@ class _LinearCESum(torch.autograd.Function):
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
         d_hidden, d_weight, d_bias, losses = ctx.saved_tensors
         g = grad_output
-        return (d_hidden * g.to(d_hidden.dtype), d_weight * g.to(d_weight.dtype),
-                None if d_bias is None else d_bias * g.to(d_bias.dtype), None,
+        # Scaled in place: the saved gradients are this graph's own buffers, and a [V, D]
+        # copy would be the largest temporary of the step. A second backward through the
+        # same graph (retain_graph=True) is refused by autograd's version check.
+        return (d_hidden.mul_(g.to(d_hidden.dtype)), d_weight.mul_(g.to(d_weight.dtype)),
+                None if d_bias is None else d_bias.mul_(g.to(d_bias.dtype)), None,
                 losses * g.to(losses.dtype), None, None, None)
 
 
