@@ -392,3 +392,15 @@ def test_bad_input_errors_torch_and_grad() -> None:
         probloss.linear_cross_entropy(torch.asarray(args["hidden"]), args["weight"], args["labels"])
     with pytest.raises(ValueError, match="reducing `reduction`"):
         probloss.linear_cross_entropy_with_grad(**_bad(), reduction="none")
+
+
+def test_traced_out_of_range_label_gives_nan() -> None:
+    """Under jit the labels cannot be read: a bad token's loss is NaN, never a wrong number."""
+    jax = library("jax").module
+    args = _bad()
+    labels = args["labels"].copy()
+    labels[0, 0] = V + 3
+    per_token = jax.jit(lambda h, w, y: probloss.linear_cross_entropy(h, w, y, reduction="none"))(
+        args["hidden"], args["weight"], labels)
+    assert np.isnan(np.asarray(per_token)[0, 0])
+    assert np.isfinite(np.asarray(per_token)[1:]).all()

@@ -187,6 +187,9 @@ def generic_linear_ce(hidden: Array, weight: Array, bias: Array | None, labels: 
             loss = loss + zl * lse * lse
         if keep is not None:
             loss = xp.where(keep, loss, xp.zeros_like(loss))
+        # Lazy arrays (Dask) are not range-checked up front: a bad label's loss is NaN.
+        bad = (y < 0) | (y >= v)
+        loss = xp.where(bad, xp.full_like(loss, float("nan")), loss)
         pieces.append(loss)
         if not grads:
             continue
