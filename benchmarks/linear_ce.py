@@ -51,6 +51,9 @@ def _data(n: int, d: int, v: int) -> tuple[Any, Any, Any]:
     return hidden, weight, labels
 
 
+CHUNK: dict[str, int | None] = {"size": None}  # --chunk-size for the probloss variants
+
+
 def _torch_step(variant: str) -> Any:
     import torch
     import torch.nn.functional as F  # noqa: N812
@@ -61,7 +64,7 @@ def _torch_step(variant: str) -> Any:
         h = hidden.detach().requires_grad_()
         w = weight.detach().requires_grad_()
         if variant == "torch_probloss":
-            loss = probloss.linear_cross_entropy(h, w, labels)
+            loss = probloss.linear_cross_entropy(h, w, labels, chunk_size=CHUNK["size"])
         elif variant == "torch_unfused":
             loss = F.cross_entropy(h @ w.T, labels)
         elif variant == "torch_lce":
@@ -82,7 +85,7 @@ def _jax_step(variant: str, shapes: tuple[int, int, int]) -> Any:
 
     if variant == "jax_probloss":
         def loss_fn(h: Any, w: Any, y: Any) -> Any:
-            return probloss.linear_cross_entropy(h, w, y)
+            return probloss.linear_cross_entropy(h, w, y, chunk_size=CHUNK["size"])
     else:
         import optax
 
@@ -106,7 +109,7 @@ def _numpy_step() -> Any:
     import probloss
 
     def step(hidden: Any, weight: Any, labels: Any) -> Any:
-        result = probloss.linear_cross_entropy_with_grad(hidden, weight, labels)
+        result = probloss.linear_cross_entropy_with_grad(hidden, weight, labels, chunk_size=CHUNK["size"])
         return float(result.loss), result.hidden, result.weight
 
     return step, lambda x: x
@@ -181,18 +184,21 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=None)
     parser.add_argument("--v", type=int, default=None)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--chunk-size", type=int, default=None, help="probloss's chunk_size (default: automatic)")
     parser.add_argument("--out", type=Path, default=None, help="folder for linear_ce.json and linear_ce.md")
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     n, d, v = (1024, 256, 16000) if args.quick else (4096, 1024, 64000)
     n, d, v = args.n or n, args.d or d, args.v or v
+    CHUNK["size"] = args.chunk_size
     if args.probe:
         print(json.dumps(probe(args.probe, n, d, v)))
         return
     rows = []
     for variant in args.variants.split(","):
         # One variant at a time: the full-size unfused ones take several GB.
-        row = run_probe(Path(__file__), ["--probe", variant, "--n", str(n), "--d", str(d), "--v", str(v)],
+        extra = [] if args.chunk_size is None else ["--chunk-size", str(args.chunk_size)]
+        row = run_probe(Path(__file__), ["--probe", variant, "--n", str(n), "--d", str(d), "--v", str(v), *extra],
                         timeout_s=1800)
         row.setdefault("variant", variant)
         rows.append(row)
