@@ -24,7 +24,6 @@ import numpy as np
 
 from ._kernels._linear_ce import (
     CHUNK_ELEMENTS,
-    JAX_CHUNK_ELEMENTS,
     LinearCEOptions,
     default_chunk_rows,
     generic_linear_ce,
@@ -119,8 +118,7 @@ def _prepare(hidden: Any, weight: Any, labels: Any, bias: Any, ignore_class: Any
     if sample_weight is not None:
         sample_weight = xp.astype(sample_weight, compute)
     coef, reducing = _coefficients(xp, shape, device_of(labels), sample_weight, valid, reduction, compute)
-    budget = JAX_CHUNK_ELEMENTS if library_name(hidden) == "jax" else CHUNK_ELEMENTS
-    options = LinearCEOptions(smoothing, zl, cap, chunk_size or default_chunk_rows(v, n, budget))
+    options = LinearCEOptions(smoothing, zl, cap, chunk_size or default_chunk_rows(v, n, CHUNK_ELEMENTS))
     return _Plan(xp, library_name(hidden), xp.reshape(hidden, (n, d)), weight, bias, xp.reshape(labels, (n,)),
                  None if valid is None else xp.reshape(valid, (n,)), xp.reshape(coef, (n,)), reducing, shape,
                  hidden.dtype, options)

@@ -39,11 +39,6 @@ class LinearCEOptions:
     chunk_rows: int
 
 
-#: JAX keeps a few chunk-sized buffers alive in its scan (XLA allocates them up front):
-#: half the budget there.
-JAX_CHUNK_ELEMENTS = CHUNK_ELEMENTS // 2
-
-
 def default_chunk_rows(vocabulary: int, tokens: int, elements: int = CHUNK_ELEMENTS) -> int:
     """Rows per chunk so that a chunk's logits hold about ``elements`` numbers."""
     return max(1, min(tokens, elements // max(1, vocabulary)))
