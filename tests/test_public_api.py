@@ -83,6 +83,12 @@ def test_the_seven_losses_are_public() -> None:
     assert expected <= set(PUBLIC_CALLABLES)
 
 
+def test_linear_cross_entropy_is_public() -> None:
+    expected = {"linear_cross_entropy", "linear_cross_entropy_with_grad", "LinearCrossEntropy"}
+    assert expected <= set(PUBLIC_CALLABLES)
+    assert probloss.get("LinearCrossEntropy").__class__ is probloss.LinearCrossEntropy
+
+
 @pytest.mark.parametrize("name", PUBLIC_CALLABLES)
 def test_docstring_has_examples(name: str) -> None:
     obj = getattr(probloss, name)

@@ -23,6 +23,7 @@ from ._functional import (
 )
 from ._grad_hess import grad_hess
 from ._interop import to_keras
+from ._linear_ce import LinearCrossEntropy, linear_cross_entropy, linear_cross_entropy_with_grad
 from ._loss import Loss, LossFunctionWrapper
 from ._losses import (
     CTC,
@@ -51,6 +52,7 @@ __all__ = [
     "CategoricalCrossentropy",
     "CategoricalFocalCrossentropy",
     "KLDivergence",
+    "LinearCrossEntropy",
     "Loss",
     "LossFunctionWrapper",
     "Poisson",
@@ -79,6 +81,8 @@ __all__ = [
     "kld",
     "kullback_leibler_divergence",
     "lightgbm",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "losses",
     "metrics",
     "poisson",

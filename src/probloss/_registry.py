@@ -23,6 +23,7 @@ from ._functional import (
     sparse_categorical_crossentropy,
     sparse_categorical_focal_crossentropy,
 )
+from ._linear_ce import LinearCrossEntropy
 from ._loss import Loss, LossFunctionWrapper
 from ._losses import (
     CTC,
@@ -53,8 +54,7 @@ def _register(obj: Any, *aliases: str) -> None:
 
 for _cls in (BinaryCrossentropy, BinaryFocalCrossentropy, CategoricalCrossentropy,
              CategoricalFocalCrossentropy, SparseCategoricalCrossentropy, SparseCategoricalFocalCrossentropy,
-             Poisson, KLDivergence,
-             CTC, LossFunctionWrapper):
+             Poisson, KLDivergence, CTC, LossFunctionWrapper, LinearCrossEntropy):
     _register(_cls)
 _register(binary_crossentropy, "bce", "BCE")
 _register(binary_focal_crossentropy)
@@ -66,6 +66,9 @@ _register(poisson)
 _register(ctc)
 # `kullback_leibler_divergence` is tf.keras's name (Keras 3 keeps it only in _legacy).
 _register(kl_divergence, "kld", "KLD", "kullback_leibler_divergence")
+
+# Registered classes that Keras does not have: their configs name probloss's module.
+_PROBLOSS_ONLY = (LinearCrossEntropy,)
 
 # Modules a Keras or tf.keras config may name for these classes; anything else
 # is refused rather than imported.
@@ -110,8 +113,9 @@ def serialize(loss: Any) -> dict[str, Any]:
     """
     if isinstance(loss, Loss):
         builtin = OBJECTS.get(type(loss).__name__) is type(loss)
+        module = "probloss" if type(loss) in _PROBLOSS_ONLY else "keras.losses" if builtin else type(loss).__module__
         return {
-            "module": "keras.losses" if builtin else type(loss).__module__,
+            "module": module,
             "class_name": type(loss).__name__,
             "config": loss.get_config(),
             "registered_name": None if builtin else type(loss).__name__,
