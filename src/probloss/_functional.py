@@ -34,6 +34,7 @@ from ._validation import (
     check_ignore_class,
     check_label_smoothing,
     check_same_shape,
+    shapes_match,
 )
 
 __all__ = [
@@ -294,7 +295,7 @@ def _sparse_categorical_crossentropy(x: Inputs, *, from_logits: bool, ignore_cla
     if y_true.ndim == y_pred.ndim and y_true.shape[axis] == 1:
         y_true = xp.squeeze(y_true, axis=axis)
     expected = tuple(y_pred.shape[:axis]) + tuple(y_pred.shape[axis + 1:])
-    if tuple(y_true.shape) != expected:
+    if not shapes_match(tuple(y_true.shape), expected):
         msg = (
             "Arguments `y_true` and `y_pred` must have matching shapes: y_true.shape must be "
             f"y_pred.shape without the class axis (axis={axis}). Received: "
