@@ -281,7 +281,8 @@ def is_eager(*arrays: Any) -> bool:
     """Return whether every array holds concrete data that may be inspected.
 
     Dask arrays, JAX tracers (inside ``jit``/``grad``/``vmap``), tensors being
-    traced by ``torch.compile`` and TensorFlow graph tensors (``tf.function``) are not eager: inspecting them would compute a
+    traced by ``torch.compile`` and TensorFlow graph tensors (``tf.function``)
+    are not eager: inspecting them would compute a
     graph or break tracing, so data validation skips them.
     """
     for x in arrays:

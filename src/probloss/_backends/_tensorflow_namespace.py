@@ -37,7 +37,7 @@ import tensorflow as tf
 
 Array = Any
 
-bool = tf.bool  # noqa: A001 - the standard's name
+bool = tf.bool
 int8, int16, int32, int64 = tf.int8, tf.int16, tf.int32, tf.int64
 uint8, uint16, uint32, uint64 = tf.uint8, tf.uint16, tf.uint32, tf.uint64
 float16, bfloat16, float32, float64 = tf.float16, tf.bfloat16, tf.float32, tf.float64
@@ -212,7 +212,7 @@ def minimum(a: Any, b: Any, /) -> Array:
     return _minimum(*_broadcast(a, b))
 
 
-def clip(x: Array, /, min: Any = None, max: Any = None) -> Array:  # noqa: A002 - the standard's names
+def clip(x: Array, /, min: Any = None, max: Any = None) -> Array:
     if min is not None:
         x = maximum(x, min)
     if max is not None:
@@ -245,7 +245,7 @@ def sqrt(x: Array, /) -> Array:
     return tf.sqrt(x)
 
 
-def abs(x: Array, /) -> Array:  # noqa: A001 - the standard's name
+def abs(x: Array, /) -> Array:
     return tf.abs(x)
 
 
@@ -253,7 +253,7 @@ def floor(x: Array, /) -> Array:
     return x if x.dtype.is_integer else tf.floor(x)
 
 
-def round(x: Array, /) -> Array:  # noqa: A001 - the standard's name
+def round(x: Array, /) -> Array:
     """Round half to even, as the standard; no gradient (its derivative is 0 almost everywhere)."""
     return x if x.dtype.is_integer else tf.stop_gradient(tf.round(x))
 
@@ -308,7 +308,7 @@ def _accumulator(x: Array) -> Any:
     return x.dtype
 
 
-def sum(x: Array, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Array:  # noqa: A001
+def sum(x: Array, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Array:
     if dtype is not None:
         x = astype(x, dtype)
     if x.dtype == tf.bool:
@@ -341,7 +341,7 @@ def _nan_in(x: Array, axis: Any, keepdims: bool) -> Array:
     return tf.reduce_any(tf.math.is_nan(x), axis=_axes(axis), keepdims=keepdims)
 
 
-def max(x: Array, /, *, axis: Any = None, keepdims: bool = False) -> Array:  # noqa: A001
+def max(x: Array, /, *, axis: Any = None, keepdims: bool = False) -> Array:
     """Maximum along ``axis``; NaN where the slice holds a NaN (XLA's reduction skips it)."""
     top = tf.reduce_max(x, axis=_axes(axis), keepdims=keepdims)
     if not x.dtype.is_floating:
@@ -349,7 +349,7 @@ def max(x: Array, /, *, axis: Any = None, keepdims: bool = False) -> Array:  # n
     return tf.where(_nan_in(x, axis, keepdims), tf.constant(float("nan"), x.dtype), top)
 
 
-def min(x: Array, /, *, axis: Any = None, keepdims: bool = False) -> Array:  # noqa: A001
+def min(x: Array, /, *, axis: Any = None, keepdims: bool = False) -> Array:
     """Minimum along ``axis``; NaN where the slice holds a NaN."""
     low = tf.reduce_min(x, axis=_axes(axis), keepdims=keepdims)
     if not x.dtype.is_floating:
@@ -357,11 +357,11 @@ def min(x: Array, /, *, axis: Any = None, keepdims: bool = False) -> Array:  # n
     return tf.where(_nan_in(x, axis, keepdims), tf.constant(float("nan"), x.dtype), low)
 
 
-def any(x: Array, /, *, axis: Any = None, keepdims: bool = False) -> Array:  # noqa: A001
+def any(x: Array, /, *, axis: Any = None, keepdims: bool = False) -> Array:
     return tf.reduce_any(tf.cast(x, tf.bool), axis=_axes(axis), keepdims=keepdims)
 
 
-def all(x: Array, /, *, axis: Any = None, keepdims: bool = False) -> Array:  # noqa: A001
+def all(x: Array, /, *, axis: Any = None, keepdims: bool = False) -> Array:
     return tf.reduce_all(tf.cast(x, tf.bool), axis=_axes(axis), keepdims=keepdims)
 
 
