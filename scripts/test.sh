@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need into .venv-test, run ruff, then pytest twice:
 #   1. the whole suite in file order, on the backends of PROBLOSS_TEST_BACKENDS
-#      (default: numpy, array_api_strict, torch, jax, dask);
+#      (default: numpy, array_api_strict, torch, jax, dask; TensorFlow for its own tests);
 #   2. the whole suite again with NumPy as the only backend and in random order
 #      (pytest-randomly), so that a test whose verdict depends on which backends
 #      or tests ran before it fails here.
@@ -11,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv-test
 .venv-test/bin/python -m pip install -q -c constraints-test.txt -e ".[test]"
+# tf.keras 2.x, without its dependencies: it requires the full `tensorflow` wheel, and
+# tensorflow-cpu (from the test extra) provides the same modules.
+.venv-test/bin/python -m pip install -q --no-deps -c constraints-test.txt "tf_keras>=2.16"
 .venv-test/bin/python -m ruff check src tests benchmarks
 # pytest exits 5 when it collects no test; set -e turns that into a failure.
 .venv-test/bin/python -m pytest -n 2 -q "$@"
