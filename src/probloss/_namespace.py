@@ -200,8 +200,9 @@ def element_count(x: Any, *, xp: Any, dtype: Any) -> Any:
     From the static shape where it is known; a dimension unknown while tracing
     (a TensorFlow graph's batch size) is read from the tensor at run time.
     """
-    if any(d is None for d in x.shape):
-        return xp.astype(xp.size_array(x), dtype)
+    for d in x.shape:  # a loop, not a generator: torch.compile traces it without a graph break
+        if d is None:
+            return xp.astype(xp.size_array(x), dtype)
     return xp.asarray(static_size(x), dtype=dtype, device=device_of(x))
 
 

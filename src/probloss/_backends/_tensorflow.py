@@ -9,10 +9,11 @@ non-negative terms; ``(m - x_label) + log1p(S')`` with the TwoSum-corrected
 (``sigmoid(x) - y``; ``softmax(x) - onehot``, with ``-S'/(1 + S')`` at a
 confident label so that a tiny gradient is not rounded to 0).
 
-Called eagerly, each runs as one XLA-compiled ``tf.function`` (shapes
-generalised after a retrace), so its dozen elementwise steps fuse into a few
-passes over the data instead of a dozen; inside the user's own ``tf.function``
-the ops are traced inline and the user's choice of compiler applies.
+Called eagerly on large logits (256K values or more), each runs as one
+XLA-compiled ``tf.function`` (compiled once per input shape, then cached), so
+its dozen elementwise steps fuse into a few passes over the data instead of a
+dozen; on small inputs, and inside the user's own ``tf.function``, the ops run
+inline and the user's choice of compiler applies.
 
 Only float32 and float64 logits with the class (or averaging) axis last take
 these paths; the rest declines to the generic kernel.
@@ -36,12 +37,19 @@ def _handled(x: Array, axis: int) -> bool:
     return x.dtype in _FLOATS and axis == x.ndim - 1
 
 
+# Eager calls on at least this many logits run XLA-compiled. XLA compiles once per input
+# shape (a fraction of a second, then cached), which pays only on large arrays.
+_COMPILE_FROM = 1 << 18
+
+
 def _eager_compiled(fn: Any) -> Any:
-    """``fn`` as one XLA-compiled function when called eagerly; inline inside a graph."""
+    """``fn`` as one XLA-compiled function when called eagerly on large logits; inline otherwise."""
     compiled = tf.function(fn, jit_compile=True, reduce_retracing=True, autograph=False)
 
-    def run(*args: Array) -> Array:
-        return compiled(*args) if tf.executing_eagerly() else fn(*args)
+    def run(labels: Array, x: Array) -> Array:
+        if tf.executing_eagerly() and x.shape.num_elements() is not None and x.shape.num_elements() >= _COMPILE_FROM:
+            return compiled(labels, x)
+        return fn(labels, x)
 
     return run
 
