@@ -152,9 +152,9 @@ def test_dtypes_kept(dtype: str) -> None:
                 for i, (loss, target) in enumerate(losses)]
 
     def compute(logits: Any, onehot: Any, sparse: Any) -> list[Any]:
-        probs = tf.cast(tf.sigmoid(tf.cast(onehot, tf.float32)), dtype)
+        probs = tf.cast(tf.sigmoid(tf.cast(onehot, tf.float64)), dtype)
         return [losses[0][0](onehot, logits), losses[1][0](sparse, logits), losses[2][0](onehot, logits),
-                losses[3][0](tf.cast(tf.sigmoid(tf.cast(onehot, tf.float32)), tf.float32), probs)]
+                losses[3][0](probs, probs)]
 
     specs = (tf.TensorSpec((None, C), dtype), _spec(tf, y), _spec(tf, labels))
     for mode, run in _modes(tf, compute, *specs).items():

@@ -126,6 +126,7 @@ def implemented_by(values: ValuesFn, *, sparse: bool = False) -> Callable[[Calla
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         SPECS[fn] = LossSpec(values, sparse)
+        fn.autograph_info__ = None  # type: ignore[attr-defined]  # AutoGraph: call as is (see Loss)
         return fn
 
     return register
