@@ -4,7 +4,7 @@
 # docstring fail it; then the headless-Chromium screenshot check, skipped with a message where
 # Chromium is absent), then pytest twice:
 #   1. the whole suite in file order, on the backends of PROBLOSS_TEST_BACKENDS
-#      (default: numpy, array_api_strict, torch, jax, dask);
+#      (default: numpy, array_api_strict, torch, jax, dask; TensorFlow for its own tests);
 #   2. the whole suite again with NumPy as the only backend and in random order
 #      (pytest-randomly), so that a test whose verdict depends on which backends
 #      or tests ran before it fails here.
@@ -14,6 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv-test
 .venv-test/bin/python -m pip install -q -c constraints-test.txt -e ".[test,docs]"
+# tf.keras 2.x, without its dependencies: it requires the full `tensorflow` wheel, and
+# tensorflow-cpu (from the test extra) provides the same modules.
+.venv-test/bin/python -m pip install -q --no-deps -c constraints-test.txt "tf_keras>=2.16"
 .venv-test/bin/python -m ruff check src tests benchmarks
 docs_tmp="$(mktemp -d)"
 trap 'rm -rf "$docs_tmp"' EXIT

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ import pytest
 # are the stable ones. Set before anything imports keras.
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices, not warnings
 
 from hypothesis import HealthCheck, settings
 
@@ -52,9 +54,15 @@ class Backend(Enum):
     JAX = "jax"
     DASK = "dask"
     CUPY = "cupy"
+    TENSORFLOW = "tensorflow"
 
 
-_DEFAULT_BACKENDS = "numpy,array_api_strict,torch,jax,dask"
+_DEFAULT_BACKENDS = "numpy,array_api_strict,torch,jax,dask,tensorflow"
+# Selected by default for the tests about one library (``library("tensorflow")``), but
+# not for the generic ``backend``-parametrized value tests unless PROBLOSS_TEST_BACKENDS
+# names it: tests/test_tensorflow.py covers TensorFlow's values, dtypes and modes, and
+# running every generic test once more on TF would add minutes to CI.
+_GENERIC_ONLY_WHEN_NAMED = (Backend.TENSORFLOW,)
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,11 @@ class Library:
             return self.module.array.from_array(host, chunks=chunks)
         if self.backend is Backend.ARRAY_API_STRICT:
             return self.module.asarray(host)
+        if self.backend is Backend.TENSORFLOW:
+            tf = self.module
+            if dtype == "bfloat16":
+                return tf.cast(tf.constant(host.astype(np.float32)), tf.bfloat16)
+            return tf.constant(host)
         return self.module.asarray(host)  # cupy
 
     def to_numpy(self, x: Any) -> np.ndarray:
@@ -106,6 +119,10 @@ class Library:
             return np.asarray(x._array)
         if self.backend is Backend.CUPY:
             return x.get()
+        if self.backend is Backend.TENSORFLOW:
+            if x.dtype == self.module.bfloat16:
+                x = self.module.cast(x, self.module.float32)
+            return x.numpy()
         return np.asarray(x)
 
     def is_native(self, x: Any) -> bool:
@@ -119,6 +136,7 @@ class Library:
             Backend.DASK: compat.is_dask_array,
             Backend.CUPY: compat.is_cupy_array,
             Backend.ARRAY_API_STRICT: lambda a: type(a).__module__.startswith("array_api_strict"),
+            Backend.TENSORFLOW: lambda a: isinstance(a, self.module.Tensor),
         }
         return bool(checks[self.backend](x))
 
@@ -147,7 +165,7 @@ def _load(backend: Backend) -> Library:
 
 
 def requested_backends() -> list[Backend]:
-    """The backends selected by PROBLOSS_TEST_BACKENDS (default: the five CPU ones)."""
+    """The backends selected by PROBLOSS_TEST_BACKENDS (default: the six CPU ones)."""
     names = os.environ.get("PROBLOSS_TEST_BACKENDS", _DEFAULT_BACKENDS)
     return [Backend(n.strip()) for n in names.split(",") if n.strip()]
 
@@ -155,17 +173,38 @@ def requested_backends() -> list[Backend]:
 _LIBRARIES: dict[Backend, Library] = {}
 
 
+# Imported on first use rather than at start-up: TensorFlow takes ~10 s of CPU to
+# import, which every xdist process (the controller too) would pay for nothing.
+_LOADED_ON_FIRST_USE = (Backend.TENSORFLOW,)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for backend in requested_backends():
+        if backend in _LOADED_ON_FIRST_USE:
+            if importlib.util.find_spec(backend.value) is None:
+                msg = f"Backend {backend.value!r} was requested but is not installed."
+                raise pytest.UsageError(msg)
+            continue
         _LIBRARIES[backend] = _load(backend)
 
 
-@pytest.fixture(params=requested_backends(), ids=lambda b: b.value)
+def _loaded(backend: Backend) -> Library:
+    if backend not in _LIBRARIES:
+        _LIBRARIES[backend] = _load(backend)
+    return _LIBRARIES[backend]
+
+
+def _generic_backends() -> list[Backend]:
+    named = os.environ.get("PROBLOSS_TEST_BACKENDS") is not None
+    return [b for b in requested_backends() if named or b not in _GENERIC_ONLY_WHEN_NAMED]
+
+
+@pytest.fixture(params=_generic_backends(), ids=lambda b: b.value)
 def backend(request: pytest.FixtureRequest) -> Library:
     """Each requested array library in turn; JAX with float64 enabled (``jax_x64``)."""
     if request.param is Backend.JAX:
         request.getfixturevalue("jax_x64")
-    return _LIBRARIES[request.param]
+    return _loaded(request.param)
 
 
 def library(name: str) -> Library:
@@ -174,9 +213,9 @@ def library(name: str) -> Library:
     It changes no setting: a test that uses JAX's float64 also takes ``jax_x64``.
     """
     backend = Backend(name)
-    if backend not in _LIBRARIES:
+    if backend not in requested_backends():
         pytest.skip(f"backend {name!r} not selected by PROBLOSS_TEST_BACKENDS")
-    return _LIBRARIES[backend]
+    return _loaded(backend)
 
 
 # ------------------------------------------------------------------ JAX's modes

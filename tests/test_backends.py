@@ -240,7 +240,7 @@ def _arrays(lib: Library, case: Case, dtype: str) -> tuple[Any, Any]:
 
 def _dtype(lib: Library, x: Any) -> str:
     """The dtype's short name ("float32"), from any library's dtype object."""
-    return str(x.dtype).rsplit(".", 1)[-1]
+    return str(x.dtype).rsplit(".", 1)[-1].removeprefix("<dtype: '").removesuffix("'>")  # TF: <dtype: 'float32'>
 
 
 def _close(actual: np.ndarray, expected: np.ndarray, dtype: str) -> None:

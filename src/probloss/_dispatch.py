@@ -49,6 +49,7 @@ _BACKEND_MODULES: dict[str, str] = {
     "torch": "probloss._backends._torch",
     "jax": "probloss._backends._jax",
     "dask": "probloss._backends._dask",
+    "tensorflow": "probloss._backends._tensorflow",
 }
 
 # Further fast-path modules of a library (one loss family each, such as CTC),
@@ -67,6 +68,7 @@ _NAMESPACE_NAMES: dict[str, str] = {
     "jax.numpy": "jax",
     "jax.experimental.array_api": "jax",
     "array_api_strict": "array_api_strict",
+    "probloss._backends._tensorflow_namespace": "tensorflow",
 }
 
 

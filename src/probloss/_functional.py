@@ -39,6 +39,7 @@ from ._validation import (
     check_num_weights,
     check_same_shape,
     check_weight_vector,
+    shapes_match,
 )
 
 __all__ = [
@@ -139,6 +140,7 @@ def implemented_by(values: ValuesFn, *, sparse: bool = False,
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         SPECS[fn] = LossSpec(values, sparse, class_weights)
+        fn.autograph_info__ = None  # type: ignore[attr-defined]  # AutoGraph: call as is (see Loss)
         return fn
 
     return register
@@ -347,7 +349,7 @@ def _sparse_labels(x: Inputs, axis: Any) -> tuple[Array, int]:
     if y_true.ndim == y_pred.ndim and y_true.shape[axis] == 1:
         y_true = xp.squeeze(y_true, axis=axis)
     expected = tuple(y_pred.shape[:axis]) + tuple(y_pred.shape[axis + 1:])
-    if tuple(y_true.shape) != expected:
+    if not shapes_match(tuple(y_true.shape), expected):
         msg = (
             "Arguments `y_true` and `y_pred` must have matching shapes: y_true.shape must be "
             f"y_pred.shape without the class axis (axis={axis}). Received: "

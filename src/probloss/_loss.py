@@ -97,6 +97,10 @@ class Loss:
     """
 
     sparse_labels: ClassVar[bool] = False
+    # TensorFlow's AutoGraph calls an object carrying this attribute as it is, instead of
+    # re-parsing the source of every function it reaches inside a tf.function (seconds per
+    # trace, for nothing: probloss never branches on tensor values).
+    autograph_info__: ClassVar[None] = None
 
     def __init__(self, name: str | None = None, reduction: str | None = "sum_over_batch_size",
                  dtype: Any = None, *, validate: str | None = None) -> None:

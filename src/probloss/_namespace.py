@@ -19,6 +19,7 @@ __all__ = [
     "compute_dtype",
     "device_of",
     "dtype_name",
+    "element_count",
     "index_dtype",
     "is_eager",
     "is_floating",
@@ -68,6 +69,9 @@ def as_arrays(named: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
             input cannot be read as a numeric array.
     """
     named = {k: _from_dask_dataframe(v) for k, v in named.items()}
+    tensorflow = _tensorflow_inputs(named)
+    if tensorflow is not None:
+        return tensorflow
     arrays = {k: v for k, v in named.items() if v is not None and _is_array(v)}
     if arrays:
         first = next(iter(arrays))
@@ -90,6 +94,48 @@ def as_arrays(named: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     for key, value in named.items():
         if value is None or key in arrays:
             out[key] = value
+        else:
+            out[key] = _convert(key, value, xp, device)
+    return xp, out
+
+
+def _is_tensorflow(value: object) -> bool:
+    """Whether ``value`` is a ``tf.Tensor`` or ``tf.Variable`` (TensorFlow is never imported here)."""
+    if "tensorflow" not in sys.modules or not type(value).__module__.startswith("tensorflow"):
+        return False
+    tf = sys.modules["tensorflow"]
+    return isinstance(value, tf.Tensor | tf.Variable)
+
+
+def _tensorflow_inputs(named: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+    """:func:`as_arrays` for calls with a TensorFlow tensor among the inputs (else None).
+
+    array-api-compat has no TensorFlow namespace: probloss's own adapter over
+    TensorFlow ops serves the kernels. As TensorFlow's own ops do, NumPy arrays,
+    lists and scalars given beside a tensor are converted to tensors (keeping a
+    NumPy array's dtype); variables are read as tensors (``GradientTape`` sees
+    the read). Arrays of any other library are refused.
+    """
+    tensors = [k for k, v in named.items() if _is_tensorflow(v)]
+    if not tensors:
+        return None
+    from ._backends import _tensorflow_namespace as xp
+
+    first = tensors[0]
+    device = device_of(named[first])
+    out: dict[str, Any] = {}
+    for key, value in named.items():
+        if value is None:
+            out[key] = None
+        elif key in tensors:
+            out[key] = xp.asarray(value)
+        elif _is_array(value) and not isinstance(value, np.ndarray):
+            msg = (
+                f"Arguments `{first}` and `{key}` come from different array libraries: "
+                f"{first} is a tensorflow array and {key} is a {library_name(value)} array. "
+                "Convert both to the same library."
+            )
+            raise TypeError(msg)
         else:
             out[key] = _convert(key, value, xp, device)
     return xp, out
@@ -140,10 +186,24 @@ def device_of(x: Any) -> Any:
     scalar cannot take (a scalar has no axis to shard): None then, so that JAX
     places the scalar itself.
     """
+    if _is_tensorflow(x):
+        return x.device or None  # "" inside a graph: TensorFlow places the op
     device = array_api_compat.device(x)
     if type(device).__name__.endswith("Sharding") and len(getattr(device, "device_set", ())) > 1:
         return None
     return device
+
+
+def element_count(x: Any, *, xp: Any, dtype: Any) -> Any:
+    """Return the number of elements of ``x`` as a scalar array of ``dtype``.
+
+    From the static shape where it is known; a dimension unknown while tracing
+    (a TensorFlow graph's batch size) is read from the tensor at run time.
+    """
+    for d in x.shape:  # a loop, not a generator: torch.compile traces it without a graph break
+        if d is None:
+            return xp.astype(xp.size_array(x), dtype)
+    return xp.asarray(static_size(x), dtype=dtype, device=device_of(x))
 
 
 def static_size(x: Any) -> int:
@@ -168,7 +228,7 @@ def dtype_name(dtype: Any) -> str:
     """Return the canonical name of a dtype of any library (``"float32"``, ...)."""
     # String work only: np.dtype(torch.float64) would fail inside torch.compile.
     name = str(dtype)
-    for prefix in ("torch.", "dtype(", "<class 'numpy.", "<class 'jax.numpy.", "<class 'ml_dtypes."):
+    for prefix in ("torch.", "<dtype: ", "dtype(", "<class 'numpy.", "<class 'jax.numpy.", "<class 'ml_dtypes."):
         name = name.removeprefix(prefix)
     return name.strip("')>\"")
 
@@ -221,8 +281,9 @@ def resolve_dtype(xp: Any, name: str) -> Any:
 def is_eager(*arrays: Any) -> bool:
     """Return whether every array holds concrete data that may be inspected.
 
-    Dask arrays, JAX tracers (inside ``jit``/``grad``/``vmap``) and tensors being
-    traced by ``torch.compile`` are not eager: inspecting them would compute a
+    Dask arrays, JAX tracers (inside ``jit``/``grad``/``vmap``), tensors being
+    traced by ``torch.compile`` and TensorFlow graph tensors (``tf.function``)
+    are not eager: inspecting them would compute a
     graph or break tracing, so data validation skips them.
     """
     for x in arrays:
@@ -234,6 +295,9 @@ def is_eager(*arrays: Any) -> bool:
         elif array_api_compat.is_torch_array(x):
             torch = sys.modules["torch"]
             if torch.compiler.is_compiling() or _is_functorch_wrapped(torch, x):
+                return False
+        elif _is_tensorflow(x):
+            if sys.modules["tensorflow"].is_symbolic_tensor(x):  # inside tf.function
                 return False
         elif array_api_compat.is_lazy_array(x):
             return False

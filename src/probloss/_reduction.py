@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._namespace import device_of, static_size
+from ._namespace import element_count
 from ._numerics import divide_no_nan
 
 __all__ = [
@@ -149,7 +149,7 @@ def apply_mask(sample_weight: Array | None, mask: Array, *, reduction: str | Non
     that the later division by the element count yields a mean over valid ones.
     """
     if reduction in ("mean", "sum_over_batch_size"):
-        total = xp.asarray(static_size(mask), dtype=dtype, device=device_of(mask))
+        total = element_count(mask, xp=xp, dtype=dtype)
         valid = xp.sum(xp.astype(mask, dtype))
         scale = divide_no_nan(total, valid, xp=xp)
         float_mask = xp.where(mask, scale, xp.zeros_like(scale))
@@ -171,7 +171,7 @@ def reduce_values(values: Array, sample_weight: Array | None, reduction: str | N
         if reduction == "mean_with_sample_weight" and sample_weight is not None:
             divisor = xp.sum(sample_weight)
         else:
-            divisor = xp.asarray(static_size(values), dtype=values.dtype, device=device_of(values))
+            divisor = element_count(values, xp=xp, dtype=values.dtype)
         loss = divide_no_nan(loss, xp.astype(divisor, loss.dtype), xp=xp)
     return loss
 
@@ -225,7 +225,7 @@ def partial_terms(values: Array, *, sample_weight: Array | None, mask: Array | N
     elif mask is not None and reduction in _MEANS:
         denominator = xp.sum(xp.astype(mask, values.dtype))
     else:
-        denominator = xp.asarray(static_size(values), dtype=values.dtype, device=device_of(values))
+        denominator = element_count(values, xp=xp, dtype=values.dtype)
     return numerator, xp.astype(denominator, numerator.dtype)
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "check_num_weights",
     "check_same_shape",
     "check_weight_vector",
+    "shapes_match",
 ]
 
 
@@ -212,9 +213,14 @@ def check_ignore_class(value: object) -> int | None:
     return int(value)
 
 
+def shapes_match(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Whether two shapes are equal, a dimension unknown while tracing (None) matching any."""
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
+
+
 def check_same_shape(y_true: Any, y_pred: Any) -> None:
     """Raise ``ValueError`` unless ``y_true`` and ``y_pred`` have the same shape."""
-    if tuple(y_true.shape) != tuple(y_pred.shape):
+    if not shapes_match(tuple(y_true.shape), tuple(y_pred.shape)):
         msg = (
             "Arguments `y_true` and `y_pred` must have the same shape. Received: "
             f"y_true.shape={_shape(y_true)}, y_pred.shape={_shape(y_pred)}"
