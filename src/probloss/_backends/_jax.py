@@ -131,8 +131,11 @@ def _softmax(x: Array, axis: int) -> _Softmax:
     m = jnp.where(row_ok, top_value, jnp.zeros_like(top_value))
     d, e = _two_difference_exp(x, m)
     e = jnp.where(x == m, -1 - d, e)
+    # Each reduction with a constant of its own: XLA would store a shared broadcast.
     below = jnp.sum(jnp.maximum(e, -0.0), axis=axis, keepdims=True)
-    ties = -jnp.sum(jnp.minimum(e, -0.0), axis=axis, keepdims=True) - 1
+    # min(e, -1/2) is -1 at the n maxima, -1/2 elsewhere: a sum exact in float32.
+    halves = jnp.sum(jnp.minimum(e, -0.5), axis=axis, keepdims=True)
+    ties = (-2 * halves - x.shape[axis]) - 1
     rest = below + ties
     return _Softmax(top_value, m, e, jnp.where(row_ok, rest, jnp.full_like(rest, jnp.nan)))
 
@@ -395,10 +398,12 @@ def _poisson_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
     wide = _wide(p.dtype)
     eps = jnp.asarray(epsilon, p.dtype).astype(wide)
     tw, pw = t.astype(wide), p.astype(wide)
-    rate = pw + eps
-    log_rate = jnp.log(rate)
+    log_rate = jnp.log(pw + eps)
     value = jnp.mean(pw - tw * log_rate, axis=axis).astype(p.dtype)
     # d/dp = 1 - t/(p + ε) = (p + ε - t)/(p + ε): the difference first, exact near t = p + ε.
+    # Its ε passes an optimization barrier: a p + ε shared with the value's pass would
+    # make XLA store it (and ε's broadcast) for both passes.
+    rate = pw + lax.optimization_barrier(eps)
     terms = [((rate - tw) / rate, tangents[1]), (-log_rate, tangents[0])]
     return value, _linear(terms, lambda u: jnp.mean(u, axis=axis), value)
 
