@@ -76,10 +76,20 @@ def _zero_safe(weight: Array, value: Array) -> Array:
 class _Softmax(NamedTuple):
     """One row-wise softmax, kept in the pieces the accurate formulas need."""
 
-    top: Array  # bool: the row's first maximal entry
-    m: Array  # the row maximum (0 where the row has no softmax), keepdims
-    e: Array  # exp(x - m), TwoSum-corrected, with 0 at `top` (tied maxima keep their exact 1)
-    rest: Array  # S' = sum(e), keepdims; NaN where the row has no softmax
+    raw_max: Array  # the row maximum, keepdims
+    m: Array  # the row maximum, 0 where the row has no softmax (the maximum is +inf or NaN)
+    e: Array  # exp(x - m), TwoSum-corrected; -1 at every maximal entry (the marker of `top`)
+    rest: Array  # S' = the sum of exp(x - m) over all entries but one maximum, keepdims; NaN: no softmax
+
+    @property
+    def top(self) -> Array:
+        """bool: the row's maximal entries (ties included)."""
+        return self.e < 0
+
+    @property
+    def magnitude(self) -> Array:
+        """``exp(x - m)`` at every entry: ``|e|`` (exactly 1 at the maxima)."""
+        return jnp.abs(self.e)
 
 
 def _two_difference_exp(x: Array, m: Array) -> tuple[Array, Array]:
@@ -102,24 +112,32 @@ def _two_difference_exp(x: Array, m: Array) -> tuple[Array, Array]:
 def _softmax(x: Array, axis: int) -> _Softmax:
     """The generic ``neg_log_softmax``'s pieces, in as few full-size passes as XLA allows.
 
-    ``S'`` sums ``exp(x - m)·(1 + err)`` over every entry but the first maximal one
-    (tied maxima add their exact 1 each). A row whose maximum is not finite (+inf,
-    NaN) has no softmax: ``S'`` is NaN.
+    ``S'`` is ``exp(x - m)·(1 + err)`` summed over the entries below the maximum,
+    plus ``n - 1`` for ``n`` tied maxima (each adds its exact 1 but one). A row whose
+    maximum is not finite (+inf, NaN) has no softmax: ``S'`` is NaN.
 
-    Shaped for XLA on CPU, whose reductions read a materialized array and cannot
-    fuse a ``where`` or a broadcast: ``e`` is the one full-size intermediate, with
-    the first maximum (``argmax``, read straight from ``x``) zeroed in it; ``S'`` is
-    its plain sum, and the gradient reads it back instead of recomputing ``exp``.
+    Shaped for XLA on CPU, where a plain ``max`` or ``sum`` over a stored array runs
+    in a fast library fusion but an ``argmax`` (a two-valued reduction) or a
+    reduction with a ``where`` inside runs several times slower: ``e`` is the one
+    full-size intermediate, written in one pass with every maximal entry set to
+    ``-1``, a marker that the gradient's pass reads back (``e < 0``) instead of
+    comparing with ``x`` again. ``sum(max(e, 0))`` is then the sum below the
+    maximum and ``sum(-min(e, 0))`` the exact count of maxima, two plain reductions.
+    The marker is ``-1 - (x - m)``, exactly ``-1``, whose derivative keeps each tied
+    maximum's ``exp(x - m)`` differentiable for higher-order autodiff.
     """
-    k = jnp.argmax(x, axis=axis, keepdims=True)  # a NaN entry is the argmax: the row is NaN
-    top_value = jnp.take_along_axis(x, k, axis=axis)
+    top_value = jnp.max(x, axis=axis, keepdims=True)  # NaN if the row has a NaN
     row_ok = jnp.isfinite(top_value)
     m = jnp.where(row_ok, top_value, jnp.zeros_like(top_value))
-    _, e = _two_difference_exp(x, m)
-    top = lax.broadcasted_iota(k.dtype, x.shape, axis) == k
-    e = jnp.where(top, jnp.zeros_like(e), e)
-    rest = jnp.sum(e, axis=axis, keepdims=True)
-    return _Softmax(top, m, e, jnp.where(row_ok, rest, jnp.full_like(rest, jnp.nan)))
+    d, e = _two_difference_exp(x, m)
+    e = jnp.where(x == m, -1 - d, e)
+    # Each reduction with a constant of its own: XLA would store a shared broadcast.
+    below = jnp.sum(jnp.maximum(e, -0.0), axis=axis, keepdims=True)
+    # min(e, -1/2) is -1 at the n maxima, -1/2 elsewhere: a sum exact in float32.
+    halves = jnp.sum(jnp.minimum(e, -0.5), axis=axis, keepdims=True)
+    ties = (-2 * halves - x.shape[axis]) - 1
+    rest = below + ties
+    return _Softmax(top_value, m, e, jnp.where(row_ok, rest, jnp.full_like(rest, jnp.nan)))
 
 
 def _label_entry(x: Array, labels: Array, axis: int) -> Array:
@@ -153,9 +171,24 @@ def _sparse_from_logits_jvp(axis: int, primals: tuple[Array, Array],
     _, e_label = _two_difference_exp(picked, s.m)
     at_label = jnp.where(picked == s.m, -s.rest, e_label - z) / z
     hit = lax.broadcasted_iota(labels.dtype, x.shape, axis) == jnp.expand_dims(labels, axis)
-    g = jnp.where(hit, at_label, jnp.where(s.top, 1 / z, s.e / z))
+    g = jnp.where(hit, at_label, s.magnitude / z)
     g = jnp.where(jnp.isnan(s.rest), jnp.zeros_like(g), g)  # no softmax: the value is NaN, the slope 0
     return value, _linear([(g, tangents[1])], lambda t: jnp.sum(t, axis=axis), value)
+
+
+def _gap_sum(t: Array, x: Array, s: _Softmax, axis: int) -> Array:
+    """``sum(t·(m - x))`` (keepdims) with ``0·inf`` read as 0, as the generic kernel.
+
+    The plain product's sum runs in XLA's fast reduction, fused with the maximum's;
+    a ``where`` inside it, or the row maximum made safe by one, would not. It is NaN
+    only where a term is, or the row has no softmax: then (a zero label on a -inf
+    logit, NaN or +inf input) the batch is summed again with the guards
+    (``lax.cond`` runs one branch). Both branches form ``m - x`` themselves: handing
+    them a shared one would make XLA store it.
+    """
+    plain = jnp.sum(t * (s.raw_max - x), axis=axis, keepdims=True)
+    return lax.cond(jnp.any(jnp.isnan(plain)),
+                    lambda: jnp.sum(_zero_safe(t, s.m - x), axis=axis, keepdims=True), lambda: plain)
 
 
 def _dense_value(s: _Softmax, t: Array, x: Array, axis: int) -> tuple[Array, Array, Array]:
@@ -163,7 +196,7 @@ def _dense_value(s: _Softmax, t: Array, x: Array, axis: int) -> tuple[Array, Arr
     gap = s.m - x
     log_rest = jnp.log1p(s.rest)
     total = jnp.sum(t, axis=axis, keepdims=True)
-    loss = jnp.sum(_zero_safe(t, gap), axis=axis, keepdims=True) + _zero_safe(total, log_rest)
+    loss = _gap_sum(t, x, s, axis) + _zero_safe(total, log_rest)
     return jnp.squeeze(loss, axis=axis), gap, log_rest
 
 
@@ -184,7 +217,8 @@ def _dense_from_logits_jvp(axis: int, primals: tuple[Array, Array],
         total = jnp.sum(t, axis=axis, keepdims=True)
         # sum(t)·softmax - t; at a maximum (sum(t) - t)/(1 + S') - t·S'/(1 + S'), so a
         # one-hot label on a dominant class gives -S'/(1 + S'), not 1/(1 + S') - 1.
-        g = jnp.where(s.top, (total - t) - t * s.rest, total * s.e - t * z) / z
+        e = s.magnitude
+        g = jnp.where(s.top, (total * e - t) - t * s.rest, total * e - t * z) / z
         g = jnp.where(jnp.isnan(s.rest), jnp.zeros_like(g), g)  # no softmax: the value is NaN, the slope 0
         terms.append((g, tangents[1]))
     if not _is_zero(tangents[0]):
@@ -364,10 +398,12 @@ def _poisson_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
     wide = _wide(p.dtype)
     eps = jnp.asarray(epsilon, p.dtype).astype(wide)
     tw, pw = t.astype(wide), p.astype(wide)
-    rate = pw + eps
-    log_rate = jnp.log(rate)
+    log_rate = jnp.log(pw + eps)
     value = jnp.mean(pw - tw * log_rate, axis=axis).astype(p.dtype)
     # d/dp = 1 - t/(p + ε) = (p + ε - t)/(p + ε): the difference first, exact near t = p + ε.
+    # Its ε passes an optimization barrier: a p + ε shared with the value's pass would
+    # make XLA store it (and ε's broadcast) for both passes.
+    rate = pw + lax.optimization_barrier(eps)
     terms = [((rate - tw) / rate, tangents[1]), (-log_rate, tangents[0])]
     return value, _linear(terms, lambda u: jnp.mean(u, axis=axis), value)
 
