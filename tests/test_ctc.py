@@ -546,3 +546,57 @@ def test_jax_jit_vmap_and_grad(jax_x64: None) -> None:
     _, reference_grad = ctc_loss_and_gradient(labels, logits, label_lengths, np.full(len(labels), logits.shape[1]),
                                               blank_index=0, gradient=True, xp=_numpy_namespace())
     np.testing.assert_allclose(np.asarray(grad), reference_grad, atol=4 * EPS32)
+
+
+# --------------------------------------------------------------------------- Keras on TensorFlow
+
+_TF_WORKER = r"""
+import json, sys
+import numpy as np
+import keras
+cases = json.loads(sys.stdin.read())
+out = {"backend": keras.backend.backend(), "ctc": [], "ctc_loss": []}
+for case in cases["ctc"]:
+    labels, logits = np.array(case[0]), np.array(case[1], dtype="float32")
+    out["ctc"].append(np.asarray(keras.losses.ctc(labels, logits)).tolist())
+for labels, logits, label_lengths, logit_lengths, blank in cases["ctc_loss"]:
+    loss = keras.ops.ctc_loss(np.array(labels), np.array(logits, dtype="float32"), np.array(label_lengths),
+                              np.array(logit_lengths), mask_index=blank)
+    out["ctc_loss"].append(np.asarray(loss).tolist())
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_ctc_matches_keras_on_the_tensorflow_backend() -> None:
+    """Keras 3 with ``KERAS_BACKEND=tensorflow`` (a fresh process: the suite's Keras runs on JAX):
+    ``keras.losses.ctc`` on the Keras cases, ``keras.ops.ctc_loss`` with lengths and blanks."""
+    library("tensorflow")
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(41)
+    with_lengths = []
+    for blank in (0, 3):
+        labels, logits, label_lengths, logit_lengths = random_case(rng, batch=4, frames=10, classes=5, slots=3,
+                                                                   scale=2.0, blank=blank)
+        with_lengths.append((labels, logits, label_lengths, np.maximum(logit_lengths, 7), blank))
+    cases = {"ctc": [(labels.tolist(), logits.tolist()) for labels, logits in KERAS_CASES],
+             "ctc_loss": [[a.tolist() for a in case[:4]] + [case[4]] for case in with_lengths]}
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, "-c", _TF_WORKER], input=json.dumps(cases), capture_output=True,
+                            text=True, env=env, timeout=300, check=False)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    failure = f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, failure
+    assert lines, failure
+    keras_tf = json.loads(lines[-1].removeprefix("RESULT "))
+    assert keras_tf["backend"] == "tensorflow"
+    for (labels, logits), expected in zip(KERAS_CASES, keras_tf["ctc"], strict=True):
+        assert np.all(np.asarray(expected) < 1e4)
+        np.testing.assert_allclose(probloss.ctc(labels, logits), expected, rtol=1e-5)
+    for (labels, logits, label_lengths, logit_lengths, blank), expected in zip(with_lengths, keras_tf["ctc_loss"],
+                                                                               strict=True):
+        assert np.all(np.asarray(expected) < 1e4)
+        got = probloss.ctc_loss(labels, logits, label_lengths, logit_lengths, blank_index=blank)
+        np.testing.assert_allclose(got, expected, rtol=1e-5)

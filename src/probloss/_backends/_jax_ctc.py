@@ -1,11 +1,25 @@
-"""JAX fast path of the CTC loss: ``jax.custom_vjp`` over ``lax.scan`` recursions.
+"""JAX fast path of the CTC loss: ``jax.custom_vjp`` with the analytic gradient.
 
-The forward pass scans the alpha recursion over the frames (one compiled step,
-not ``T`` unrolled ones), the backward-of-the-recursion scans beta in reverse,
-and the gradient ``softmax - occupancy`` is kept as the residual, so
-``jax.grad`` never differentiates through the recursion. Works under ``jit``
-and ``vmap``. The recursion runs in float64 where ``jax_enable_x64`` is on
-(float32 otherwise: see docs/accuracy.md).
+The forward pass computes the loss and its gradient ``softmax - occupancy``
+together and keeps the gradient as the residual; the backward pass only scales
+it by the cotangent, so ``jax.grad`` never differentiates through the
+recursion. Works under ``jit``, ``vmap`` and ``grad``. Two implementations,
+chosen per platform when the computation is lowered
+(``lax.platform_dependent``, so a CPU-placed computation on a GPU machine still
+gets the CPU one):
+
+- CPU, where the extension is built: the compiled kernel of the NumPy path
+  (:func:`probloss._backends._numpy_ctc.compiled_ctc`) through
+  ``jax.pure_callback``: one host call computes every sample's loss and gradient
+  in float64 (also where ``jax_enable_x64`` is off) and rounds once; it threads
+  over the batch. Under ``vmap`` the callback gets the mapped axes in front
+  (``vmap_method="broadcast_all"``) and runs them as one larger batch.
+- other platforms, and CPU without the extension: the generic kernel's
+  recursions under ``lax.scan`` (one compiled step, not ``T`` unrolled ones):
+  alpha forward, beta in reverse, in float64 where ``jax_enable_x64`` is on
+  (float32 otherwise: see docs/accuracy.md).
+
+``scan_ctc`` and ``callback_ctc`` are the two, exposed for the parity tests.
 """
 
 from __future__ import annotations
@@ -15,17 +29,27 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .._dispatch import fast_path
 from .._kernels import _ctc as k
 from .._numerics import wide_dtype
 
-__all__ = ["ctc_loss"]
+try:
+    from . import _numpy_ctc
+except ImportError:  # pragma: no cover - the module ships with probloss
+    _numpy_ctc = None
+
+__all__ = ["COMPILED", "callback_ctc", "ctc_loss", "scan_ctc"]
+
+#: Whether the CPU platform runs the compiled kernel (the extension is built).
+COMPILED = _numpy_ctc is not None and _numpy_ctc.AVAILABLE
 
 
-def _run(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blank: int,
-         want_grad: bool) -> tuple[Any, Any]:
+def _scan(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blank: int,
+          want_grad: bool) -> tuple[Any, Any]:
+    """Loss (in ``logits``' dtype) and, with ``want_grad``, its gradient, by ``lax.scan``."""
     x = logits.astype(wide_dtype(logits, xp=jnp))
     logp = k.log_softmax(x, xp=jnp)
     lattice = k.Lattice(labels, label_lengths, logit_lengths, blank, x.shape[2], x.dtype, xp=jnp)
@@ -54,22 +78,59 @@ def _run(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blank
     return loss, grad.astype(logits.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _ctc(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blank: int) -> Any:
-    return _run(labels, logits, label_lengths, logit_lengths, blank, want_grad=False)[0]
+def _host(labels: np.ndarray, logits: np.ndarray, label_lengths: np.ndarray, logit_lengths: np.ndarray, *,
+          blank: int, want_grad: bool) -> tuple[np.ndarray, ...]:
+    """The callback: the compiled kernel on host arrays, any leading (``vmap``) axes as more samples."""
+    lead, samples = logits.shape[:-2], int(np.prod(logits.shape[:-2]))
+    loss, grad = _numpy_ctc.compiled_ctc(labels.reshape(samples, labels.shape[-1]),
+                                         logits.reshape(samples, *logits.shape[-2:]), label_lengths.reshape(samples),
+                                         logit_lengths.reshape(samples), blank, want_grad)
+    loss = loss.astype(logits.dtype).reshape(lead)
+    return (loss, grad.reshape(logits.shape)) if want_grad else (loss,)
 
 
-def _ctc_forward(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any,
-                 blank: int) -> tuple[Any, Any]:
-    loss, grad = _run(labels, logits, label_lengths, logit_lengths, blank, want_grad=True)
-    return loss, grad
+def _callback(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blank: int,
+              want_grad: bool) -> tuple[Any, Any]:
+    """Loss (in ``logits``' dtype) and, with ``want_grad``, its gradient, by the compiled kernel."""
+    shapes = (jax.ShapeDtypeStruct(logits.shape[:1], logits.dtype),)
+    if want_grad:
+        shapes += (jax.ShapeDtypeStruct(logits.shape, logits.dtype),)
+    out = jax.pure_callback(functools.partial(_host, blank=blank, want_grad=want_grad), shapes, labels, logits,
+                            label_lengths, logit_lengths, vmap_method="broadcast_all")
+    return out[0], (out[1] if want_grad else None)
 
 
-def _ctc_backward(blank: int, grad: Any, g: Any) -> tuple[None, Any, None, None]:
-    return None, grad * g.astype(grad.dtype)[:, None, None], None, None
+def _compute(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blank: int,
+             want_grad: bool) -> tuple[Any, Any]:
+    scan = functools.partial(_scan, blank=blank, want_grad=want_grad)
+    if not COMPILED:
+        return scan(labels, logits, label_lengths, logit_lengths)
+    callback = functools.partial(_callback, blank=blank, want_grad=want_grad)
+    return lax.platform_dependent(labels, logits, label_lengths, logit_lengths, cpu=callback, default=scan)
 
 
-_ctc.defvjp(_ctc_forward, _ctc_backward)
+def _make(compute: Any) -> Any:
+    """The loss ``(labels, logits, label_lengths, logit_lengths, blank) -> loss`` with the analytic VJP."""
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+    def ctc(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blank: int) -> Any:
+        return compute(labels, logits, label_lengths, logit_lengths, blank, want_grad=False)[0]
+
+    def forward(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blank: int) -> tuple[Any, Any]:
+        return compute(labels, logits, label_lengths, logit_lengths, blank, want_grad=True)
+
+    def backward(blank: int, grad: Any, g: Any) -> tuple[None, Any, None, None]:
+        return None, grad * g.astype(grad.dtype)[:, None, None], None, None
+
+    ctc.defvjp(forward, backward)
+    return ctc
+
+
+_ctc = _make(_compute)
+#: The ``lax.scan`` implementation on every platform (the non-CPU path), for the parity tests.
+scan_ctc = _make(_scan)
+#: The compiled-kernel implementation on every platform (CPU only), for the parity tests.
+callback_ctc = _make(_callback) if COMPILED else None
 
 # Eager calls compile the whole loss once per shape rather than each of its many
 # small operations (inside a caller's jit this is inlined).
