@@ -15,8 +15,10 @@ Per case, three groups by input library, each timed in interleaved rounds (``_ha
   them (``torch.from_numpy``, ``jnp.asarray``) inside the timed call;
 - PyTorch CPU tensors: ``probloss.ctc_loss(...).sum().backward()`` against
   ``F.ctc_loss(log_softmax(x).transpose(0, 1), ..., reduction="sum").backward()``;
-- JAX arrays: ``jax.jit(jax.value_and_grad(sum of per-sample losses))`` of probloss,
-  ``optax.ctc_loss`` (padding masks) and ``keras.ops.ctc_loss`` (JAX backend);
+- JAX arrays: ``jax.jit(jax.value_and_grad(sum of per-sample losses))`` of probloss (on CPU
+  the compiled kernel through ``jax.pure_callback``), ``optax.ctc_loss`` (padding masks) and
+  ``keras.ops.ctc_loss`` (JAX backend); also, for information, probloss's ``lax.scan`` path
+  (what other devices run, ``_jax_ctc.scan_ctc``) on the same CPU;
 - greedy decoding (``decode``) of the NumPy logits: ``probloss.ctc_decode`` against a jitted
   ``keras.ops.ctc_decode`` (JAX backend) given the same NumPy arrays.
 
@@ -26,8 +28,8 @@ below Keras's and optax's cap of about 1e5. Peak extra resident memory of one ca
 measured in-process after the timing (``_memory.peak_rss_extra``; run with
 ``MALLOC_MMAP_THRESHOLD_=65536`` for freed-and-reused blocks to count).
 
-Run: ``python benchmarks/ctc.py [--cases speech vocab long] [--repeats R] [--budget S]
-[--threads N] [--json PATH] [--markdown PATH]``.
+Run: ``python benchmarks/ctc.py [--cases speech vocab long] [--groups numpy torch jax decode]
+[--repeats R] [--budget S] [--threads N] [--json PATH] [--markdown PATH]``.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from _harness import (
 from _memory import mib, peak_rss_extra
 
 import probloss
-from probloss._backends import _numpy_ctc
+from probloss._backends import _jax_ctc, _numpy_ctc
 
 # The peers compute the forward-backward in float32: their gradients carry an absolute error
 # that grows with the loss, so with T (measured: 2.4e-4 at T=200, 5e-3 at T=1000), so the
@@ -71,6 +73,7 @@ from probloss._backends import _numpy_ctc
 # the harness's 1e-5.
 GRAD_ATOL_PER_FRAME = 2e-5
 
+GROUPS = ("numpy", "torch", "jax", "decode")
 CASES = {"speech": (32, 200, 30, 50), "vocab": (16, 100, 5000, 30), "long": (32, 1000, 30, 50)}
 
 
@@ -122,6 +125,7 @@ def jax_contenders(labels: np.ndarray, logits: np.ndarray, label_lengths: np.nda
         "probloss": wrap(lambda x: probloss.ctc_loss(y, x, ll, tl)),
         "optax": wrap(lambda x: optax.ctc_loss(x, logit_pad, y, label_pad, blank_id=0)),
         "keras": wrap(lambda x: keras.ops.ctc_loss(y, x, ll, tl, mask_index=0)),
+        "scan": wrap(lambda x: _jax_ctc.scan_ctc(y, x, ll, tl, 0)),
     }
 
 
@@ -170,6 +174,8 @@ def groups(labels: np.ndarray, logits: np.ndarray, label_lengths: np.ndarray,
         Contender("probloss", "probloss JAX jit", lambda: jax_fns["probloss"](j_logits), role=PROBLOSS),
         Contender("optax", "optax.ctc_loss jit", lambda: jax_fns["optax"](j_logits)),
         Contender("keras", "keras.ops.ctc_loss JAX jit", lambda: jax_fns["keras"](j_logits)),
+        Contender("probloss_scan", "probloss JAX jit, lax.scan path (other devices' path)",
+                  lambda: jax_fns["scan"](j_logits)),
     ]
     return {"numpy": numpy_group, "torch": torch_group, "jax": jax_group, "decode": decode_group}
 
@@ -177,6 +183,8 @@ def groups(labels: np.ndarray, logits: np.ndarray, label_lengths: np.ndarray,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS),
+                        help="input libraries to time (default: all)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--budget", type=float, default=30.0, help="seconds per group (at least 3 rounds)")
     parser.add_argument("--threads", type=int, default=None)
@@ -192,6 +200,8 @@ def main() -> None:
         _harness.GRAD_ATOL = GRAD_ATOL_PER_FRAME * shape[1]
         print(f"case {case}: B, T, K, L = {shape}")
         for library, contenders in groups(*data).items():
+            if library not in args.groups:
+                continue
             reference = contenders[0].outputs()
             check(contenders, reference)
             rounds = time_rounds(contenders, args.repeats, args.budget)

@@ -19,7 +19,7 @@ from typing import Any
 import mpmath
 import numpy as np
 import pytest
-from conftest import library
+from conftest import jax_x64_mode, library
 
 import probloss
 from probloss._backends import _numpy_ctc
@@ -156,20 +156,29 @@ def test_torch_loss_and_gradient_are_accurate(name: str) -> None:
     assert_gradient_accurate(x.grad.numpy(), truth_grad)
 
 
+@pytest.mark.parametrize(("path", "x64"), [("default", True), ("default", False), ("scan", True)])
 @pytest.mark.parametrize("name", list(ACCURACY_CASES))
-def test_jax_loss_and_gradient_are_accurate(name: str, jax_x64: None) -> None:
-    jax = pytest.importorskip("jax")
+def test_jax_loss_and_gradient_are_accurate(name: str, path: str, x64: bool) -> None:
+    """The default path (on CPU the compiled kernel, float64 inside also without x64) and the
+    ``lax.scan`` path of other devices (float64 with x64)."""
+    jax = library("jax").module
     jnp = jax.numpy
-    labels, logits, label_lengths, logit_lengths = (jnp.asarray(a) for a in ACCURACY_CASES[name])
-    truth, truth_grad = accuracy_reference(name)
+    from probloss._backends import _jax_ctc
 
-    def total(x: Any) -> Any:
-        loss = probloss.ctc_loss(labels, x, label_lengths, logit_lengths)
-        return jnp.sum(jnp.where(jnp.isfinite(loss), loss, 0.0)), loss
+    with jax_x64_mode(x64):
+        labels, logits, label_lengths, logit_lengths = (jnp.asarray(a) for a in ACCURACY_CASES[name])
+        truth, truth_grad = accuracy_reference(name)
 
-    (_, loss), grad = jax.jit(jax.value_and_grad(total, has_aux=True))(logits)
-    assert_loss_accurate(np.asarray(loss), truth)
-    assert_gradient_accurate(np.asarray(grad), truth_grad)
+        def total(x: Any) -> Any:
+            if path == "scan":
+                loss = _jax_ctc.scan_ctc(labels, x, label_lengths, logit_lengths, 0)
+            else:
+                loss = probloss.ctc_loss(labels, x, label_lengths, logit_lengths)
+            return jnp.sum(jnp.where(jnp.isfinite(loss), loss, 0.0)), loss
+
+        (_, loss), grad = jax.jit(jax.value_and_grad(total, has_aux=True))(logits)
+        assert_loss_accurate(np.asarray(loss), truth)
+        assert_gradient_accurate(np.asarray(grad), truth_grad)
 
 
 def test_random_cases_match_brute_force_including_lengths_and_blank() -> None:
