@@ -25,16 +25,19 @@ Per case, three groups by input library, each timed in interleaved rounds (``_ha
 Every contender's per-sample losses and gradients are checked against probloss's before
 timing (``_harness.check``: rtol 1e-4); the cases are chosen so that every loss is far
 below Keras's and optax's cap of about 1e5. Peak extra resident memory of one call is
-measured in-process after the timing (``_memory.peak_rss_extra``; run with
-``MALLOC_MMAP_THRESHOLD_=65536`` for freed-and-reused blocks to count).
+measured after the timing in a fresh process per case and group (``_memory.run_probe``,
+which sets ``MALLOC_MMAP_THRESHOLD_=65536`` there for freed-and-reused blocks to count; the
+timing itself runs with the default allocator, as users do: under that setting every large
+allocation is a fresh ``mmap`` and page faults).
 
 Run: ``python benchmarks/ctc.py [--cases speech vocab long] [--groups numpy torch jax decode]
-[--repeats R] [--budget S] [--threads N] [--json PATH] [--markdown PATH]``.
+[--repeats R] [--budget S] [--threads N] [--no-memory] [--json PATH] [--markdown PATH]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -62,7 +65,7 @@ from _harness import (
     time_rounds,
     write_reports,
 )
-from _memory import mib, peak_rss_extra
+from _memory import mib, peak_rss_extra, rss_supported, run_probe, warm_up
 
 import probloss
 from probloss._backends import _jax_ctc, _numpy_ctc
@@ -180,6 +183,33 @@ def groups(labels: np.ndarray, logits: np.ndarray, label_lengths: np.ndarray,
     return {"numpy": numpy_group, "torch": torch_group, "jax": jax_group, "decode": decode_group}
 
 
+def memory_probe_child(spec: str) -> None:
+    """In a fresh process (``--probe CASE:GROUP``): print each contender's peak extra RSS as JSON."""
+    case, library = spec.split(":")
+    problem = rss_supported()
+    if problem:
+        print(json.dumps({"error": problem}))
+        return
+    contenders = groups(*make_case(CASES[case]))[library]
+    out: dict[str, Any] = {}
+    for c in contenders:
+        if c.run is not None:
+            warm_up(c.run)
+            out[c.key] = peak_rss_extra(c.run)
+    print(json.dumps(out))
+
+
+def probe_memory(case: str, library: str, threads: int | None) -> dict[str, Any]:
+    """Peak extra resident memory of each contender of a group, measured in a fresh process
+    (``MALLOC_MMAP_THRESHOLD_=65536`` there, which would slow every large allocation if the
+    timing ran under it)."""
+    result = run_probe(Path(__file__), ["--probe", f"{case}:{library}"]
+                       + (["--threads", str(threads)] if threads else []))
+    if "error" in result:
+        print(f"  WARNING memory probe failed: {result['error']}")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
@@ -188,10 +218,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--budget", type=float, default=30.0, help="seconds per group (at least 3 rounds)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory probes (a fresh process each)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: a memory probe in a fresh process
     args = parser.parse_args()
     set_threads(args.threads)
+    if args.probe:
+        memory_probe_child(args.probe)
+        return
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        print("WARNING: MALLOC_MMAP_THRESHOLD_ is set: every large allocation is a fresh mmap, which slows the "
+              "timed calls (the memory probes set it in their own processes)")
     info = machine()
     records, markdown = [], ["# CTC loss, forward + backward", "", *machine_lines(info), ""]
     for case in args.cases:
@@ -205,11 +243,10 @@ def main() -> None:
             reference = contenders[0].outputs()
             check(contenders, reference)
             rounds = time_rounds(contenders, args.repeats, args.budget)
-            memory = {}
-            for c in contenders:
-                if c.run is not None:
-                    memory[c.key] = peak_rss_extra(c.run)
-            note = "peak extra RSS MiB: " + ", ".join(f"{k} {mib(v)}" for k, v in memory.items())
+            memory = {} if args.no_memory else probe_memory(case, library, args.threads)
+            note = ("peak extra RSS MiB (fresh process, MALLOC_MMAP_THRESHOLD_=65536): "
+                    + ", ".join(f"{k} {mib(v)}" for k, v in memory.items() if isinstance(v, int))
+                    if memory and "error" not in memory else f"memory not measured {memory.get('error', '')}")
             record = case_record("ctc", f"{case}-{library}", f"{case} ({library} inputs)", contenders, rounds,
                                  shape=f"B={shape[0]}, T={shape[1]}, K={shape[2]}, L={shape[3]}", mode=library,
                                  note=note, peak_rss_bytes=memory)
