@@ -534,3 +534,146 @@ def test_fast_paths_match_generic_kernels() -> None:
             # path and partly finite on the generic one: compared on the other rows.
             rows = ~np.isnan(pred).any(axis=-1)
             _same(fast[1][rows], generic[1][rows], rtol=2e-6)
+
+
+# ------------------------------------------------------------------ compiled kernels (eager CPU float32)
+
+
+def _edge_data() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(21)
+    x = rng.normal(0, 4, (2, 3, 8)).astype(np.float32)
+    x[0, 0, :5] = [0.0, 30.0, -30.0, 90.0, -90.0]
+    y = rng.uniform(0, 1, (2, 3, 8)).astype(np.float32)
+    y[0, 0, :5] = [1.0, 1.0, 0.0, 0.0, 1.0]
+    logits = rng.normal(0, 3, (2, 3, 6)).astype(np.float32)
+    logits[0, 0] = [40.0, -5.0, -np.inf, 0.0, 1.0, 2.0]  # confident label 0, a masked class
+    logits[0, 1] = [2.0, 2.0, 1.0, 0.0, -1.0, 2.0]  # ties at the maximum
+    labels = rng.integers(0, 6, (2, 3))
+    labels[0, :2] = [0, 1]
+    return {"y": y, "x": x, "labels": labels, "logits": logits}
+
+
+def _compiled_cases(tf: Any, d: dict[str, np.ndarray]) -> list[tuple[str, Callable[..., Any], Any, Any]]:
+    """(id, f(target, pred) -> value, target, pred): every option the compiled paths serve."""
+    weights = tf.constant(np.linspace(0.5, 2.0, 6).reshape(2, 3).astype(np.float32))
+    labels32 = d["labels"].astype(np.int32)
+    bce = probloss.BinaryCrossentropy
+    sce = probloss.SparseCategoricalCrossentropy
+    return [
+        ("bce_mean", bce(from_logits=True), d["y"], d["x"]),
+        ("bce_sum_smoothed", bce(from_logits=True, reduction="sum", label_smoothing=0.2), d["y"], d["x"]),
+        ("bce_weighted", lambda a, b: bce(from_logits=True)(a, b, weights), d["y"], d["x"]),
+        ("bce_none_scaled", lambda a, b: tf.reduce_sum(bce(from_logits=True, reduction="none")(a, b) * weights),
+         d["y"], d["x"]),
+        ("bce_1d", bce(from_logits=True), d["y"][0, 0], d["x"][0, 0]),
+        ("sce_mean", sce(from_logits=True), d["labels"], d["logits"]),
+        ("sce_sum_int32", sce(from_logits=True, reduction="sum"), labels32, d["logits"]),
+        ("sce_weighted", lambda a, b: sce(from_logits=True)(a, b, weights), d["labels"], d["logits"]),
+        ("sce_mean_with_weights", lambda a, b: sce(from_logits=True, reduction="mean_with_sample_weight")(
+            a, b, weights), d["labels"], d["logits"]),
+        ("sce_twice", lambda a, b: 2.0 * sce(from_logits=True)(a, b), d["labels"], d["logits"]),
+        ("sce_ignore_class", sce(from_logits=True, ignore_class=3), d["labels"], d["logits"]),
+    ]
+
+
+def _value_grads(tf: Any, f: Callable[..., Any], target: Any, pred: Any, label_grad: bool = False) -> Any:
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(pred)
+        if label_grad:
+            tape.watch(target)
+        value = f(target, pred)
+    grads = [tape.gradient(value, pred), tape.gradient(value, pred)]  # the second one recomputes
+    if label_grad:
+        grads.append(tape.gradient(value, target))
+    return [value.numpy()] + [g.numpy() for g in grads]
+
+
+def test_compiled_eager_paths_match_tf_ops_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager CPU float32 BCE and sparse CE run the C kernels; same values and gradients as the TF-ops
+    paths, the generic kernels (eager) and the traced paths (tf.function, XLA), for every option."""
+    tf = _tf()
+    from probloss._backends import _tensorflow_native as native
+
+    ran: list[str] = []
+    for name in ("binary_crossentropy", "sparse_categorical_crossentropy"):
+        real = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, _real=real, _name=name: ran.append(_name) or _real(*a))
+    data = _edge_data()
+    cases = _compiled_cases(tf, data)
+    results: dict[str, dict[str, Any]] = {}
+    for case, f, target, pred in cases:
+        t, p = tf.constant(target), tf.constant(pred)
+        ran.clear()
+        results[case] = {"compiled": _value_grads(tf, f, t, p)}
+        assert ran, case  # the compiled kernel served it
+        with probloss.fast_paths(False):
+            results[case]["generic"] = _value_grads(tf, f, t, p)
+        with monkeypatch.context() as m:
+            m.setattr(native, "binary_applies", lambda *a: False)
+            m.setattr(native, "softmax_applies", lambda *a: False)
+            results[case]["tf_ops"] = _value_grads(tf, f, t, p)
+    # the traced paths, all cases in one function per mode
+    for jit in (False, True):
+        def traced(*arrays: Any) -> list[Any]:
+            out = []
+            for i, (_, f, _, _) in enumerate(cases):
+                with tf.GradientTape() as tape:
+                    tape.watch(arrays[2 * i + 1])
+                    value = f(arrays[2 * i], arrays[2 * i + 1])
+                out.append((value, tape.gradient(value, arrays[2 * i + 1])))
+            return out
+
+        outs = tf.function(traced, jit_compile=jit)(*[tf.constant(a) for _, _, t, p in cases for a in (t, p)])
+        for (case, *_), (value, grad) in zip(cases, outs, strict=True):
+            results[case]["xla" if jit else "function"] = [value.numpy(), grad.numpy(), grad.numpy()]
+    for case, got in results.items():
+        ours = got["compiled"]
+        # A persistent tape's second gradient is recomputed exactly (rounded once); the first may be the
+        # kernel's gradient times the incoming one (rounded twice): one ulp apart at most.
+        np.testing.assert_allclose(ours[1], ours[2], rtol=2.4e-7, atol=1e-38, err_msg=case)
+        for other in ("tf_ops", "generic", "function", "xla"):
+            _same(ours[0], got[other][0], rtol=5e-7)
+            _same(ours[1], got[other][1], rtol=2e-6)
+
+
+def test_compiled_eager_paths_edge_cases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Labels' gradient, non-finite logits (left to the TF-ops paths), invalid labels and the data checks."""
+    tf = _tf()
+    from probloss._backends import _tensorflow_native as native
+
+    def both(f: Callable[..., Any], target: Any, pred: Any, label_grad: bool = False) -> Any:
+        compiled = _value_grads(tf, f, tf.constant(target), tf.constant(pred), label_grad)
+        with monkeypatch.context() as m:
+            m.setattr(native, "binary_applies", lambda *a: False)
+            m.setattr(native, "softmax_applies", lambda *a: False)
+            reference = _value_grads(tf, f, tf.constant(target), tf.constant(pred), label_grad)
+        return compiled, reference
+
+    d = _edge_data()
+    # soft labels under the tape: their gradient -x/cols (scaled)
+    ours, ref = both(probloss.BinaryCrossentropy(from_logits=True), d["y"], d["x"], label_grad=True)
+    for a, b in zip(ours, ref, strict=True):
+        _same(a, b, rtol=2e-6)
+    x = d["x"].copy()
+    x[1, 2, :3] = [np.inf, -np.inf, np.nan]
+    logits = d["logits"].copy()
+    logits[1, 0, 2], logits[1, 1, 0] = np.nan, np.inf
+    labels = d["labels"].copy()
+    labels[1, 2] = 9  # outside [0, 6): NaN in its slot
+    with probloss.validation("off"):
+        for f, target, pred in ((probloss.BinaryCrossentropy(from_logits=True, reduction="none"), d["y"], x),
+                                (probloss.SparseCategoricalCrossentropy(from_logits=True, reduction="none"),
+                                 labels, logits)):
+            ours, ref = both(f, target, pred)
+            _same(ours[0], ref[0], rtol=5e-7)
+            rows = ~np.isnan(pred).any(axis=-1)  # as in test_fast_paths_match_generic_kernels
+            _same(ours[1][rows], ref[1][rows], rtol=2e-6)
+        assert np.isnan(ours[0][1, 2])
+        assert np.isnan(ours[0][1, 0])
+    # the data checks read the kernels' bounds
+    with pytest.raises(ValueError, match=r"must be a finite number in \[0, 1\]"):
+        probloss.BinaryCrossentropy(from_logits=True)(tf.constant(d["y"] + 1.0), tf.constant(d["x"]))
+    with pytest.raises(ValueError, match="y_pred"):
+        probloss.SparseCategoricalCrossentropy(from_logits=True)(tf.constant(d["labels"]), tf.constant(logits))
+    with pytest.raises(ValueError, match="label value of 9"):
+        probloss.SparseCategoricalCrossentropy(from_logits=True)(tf.constant(labels), tf.constant(d["logits"]))
