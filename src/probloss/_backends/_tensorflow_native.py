@@ -52,7 +52,8 @@ except ImportError:  # pragma: no cover - other TensorFlow versions: assume it d
 
 _BCE_LOGITS = 0  # binary.c's KIND_BCE_LOGITS
 _ALIGN = 64  # TensorFlow's tensor buffers must be aligned to 64 bytes (Eigen)
-_EagerTensor = type(tf.constant(0.0))
+with tf.init_scope():  # eager even when this module is first imported while a tf.function traces
+    _EagerTensor = type(tf.constant(0.0))
 
 
 def _on_cpu(t: Any) -> bool:
