@@ -17,7 +17,9 @@ minimum over the rounds is the estimate (noise only adds time), the median is sh
 beside it. Ratio: contender min / probloss min (above 1: probloss is faster).
 
 (Not named tensorflow.py: run as a script, that name would shadow the tensorflow package.)
-Run: ``python benchmarks/speed_tensorflow.py [--repeats R] [--scale S] [--json PATH] [--markdown PATH]``;
+The 1-, 5- and 15-minute load averages before and after the run, and the 1-minute one after
+each row, go into the JSON output (a loaded machine inflates every time; the ratios are
+what to read). Run: ``python benchmarks/speed_tensorflow.py [--repeats R] [--scale S] [--json PATH] [--markdown PATH]``;
 ``--scale 0.1`` shrinks the batch dimensions for a quick check.
 """
 
@@ -103,6 +105,7 @@ def main() -> None:
     args = parser.parse_args()
 
     results: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
     for case, (y_host, x_host, contenders) in _cases(args.scale).items():
         y, x = tf.constant(y_host), tf.constant(x_host)
         for mode in ("eager", "function", "xla"):
@@ -125,13 +128,15 @@ def main() -> None:
             for name, t in times.items():
                 row = {"case": case, "mode": mode, "contender": name, "min_ms": 1e3 * best[name],
                        "median_ms": 1e3 * statistics.median(t), "ratio": best[name] / best["probloss"]}
+                row["load_1min"] = os.getloadavg()[0]
                 results.append(row)
                 print(f"{case:30s} {mode:9s} {name:20s} min {row['min_ms']:9.1f} ms  median "
                       f"{row['median_ms']:9.1f} ms  ratio {row['ratio']:.2f}", flush=True)
 
     meta = {"tensorflow": tf.__version__, "tf_keras": tf_keras.__version__, "probloss": probloss.__version__,
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "repeats": args.repeats, "scale": args.scale}
+            "repeats": args.repeats, "scale": args.scale,
+            "load_average_before": load_before, "load_average_after": os.getloadavg()}
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=1)

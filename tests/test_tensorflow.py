@@ -337,8 +337,8 @@ def _train_tf_keras(tf_keras: Any, loss: Any, kind: str, weighted: bool) -> list
     return model.get_weights()
 
 
-@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_tf_keras_training_parity(weighted: bool) -> None:
+def test_tf_keras_training_parity() -> None:
+    """Three epochs with and without sample weights reach tf_keras's own weights (8 trainings in all)."""
     tf_keras = _tf_keras()
     pairs = [(probloss.BinaryCrossentropy(from_logits=True), tf_keras.losses.BinaryCrossentropy(from_logits=True),
               "binary"),
@@ -348,13 +348,14 @@ def test_tf_keras_training_parity(weighted: bool) -> None:
         adapter = probloss.to_keras(ours, keras="tf_keras")
         assert isinstance(adapter, tf_keras.losses.Loss)
         assert adapter.reduction == "auto"
-        mine = _train_tf_keras(tf_keras, adapter, kind, weighted)
-        reference = _train_tf_keras(tf_keras, theirs, kind, weighted)
-        initial = _train_tf_keras(tf_keras, theirs, kind, weighted=False) if weighted else None
-        for a, b in zip(mine, reference, strict=True):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
-        if initial is not None:  # the weights really changed the training
-            assert max(np.abs(a - b).max() for a, b in zip(mine, initial, strict=True)) > 1e-3
+        runs = {weighted: (_train_tf_keras(tf_keras, adapter, kind, weighted),
+                           _train_tf_keras(tf_keras, theirs, kind, weighted)) for weighted in (False, True)}
+        for mine, reference in runs.values():
+            for a, b in zip(mine, reference, strict=True):
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=kind)
+        # the weights really changed the training
+        weighted, unweighted = runs[True][0], runs[False][1]
+        assert max(np.abs(a - b).max() for a, b in zip(weighted, unweighted, strict=True)) > 1e-3
 
 
 def test_tf_keras_reductions_and_saving(tmp_path: Any) -> None:
@@ -437,10 +438,14 @@ for kind, weighted, ours, theirs_tfk, theirs_k3 in (
             "mirrored_probloss": train(tf_keras, lambda: probloss.to_keras(ours(), keras="tf_keras"), kind, weighted,
                                        strategy),
             "mirrored_tf_keras": train(tf_keras, theirs_tfk, kind, weighted, strategy),
-            "single_tf_keras": train(tf_keras, theirs_tfk, kind, weighted),
             "keras3_probloss": train(keras, lambda: probloss.to_keras(ours()), kind, weighted),
             "keras3_keras": train(keras, theirs_k3, kind, weighted),
         }
+# probloss's TensorFlow modules were first imported while tf_keras traced a train step:
+# eager tensors must still reach the compiled kernels.
+from probloss._backends import _tensorflow_native
+ones = tf.ones((2, 3))
+out["compiled_after_traced_import"] = _tensorflow_native.binary_applies(ones, ones)
 print("RESULT " + json.dumps(out))
 """
 
@@ -469,18 +474,19 @@ KEYS = ["binary-weighted", "sparse-unweighted"]
 
 
 def test_mirrored_strategy_and_keras3_tensorflow_backend() -> None:
-    """One test (one subprocess, on one xdist worker) for the four trainings of each kind."""
+    """One subprocess (on one xdist worker) for the four trainings of each kind: probloss and
+    tf_keras under MirroredStrategy, probloss and Keras on Keras 3's TensorFlow backend."""
     _tf()
     result = _fresh_process()
     assert result["keras_backend"] == "tensorflow"
     assert result["replicas"] == 2
+    assert result["compiled_after_traced_import"]
     for key in KEYS:
         runs = result[key]
         # Two replicas, each with half of every batch: tf_keras scales the mean by 1/2 per
-        # replica for its own loss and for probloss's (reduction "auto"), so the summed
-        # gradients are the whole batch's, as with one device.
+        # replica for its own loss, and for probloss's as well (reduction "auto"), so the
+        # weights are tf_keras's own under the strategy (which it checks against one device).
         _same_weights(runs["mirrored_probloss"], runs["mirrored_tf_keras"])
-        _same_weights(runs["mirrored_probloss"], runs["single_tf_keras"], atol=1e-5)
         _same_weights(runs["keras3_probloss"], runs["keras3_keras"])
 
 
@@ -534,3 +540,150 @@ def test_fast_paths_match_generic_kernels() -> None:
             # path and partly finite on the generic one: compared on the other rows.
             rows = ~np.isnan(pred).any(axis=-1)
             _same(fast[1][rows], generic[1][rows], rtol=2e-6)
+
+
+# ------------------------------------------------------------------ compiled kernels (eager CPU float32)
+
+
+def _edge_data() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(21)
+    x = rng.normal(0, 4, (2, 3, 8)).astype(np.float32)
+    x[0, 0, :5] = [0.0, 30.0, -30.0, 90.0, -90.0]
+    y = rng.uniform(0, 1, (2, 3, 8)).astype(np.float32)
+    y[0, 0, :5] = [1.0, 1.0, 0.0, 0.0, 1.0]
+    logits = rng.normal(0, 3, (2, 3, 6)).astype(np.float32)
+    logits[0, 0] = [40.0, -5.0, -np.inf, 0.0, 1.0, 2.0]  # confident label 0, a masked class
+    logits[0, 1] = [2.0, 2.0, 1.0, 0.0, -1.0, 2.0]  # ties at the maximum
+    labels = rng.integers(0, 6, (2, 3))
+    labels[0, :2] = [0, 1]
+    return {"y": y, "x": x, "labels": labels, "logits": logits}
+
+
+def _compiled_cases(tf: Any, d: dict[str, np.ndarray]) -> list[tuple[str, Callable[..., Any], Any, Any]]:
+    """(id, f(target, pred) -> value, target, pred): every option the compiled paths serve."""
+    weights = tf.constant(np.linspace(0.5, 2.0, 6).reshape(2, 3).astype(np.float32))
+    labels32 = d["labels"].astype(np.int32)
+    bce = probloss.BinaryCrossentropy
+    sce = probloss.SparseCategoricalCrossentropy
+    return [
+        ("bce_mean", bce(from_logits=True), d["y"], d["x"]),
+        ("bce_sum_smoothed", bce(from_logits=True, reduction="sum", label_smoothing=0.2), d["y"], d["x"]),
+        ("bce_weighted", lambda a, b: bce(from_logits=True)(a, b, weights), d["y"], d["x"]),
+        ("bce_none_scaled", lambda a, b: tf.reduce_sum(bce(from_logits=True, reduction="none")(a, b) * weights),
+         d["y"], d["x"]),
+        ("bce_1d", bce(from_logits=True), d["y"][0, 0], d["x"][0, 0]),
+        ("sce_mean", sce(from_logits=True), d["labels"], d["logits"]),
+        ("sce_sum_int32", sce(from_logits=True, reduction="sum"), labels32, d["logits"]),
+        ("sce_weighted", lambda a, b: sce(from_logits=True)(a, b, weights), d["labels"], d["logits"]),
+        ("sce_mean_with_weights", lambda a, b: sce(from_logits=True, reduction="mean_with_sample_weight")(
+            a, b, weights), d["labels"], d["logits"]),
+        ("sce_twice", lambda a, b: 2.0 * sce(from_logits=True)(a, b), d["labels"], d["logits"]),
+        ("sce_ignore_class", sce(from_logits=True, ignore_class=3), d["labels"], d["logits"]),
+    ]
+
+
+def _value_grads(tf: Any, f: Callable[..., Any], target: Any, pred: Any, label_grad: bool = False) -> Any:
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(pred)
+        if label_grad:
+            tape.watch(target)
+        value = f(target, pred)
+    grads = [tape.gradient(value, pred), tape.gradient(value, pred)]  # the second one recomputes
+    if label_grad:
+        grads.append(tape.gradient(value, target))
+    return [value.numpy()] + [g.numpy() for g in grads]
+
+
+def test_compiled_eager_paths_match_tf_ops_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager CPU float32 BCE and sparse CE run the C kernels; same values and gradients as the TF-ops
+    paths, the generic kernels (eager) and the traced paths (tf.function, XLA), for every option."""
+    tf = _tf()
+    from probloss._backends import _tensorflow_native as native
+
+    ran: list[str] = []
+    for name in ("binary_crossentropy", "sparse_categorical_crossentropy"):
+        real = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, _real=real, _name=name: ran.append(_name) or _real(*a))
+    data = _edge_data()
+    cases = _compiled_cases(tf, data)
+    results: dict[str, dict[str, Any]] = {}
+    for case, f, target, pred in cases:
+        t, p = tf.constant(target), tf.constant(pred)
+        ran.clear()
+        results[case] = {"compiled": _value_grads(tf, f, t, p)}
+        assert ran, case  # the compiled kernel served it
+        with probloss.fast_paths(False):
+            results[case]["generic"] = _value_grads(tf, f, t, p)
+        with monkeypatch.context() as m:
+            m.setattr(native, "binary_applies", lambda *a: False)
+            m.setattr(native, "softmax_applies", lambda *a: False)
+            results[case]["tf_ops"] = _value_grads(tf, f, t, p)
+    # the traced paths (TF ops), one case per loss and reduction kind, all in one function per mode
+    traced_cases = [case for case in cases if case[0] in ("bce_sum_smoothed", "bce_none_scaled", "sce_mean",
+                                                          "sce_mean_with_weights")]
+    for jit in (False, True):
+        def traced(*arrays: Any) -> list[Any]:
+            out = []
+            for i, (_, f, _, _) in enumerate(traced_cases):
+                with tf.GradientTape() as tape:
+                    tape.watch(arrays[2 * i + 1])
+                    value = f(arrays[2 * i], arrays[2 * i + 1])
+                out.append((value, tape.gradient(value, arrays[2 * i + 1])))
+            return out
+
+        outs = tf.function(traced, jit_compile=jit)(*[tf.constant(a) for _, _, t, p in traced_cases for a in (t, p)])
+        for (case, *_), (value, grad) in zip(traced_cases, outs, strict=True):
+            results[case]["xla" if jit else "function"] = [value.numpy(), grad.numpy(), grad.numpy()]
+    for case, got in results.items():
+        ours = got["compiled"]
+        # A persistent tape's second gradient is recomputed exactly (rounded once); the first may be the
+        # kernel's gradient times the incoming one (rounded twice): one ulp apart at most.
+        np.testing.assert_allclose(ours[1], ours[2], rtol=2.4e-7, atol=1e-38, err_msg=case)
+        for other in ("tf_ops", "generic", "function", "xla"):
+            if other not in got:
+                continue
+            _same(ours[0], got[other][0], rtol=5e-7)
+            _same(ours[1], got[other][1], rtol=2e-6)
+
+
+def test_compiled_eager_paths_edge_cases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Labels' gradient, non-finite logits (left to the TF-ops paths), invalid labels and the data checks."""
+    tf = _tf()
+    from probloss._backends import _tensorflow_native as native
+
+    def both(f: Callable[..., Any], target: Any, pred: Any, label_grad: bool = False) -> Any:
+        compiled = _value_grads(tf, f, tf.constant(target), tf.constant(pred), label_grad)
+        with monkeypatch.context() as m:
+            m.setattr(native, "binary_applies", lambda *a: False)
+            m.setattr(native, "softmax_applies", lambda *a: False)
+            reference = _value_grads(tf, f, tf.constant(target), tf.constant(pred), label_grad)
+        return compiled, reference
+
+    d = _edge_data()
+    # soft labels under the tape: their gradient -x/cols (scaled)
+    ours, ref = both(probloss.BinaryCrossentropy(from_logits=True), d["y"], d["x"], label_grad=True)
+    for a, b in zip(ours, ref, strict=True):
+        _same(a, b, rtol=2e-6)
+    x = d["x"].copy()
+    x[1, 2, :3] = [np.inf, -np.inf, np.nan]
+    logits = d["logits"].copy()
+    logits[1, 0, 2], logits[1, 1, 0] = np.nan, np.inf
+    labels = d["labels"].copy()
+    labels[1, 2] = 9  # outside [0, 6): NaN in its slot
+    with probloss.validation("off"):
+        for f, target, pred in ((probloss.BinaryCrossentropy(from_logits=True, reduction="none"), d["y"], x),
+                                (probloss.SparseCategoricalCrossentropy(from_logits=True, reduction="none"),
+                                 labels, logits)):
+            ours, ref = both(f, target, pred)
+            _same(ours[0], ref[0], rtol=5e-7)
+            rows = ~np.isnan(pred).any(axis=-1)  # as in test_fast_paths_match_generic_kernels
+            _same(ours[1][rows], ref[1][rows], rtol=2e-6)
+        assert np.isnan(ours[0][1, 2])
+        assert np.isnan(ours[0][1, 0])
+    # the data checks read the kernels' bounds
+    with pytest.raises(ValueError, match=r"must be a finite number in \[0, 1\]"):
+        probloss.BinaryCrossentropy(from_logits=True)(tf.constant(d["y"] + 1.0), tf.constant(d["x"]))
+    with pytest.raises(ValueError, match="y_pred"):
+        probloss.SparseCategoricalCrossentropy(from_logits=True)(tf.constant(d["labels"]), tf.constant(logits))
+    with pytest.raises(ValueError, match="label value of 9"):
+        probloss.SparseCategoricalCrossentropy(from_logits=True)(tf.constant(labels), tf.constant(d["logits"]))

@@ -25,9 +25,10 @@ from typing import Any
 
 import tensorflow as tf
 
-from .._dispatch import fast_path
+from .._dispatch import Observed, fast_path
 from .._kernels._crossentropy import mark_invalid_labels
 from . import _tensorflow_namespace as tnp
+from . import _tensorflow_native as _native
 
 Array = Any
 _FLOATS = (tf.float32, tf.float64)
@@ -85,10 +86,20 @@ def _bce_logits(y: Array, x: Array) -> Array:
 _bce_logits_run = _eager_compiled(_bce_logits)
 
 
-@fast_path("binary_crossentropy", backend="tensorflow")
+@fast_path("binary_crossentropy", backend="tensorflow", observes=True)
 def _binary_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int, epsilon: float,
-                         xp: Any) -> Array:
+                         xp: Any, observe: Observed | None = None) -> Array:
     if not from_logits or not _handled(y_pred, axis) or y_pred.ndim == 0:
+        return NotImplemented
+    if _native.binary_applies(y_true, y_pred):
+        bounds = [] if observe is not None else None
+        values = _native.binary_crossentropy(y_true, y_pred, bounds, _bce_logits_run)
+        if observe is not None:
+            y_lo, y_hi, x_lo, x_hi = bounds
+            observe.bounds[0] = (y_lo, y_hi)
+            observe.bounds[1] = (x_lo, x_hi)
+        return values
+    if observe is not None:  # only the compiled kernels report bounds: the caller checks first
         return NotImplemented
     return _bce_logits_run(y_true, y_pred)
 
@@ -138,12 +149,21 @@ def _sparse_logits(labels: Array, x: Array) -> Array:
 _sparse_logits_run = _eager_compiled(_sparse_logits)
 
 
-@fast_path("sparse_categorical_crossentropy", backend="tensorflow")
+@fast_path("sparse_categorical_crossentropy", backend="tensorflow", observes=True)
 def _sparse_categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int,
-                                     epsilon: float, xp: Any) -> Array:
+                                     epsilon: float, xp: Any, observe: Observed | None = None) -> Array:
     if not from_logits or not _handled(y_pred, axis):
+        return NotImplemented
+    native = _native.softmax_applies(y_true, y_pred)
+    if observe is not None and not native:  # only the compiled kernels report bounds: the caller checks first
         return NotImplemented
     num_classes = y_pred.shape[axis]
     clipped = tf.clip_by_value(y_true, tf.constant(0, y_true.dtype), tf.constant(num_classes - 1, y_true.dtype))
-    loss = _sparse_logits_run(clipped, y_pred)
+    if native:
+        bounds = [] if observe is not None else None
+        loss = _native.sparse_categorical_crossentropy(clipped, y_pred, bounds, _sparse_logits_run)
+        if observe is not None:
+            observe.bounds[1] = (bounds[0], bounds[1])
+    else:
+        loss = _sparse_logits_run(clipped, y_pred)
     return mark_invalid_labels(loss, y_true, num_classes, xp=tnp)
