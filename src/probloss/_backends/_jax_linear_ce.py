@@ -78,9 +78,8 @@ def _chunk(h: Array, y: Array, c: Array | None, keep: Array, weight: Array, bias
         z = jnp.tanh(z / cap) * cap
     picked = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
     top = jax.lax.stop_gradient(jnp.max(z, axis=1))
-    # exp(z - top) is summed here and rebuilt block by block for the gradient, so that
-    # the only [rows, V] buffer is z (one pass more over it than storing e: cheaper
-    # than the memory, the exponentials are a small part of a chunk's time).
+    # exp(z - top) is summed here and recomputed for the gradient, which XLA then
+    # writes over z: one [rows, V] buffer rather than two.
     norm = jnp.sum(jnp.exp(z - top[:, None]), axis=1)
     lse = top + jnp.log(norm)
     loss = lse - (1.0 - smoothing) * picked
@@ -92,7 +91,11 @@ def _chunk(h: Array, y: Array, c: Array | None, keep: Array, weight: Array, bias
     loss = jnp.where(in_range, loss, jnp.full_like(loss, jnp.nan))
     if c is None:
         return loss, None
-    return loss, _Stats(z, top, c * (1.0 + 2.0 * zl * lse) / norm, y)
+    scale = c * (1.0 + 2.0 * zl * lse) / norm
+    # Everything read from z for the loss is computed before the gradient (the barrier
+    # orders it), so that XLA can write dL/dz over the logits' buffer.
+    loss, z, top, scale = jax.lax.optimization_barrier((loss, z, top, scale))
+    return loss, _Stats(z, top, scale, y)
 
 
 def _grad_block(stats: _Stats, c: Array, start: Any, size: int, options: LinearCEOptions) -> Array:
@@ -114,35 +117,35 @@ def _chunk_grads(h: Array, c: Array, keep: Array, stats: _Stats, weight: Array, 
                  options: LinearCEOptions) -> tuple[Any, Array]:
     """Add one chunk's ``dW``, ``db`` into ``carry`` and return it with the chunk's ``dh``.
 
-    The classes are visited in blocks: each block's ``g`` is built from the logits, then
-    ``dh += g @ W_b``, ``dW_b += g.T @ h`` and ``db_b += sum(g)`` update the carried
-    gradients in place (``dynamic_update_slice`` of a loop carry), so that neither a
-    second ``[rows, V]`` array nor a ``[V, D]`` temporary exists. ``g.T`` is copied
-    (an ``optimization_barrier`` stops XLA from folding the transpose back into the
-    dot): a dot contracting its left operand's rows does not take XLA's fast matmul.
+    ``g = dL/dz`` is built from the logits (XLA writes it over them: one ``[rows, V]``
+    buffer) and ``dh = g @ W`` is one matmul. ``dW`` and ``db`` are then updated class
+    block by class block, ``dW_b += g_b.T @ h``, in place (``dynamic_update_slice`` of
+    the loop's carry), so that no ``[V, D]`` temporary exists besides the carry. ``g_b.T``
+    is copied (an ``optimization_barrier`` stops XLA from folding the transpose back into
+    the dot): a dot contracting its left operand's rows does not take XLA's fast matmul.
     """
     v = weight.shape[0]
     h = jnp.where(keep[:, None], h, jnp.zeros_like(h))
+    g = _grad_block(stats, c, 0, v, options)
+    d_hidden = g @ weight
     size = options.vocab_block or vocab_block(h.shape[0], h.shape[1], v)
 
     def block(start: Any, size: int, state: Any) -> Any:
-        d_weight, d_bias, d_hidden = state
-        g = _grad_block(stats, c, start, size, options)
-        d_hidden = d_hidden + g @ jax.lax.dynamic_slice_in_dim(weight, start, size, axis=0)
-        g_t = jax.lax.optimization_barrier(g.T)
+        d_weight, d_bias = state
+        g_b = jax.lax.dynamic_slice_in_dim(g, start, size, axis=1)
+        g_t = jax.lax.optimization_barrier(g_b.T)
         old = jax.lax.dynamic_slice_in_dim(d_weight, start, size, axis=0)
         d_weight = jax.lax.dynamic_update_slice_in_dim(d_weight, old + g_t @ h, start, axis=0)
         if d_bias is not None:
             old = jax.lax.dynamic_slice_in_dim(d_bias, start, size, axis=0)
-            d_bias = jax.lax.dynamic_update_slice_in_dim(d_bias, old + jnp.sum(g, axis=0), start, axis=0)
-        return d_weight, d_bias, d_hidden
+            d_bias = jax.lax.dynamic_update_slice_in_dim(d_bias, old + jnp.sum(g_b, axis=0), start, axis=0)
+        return d_weight, d_bias
 
-    state = (*carry, jnp.zeros_like(h))
     full = v // size
-    state = jax.lax.fori_loop(0, full, lambda i, s: block(i * size, size, s), state)
+    carry = jax.lax.fori_loop(0, full, lambda i, state: block(i * size, size, state), carry)
     if v % size:
-        state = block(full * size, v % size, state)
-    return state[:2], state[2]
+        carry = block(full * size, v % size, carry)
+    return carry, d_hidden
 
 
 def _scan(hidden: Array, weight: Array, bias: Array | None, labels: Array, coef: Array,
