@@ -1,12 +1,16 @@
 """Fused linear cross-entropy on JAX: ``jax.custom_vjp`` over a ``lax.scan`` of token chunks.
 
-The tokens are padded to a whole number of chunks (padding rows have coefficient 0
-and count as ignored) and scanned. Differentiated with a reducing reduction, the
-forward scan also produces the gradients (``dW`` and ``db`` in the scan's carry,
-``dh`` as its per-chunk output) and keeps them as the residuals: the backward pass
-only scales them, so a step costs three matmuls over the vocabulary. Undifferentiated
-calls scan for the loss alone. With ``reduction="none"`` the backward pass rescans
-with the incoming per-token gradients.
+The tokens are padded to a whole number of equal chunks (padding rows have coefficient
+0 and count as ignored) and scanned. Differentiated with a reducing reduction, the
+forward scan also produces the gradients and keeps them as the residuals: the backward
+pass only scales them, so a step costs three matmuls over the vocabulary, as the
+unfused computation. Per chunk: the logits, the loss, ``dL/dz`` written over the
+logits, ``dh = dL/dz @ W`` (the scan's per-chunk output), then ``dW`` and ``db`` (the
+scan's carry) updated in place block of classes by block, so that no ``[V, D]``
+temporary exists besides them. Chunks are large (:func:`default_chunk_rows`): each one
+reads ``W`` twice and ``dW`` once more. Undifferentiated calls scan for the loss alone.
+With ``reduction="none"`` the backward pass rescans with the incoming per-token
+gradients.
 """
 
 from __future__ import annotations
