@@ -296,6 +296,70 @@ def test_jax_jit_grad(case: str, reduction: str) -> None:
     _check_grads((d_h, d_w, d_b), grads, has_bias)
 
 
+@pytest.mark.parametrize("chunk_size", [CHUNK, None])
+@pytest.mark.parametrize("case", sorted(OPTIONS))
+def test_jax_vocabulary_blocks(case: str, chunk_size: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JAX gradient loop over blocks of classes (13 = 5 + 5 + a ragged 3), float32-only mode.
+
+    The blocks' size comes from ``_BLOCK_ELEMENTS`` (shrunk here from 2**22 numbers) and is
+    part of the jitted call's static options, so no earlier trace is reused. Reduced
+    values (gradients made in the forward pass) and per-token values (rescanned in the
+    backward pass with the incoming cotangents) against the float64 oracle.
+    """
+    jax = library("jax").module
+    import jax.numpy as jnp
+    from conftest import jax_x64_mode
+
+    from probloss._backends import _jax_linear_ce
+
+    monkeypatch.setattr(_jax_linear_ce, "_BLOCK_ELEMENTS", 5 * D)
+    data = _inputs(3)
+    args = _arguments(case, data)
+    has_bias = "bias" in args
+    reduction = args.pop("reduction", "sum_over_batch_size")
+    rest = {k: (jnp.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in args.items()
+            if k not in ("hidden", "weight", "bias")}
+    cotangent = np.random.default_rng(4).uniform(0.5, 1.5, N_SHAPE)
+    with jax_x64_mode(False):
+        for mode in (reduction, "none"):
+            def f(hidden: Any, weight: Any, bias: Any, mode: str = mode) -> Any:
+                out = probloss.linear_cross_entropy(hidden, weight, bias=bias, chunk_size=chunk_size,
+                                                    reduction=mode, **rest)
+                return out if mode != "none" else jnp.sum(out * jnp.asarray(cotangent, jnp.float32))
+
+            bias = jnp.asarray(args["bias"]) if has_bias else None
+            value, grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))(
+                jnp.asarray(args["hidden"]), jnp.asarray(args["weight"]), bias)
+            assert value.dtype == jnp.float32
+            if mode == "none":
+                per_token, _ = reference(**args, reduction="none")
+                expected = np.sum(per_token * cotangent)
+                # The per-token gradients are those of the sum weighted by the cotangents.
+                weights = cotangent * args.get("sample_weight", 1.0)
+                _, wanted = reference(**{**args, "sample_weight": weights.astype(np.float32)}, reduction="sum")
+            else:
+                expected, wanted = reference(**args, reduction=reduction)
+            assert float(value) == pytest.approx(float(expected), rel=1e-5), mode
+            _check_grads(grads, wanted, has_bias)
+
+
+def test_jax_default_chunk_rows() -> None:
+    """Equal chunks of at most max(2**23 // V, D // 2) tokens, covering every token."""
+    from probloss._backends._jax_linear_ce import default_chunk_rows
+    from probloss._kernels._linear_ce import CHUNK_ELEMENTS
+
+    assert default_chunk_rows(4096, 1024, 64000) == 512  # the benchmark's shapes: 8 chunks
+    assert default_chunk_rows(0, 8, 10) == 1
+    for tokens, features, vocabulary in [(1, 1, 1), (1000, 64, 64000), (4097, 1024, 64000), (10, 6, 13),
+                                         (100_000, 4096, 256_000), (7, 3, 2**24)]:
+        rows = default_chunk_rows(tokens, features, vocabulary)
+        most = max(1, CHUNK_ELEMENTS // vocabulary, features // 2)
+        count = -(-tokens // rows)
+        assert 1 <= rows <= min(most, tokens)
+        assert count == -(-tokens // most)  # no more chunks than the bound needs
+        assert count * rows - tokens < count  # equal chunks: less than one token of padding per chunk
+
+
 def test_all_ignored_batch_is_zero(backend: Library) -> None:
     """Keras's ignore_class with every token ignored: loss 0 (divide_no_nan), no NaN."""
     data = _inputs()

@@ -118,8 +118,15 @@ def _prepare(hidden: Any, weight: Any, labels: Any, bias: Any, ignore_class: Any
     if sample_weight is not None:
         sample_weight = xp.astype(sample_weight, compute)
     coef, reducing = _coefficients(xp, shape, device_of(labels), sample_weight, valid, reduction, compute)
-    options = LinearCEOptions(smoothing, zl, cap, chunk_size or default_chunk_rows(v, n, CHUNK_ELEMENTS))
-    return _Plan(xp, library_name(hidden), xp.reshape(hidden, (n, d)), weight, bias, xp.reshape(labels, (n,)),
+    library = library_name(hidden)
+    block = 0
+    if library == "jax":  # fewer, larger chunks, and the vocabulary blocks: see the JAX backend
+        from ._backends import _jax_linear_ce
+
+        chunk_size = chunk_size or _jax_linear_ce.default_chunk_rows(n, d, v)
+        block = _jax_linear_ce.vocab_block(chunk_size, d, v)
+    options = LinearCEOptions(smoothing, zl, cap, chunk_size or default_chunk_rows(v, n, CHUNK_ELEMENTS), block)
+    return _Plan(xp, library, xp.reshape(hidden, (n, d)), weight, bias, xp.reshape(labels, (n,)),
                  None if valid is None else xp.reshape(valid, (n,)), xp.reshape(coef, (n,)), reducing, shape,
                  hidden.dtype, options)
 
@@ -270,7 +277,10 @@ def linear_cross_entropy(hidden: Any, weight: Any, labels: Any, *, bias: Any = N
             or per token (``labels.shape``), as for the other losses.
         reduction: as :class:`probloss.Loss` (``"sum_over_batch_size"`` by default).
         chunk_size: tokens per chunk; None picks ``max(1, 2**23 // V)``, so that a
-            chunk's float32 logits take about 32 MiB.
+            chunk's float32 logits take about 32 MiB, except on JAX, where up to
+            ``max(2**23 // V, D // 2)`` tokens in equal chunks (a chunk's logits at
+            most half the size of ``weight``'s gradient) make fewer passes over
+            ``weight`` (see docs/linear_ce.md).
 
     Returns:
         A scalar in ``hidden``'s dtype, or the per-token losses (``labels``'

@@ -1,33 +1,75 @@
 """Fused linear cross-entropy on JAX: ``jax.custom_vjp`` over a ``lax.scan`` of token chunks.
 
-The tokens are padded to a whole number of chunks (padding rows have coefficient 0
-and count as ignored) and scanned. Differentiated with a reducing reduction, the
-forward scan also produces the gradients (``dW`` and ``db`` in the scan's carry,
-``dh`` as its per-chunk output) and keeps them as the residuals: the backward pass
-only scales them, so a step costs three matmuls over the vocabulary. Undifferentiated
-calls scan for the loss alone. With ``reduction="none"`` the backward pass rescans
-with the incoming per-token gradients.
+The tokens are padded to a whole number of equal chunks (padding rows have coefficient
+0 and count as ignored) and scanned. Differentiated with a reducing reduction, the
+forward scan also produces the gradients and keeps them as the residuals: the backward
+pass only scales them, so a step costs three matmuls over the vocabulary, as the
+unfused computation. Per chunk: the logits, the loss, ``dL/dz`` written over the
+logits, ``dh = dL/dz @ W`` (the scan's per-chunk output), then ``dW`` and ``db`` (the
+scan's carry) updated in place block of classes by block, so that no ``[V, D]``
+temporary exists besides them. Chunks are large (:func:`default_chunk_rows`): each one
+reads ``W`` twice and ``dW`` once more. Undifferentiated calls scan for the loss alone.
+With ``reduction="none"`` the backward pass rescans with the incoming per-token
+gradients.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._kernels._linear_ce import LinearCEOptions
+from .._kernels._linear_ce import CHUNK_ELEMENTS, LinearCEOptions
 
-__all__ = ["linear_ce_grads", "linear_ce_sum", "linear_ce_values"]
+__all__ = ["default_chunk_rows", "linear_ce_grads", "linear_ce_sum", "linear_ce_values", "vocab_block"]
 
 Array = Any
 
 
+#: Elements of the gradient loop's per-block buffers (``[rows, vb]``, ``[vb, D]``): 16 MiB.
+_BLOCK_ELEMENTS = 2**22
+
+
+def default_chunk_rows(tokens: int, features: int, vocabulary: int) -> int:
+    """Tokens per chunk for JAX: as many as memory allows, in equal chunks.
+
+    Each chunk costs a pass over ``W`` for its logits, another for ``dh`` and a
+    read-modify-write of ``dW``: ``[V, D]`` arrays larger than any cache, so the fewer the
+    chunks, the closer the step comes to the unfused one's three matmuls. A chunk's logits
+    may take half the size of ``dW`` (``D // 2`` rows), which exists anyway, or
+    :data:`CHUNK_ELEMENTS` numbers where that is more; the tokens are then split into
+    equal chunks, so that the last one is not mostly padding.
+
+    >>> default_chunk_rows(4096, 1024, 64000), default_chunk_rows(1000, 64, 64000)
+    (512, 125)
+    """
+    if tokens <= 0:
+        return 1
+    most = max(1, CHUNK_ELEMENTS // max(1, vocabulary), features // 2)
+    count = -(-tokens // most)
+    return -(-tokens // count)
+
+
+def vocab_block(rows: int, features: int, vocabulary: int) -> int:
+    """Classes per block of the gradient loop, so that its buffers hold ~2**22 numbers each."""
+    return max(1, min(vocabulary, _BLOCK_ELEMENTS // max(rows, features, 1)))
+
+
+class _Stats(NamedTuple):
+    """One chunk's logits and the per-token factors of ``dL/dz``."""
+
+    z: Array  # [rows, V], soft-capped
+    top: Array  # [rows] max of z (the exponentials' shift)
+    scale: Array  # [rows] c (1 + 2 zl lse) / sum(exp(z - top))
+    label: Array  # [rows] the labels, 0 for ignored and padding tokens
+
+
 def _chunk(h: Array, y: Array, c: Array | None, keep: Array, weight: Array, bias: Array | None,
-           options: LinearCEOptions) -> tuple[Array, Array | None]:
-    """Loss of one chunk and, with ``c``, its scaled ``dL/dz``."""
+           options: LinearCEOptions) -> tuple[Array, _Stats | None]:
+    """Loss of one chunk and, with ``c``, what its gradient blocks are built from."""
     v = weight.shape[0]
     smoothing, zl, cap = options.label_smoothing, options.z_loss, options.logit_softcap
     in_range = ((y >= 0) & (y < v)) | ~keep
@@ -36,14 +78,13 @@ def _chunk(h: Array, y: Array, c: Array | None, keep: Array, weight: Array, bias
     z = h @ weight.T
     if bias is not None:
         z = z + bias
-    tanh = None
     if cap is not None:
-        tanh = jnp.tanh(z / cap)
-        z = tanh * cap
+        z = jnp.tanh(z / cap) * cap
     picked = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
     top = jax.lax.stop_gradient(jnp.max(z, axis=1))
-    e = jnp.exp(z - top[:, None])
-    norm = jnp.sum(e, axis=1)
+    # exp(z - top) is summed here and recomputed for the gradient, which XLA then
+    # writes over z: one [rows, V] buffer rather than two.
+    norm = jnp.sum(jnp.exp(z - top[:, None]), axis=1)
     lse = top + jnp.log(norm)
     loss = lse - (1.0 - smoothing) * picked
     if smoothing:
@@ -54,13 +95,61 @@ def _chunk(h: Array, y: Array, c: Array | None, keep: Array, weight: Array, bias
     loss = jnp.where(in_range, loss, jnp.full_like(loss, jnp.nan))
     if c is None:
         return loss, None
-    g = e * (c * (1.0 + 2.0 * zl * lse) / norm)[:, None]
-    g = g - (c * (1.0 - smoothing))[:, None] * (jnp.arange(v)[None, :] == y[:, None])
+    scale = c * (1.0 + 2.0 * zl * lse) / norm
+    # Everything read from z for the loss is computed before the gradient (the barrier
+    # orders it), so that XLA can write dL/dz over the logits' buffer.
+    loss, z, top, scale = jax.lax.optimization_barrier((loss, z, top, scale))
+    return loss, _Stats(z, top, scale, y)
+
+
+def _grad_block(stats: _Stats, c: Array, start: Any, size: int, options: LinearCEOptions) -> Array:
+    """``dL/dz`` for classes ``[start, start + size)`` of one chunk: ``[rows, size]``."""
+    v = stats.z.shape[1]
+    smoothing, cap = options.label_smoothing, options.logit_softcap
+    z = jax.lax.dynamic_slice_in_dim(stats.z, start, size, axis=1)
+    g = jnp.exp(z - stats.top[:, None]) * stats.scale[:, None]
+    classes = start + jnp.arange(size)
+    g = g - (c * (1.0 - smoothing))[:, None] * (classes[None, :] == stats.label[:, None])
     if smoothing:
         g = g - (c * (smoothing / v))[:, None]
-    if tanh is not None:
-        g = g * (1.0 - tanh * tanh)
-    return loss, g
+    if cap is not None:  # z = cap tanh(u / cap): dz/du = 1 - (z / cap)**2
+        g = g * (1.0 - (z / cap) * (z / cap))
+    return g
+
+
+def _chunk_grads(h: Array, c: Array, keep: Array, stats: _Stats, weight: Array, carry: Any,
+                 options: LinearCEOptions) -> tuple[Any, Array]:
+    """Add one chunk's ``dW``, ``db`` into ``carry`` and return it with the chunk's ``dh``.
+
+    ``g = dL/dz`` is built from the logits (XLA writes it over them: one ``[rows, V]``
+    buffer) and ``dh = g @ W`` is one matmul. ``dW`` and ``db`` are then updated class
+    block by class block, ``dW_b += g_b.T @ h``, in place (``dynamic_update_slice`` of
+    the loop's carry), so that no ``[V, D]`` temporary exists besides the carry. ``g_b.T``
+    is copied (an ``optimization_barrier`` stops XLA from folding the transpose back into
+    the dot): a dot contracting its left operand's rows does not take XLA's fast matmul.
+    """
+    v = weight.shape[0]
+    h = jnp.where(keep[:, None], h, jnp.zeros_like(h))
+    g = _grad_block(stats, c, 0, v, options)
+    d_hidden = g @ weight
+    size = options.vocab_block or vocab_block(h.shape[0], h.shape[1], v)
+
+    def block(start: Any, size: int, state: Any) -> Any:
+        d_weight, d_bias = state
+        g_b = jax.lax.dynamic_slice_in_dim(g, start, size, axis=1)
+        g_t = jax.lax.optimization_barrier(g_b.T)
+        old = jax.lax.dynamic_slice_in_dim(d_weight, start, size, axis=0)
+        d_weight = jax.lax.dynamic_update_slice_in_dim(d_weight, old + g_t @ h, start, axis=0)
+        if d_bias is not None:
+            old = jax.lax.dynamic_slice_in_dim(d_bias, start, size, axis=0)
+            d_bias = jax.lax.dynamic_update_slice_in_dim(d_bias, old + jnp.sum(g_b, axis=0), start, axis=0)
+        return d_weight, d_bias
+
+    full = v // size
+    carry = jax.lax.fori_loop(0, full, lambda i, state: block(i * size, size, state), carry)
+    if v % size:
+        carry = block(full * size, v % size, carry)
+    return carry, d_hidden
 
 
 def _scan(hidden: Array, weight: Array, bias: Array | None, labels: Array, coef: Array,
@@ -79,15 +168,11 @@ def _scan(hidden: Array, weight: Array, bias: Array | None, labels: Array, coef:
         losses = jax.lax.map(lambda x: _chunk(x[0], x[1], None, x[3], weight, bias, options)[0], xs)
         return losses.reshape(-1)[:n], None
 
-
     def step(carry: Any, x: Any) -> Any:
-        d_weight, d_bias = carry
         h, y, c, keep = x
-        loss, g = _chunk(h, y, c, keep, weight, bias, options)
-        d_weight = d_weight + g.T @ h
-        if d_bias is not None:
-            d_bias = d_bias + jnp.sum(g, axis=0)
-        return (d_weight, d_bias), (loss, g @ weight)
+        loss, stats = _chunk(h, y, c, keep, weight, bias, options)
+        carry, d_hidden = _chunk_grads(h, c, keep, stats, weight, carry, options)
+        return carry, (loss, d_hidden)
 
     init = (jnp.zeros_like(weight), None if bias is None else jnp.zeros_like(bias))
     (d_weight, d_bias), (losses, d_hidden) = jax.lax.scan(step, init, xs)

@@ -37,6 +37,8 @@ class LinearCEOptions:
     z_loss: float
     logit_softcap: float | None
     chunk_rows: int
+    #: Classes per block of the JAX backend's gradient loop (0: none; the others ignore it).
+    vocab_block: int = 0
 
 
 def default_chunk_rows(vocabulary: int, tokens: int, elements: int = CHUNK_ELEMENTS) -> int:
