@@ -1,0 +1,516 @@
+/* binary_impl.h: the block functions of the binary family (see binary.c).
+ *
+ * binary.c includes this file twice: once with PL_BLOCK_ATTR = PL_CLONES (the
+ * x86-64-v4 / x86-64-v3 / baseline clones chosen at load time) and PL_NAME(fn)
+ * = fn##_auto, and once with no attribute and PL_NAME(fn) = fn##_base (the
+ * baseline build, which PROBLOSS_NATIVE_BASELINE=1 forces, so that tests run
+ * it on AVX2 machines too). The helpers in the first part are compiled once and
+ * inlined into both.
+ *
+ * "Ordinary" blocks. Each kernel first takes the bounds of its block (it
+ * reports them anyway, for the data checks) and, where every input of the block
+ * is in the range where no special case can occur (no NaN, no infinity, no
+ * logarithm of 0 or of a negative number, no subnormal result), runs a loop
+ * without the blends that handle those cases: the same formulas, fewer
+ * instructions. Every other block runs the general loop. For the values the
+ * two loops compute the same numbers (but for the focal loss from logits,
+ * whose ordinary loop takes log1p's correction c/u as c times the 1/u it
+ * computes anyway: a difference below 2^-100 relative, if any); the
+ * parity tests run both (tests/test_native.py: ordinary data, and blocks with a
+ * NaN, an infinity or a 0 in them).
+ */
+
+#ifndef PL_BINARY_HELPERS
+#define PL_BINARY_HELPERS
+
+typedef struct {
+    double p[6];
+    double scale; /* 1/divisor: d out[r] / d term, the gradient's scale */
+} params_t;
+
+/* The bounds of one block's y and x: taken first, so that the block can choose
+ * its loop; merged into the task's bounds by the caller. */
+PL_INLINE pl_bounds block_bounds(const float *restrict y, const float *restrict x, Py_ssize_t n)
+{
+    pl_bounds local = pl_bounds_empty;
+    pl_bounds_update(y, x, n, &local);
+    return local;
+}
+
+/* Whether every value of a block with these order keys lies in [lo, hi]
+ * (false for a NaN: its key lies beyond +-inf). */
+PL_INLINE int keys_within(int32_t kmin, int32_t kmax, float lo, float hi)
+{
+    return kmin >= pl_order_f(lo) && kmax <= pl_order_f(hi);
+}
+
+/* The derivative of clip(x, lo, hi) = minimum(maximum(x, lo), hi) as the generic
+ * kernel's autograd takes it: 1 inside, 1/2 at a bound (a tie of maximum or
+ * minimum splits the gradient), 0 outside; NaN for NaN. */
+PL_INLINE double clip_slope(float x, float lo, float hi)
+{
+    double inside = x > lo && x < hi ? 1.0 : (x == lo || x == hi ? 0.5 : 0.0);
+    return x != x ? (double)x : inside;
+}
+
+/* e^-a for a in [0, 700]: pl_exp(-a) without its clamps and NaN test, and with
+ * one scaling by 2^k (k in [-1010, 0]: a normal double, and so is the result),
+ * where pl_exp scales by two halves of 2^k to reach subnormal results. Both
+ * scalings are exact here, so the value is pl_exp(-a)'s, bit for bit. */
+PL_INLINE double exp_neg_ordinary(double a)
+{
+    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
+    double xc = -a;
+    double kf = (xc * 1.4426950408889634 + magic) - magic;
+    double r = xc - kf * 6.93147180369123816490e-01;
+    r = r - kf * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    return p * pl_pow2_d(kf);
+}
+
+/* log(u) for a positive normal finite double u: pl_log without its special
+ * cases (the same value there). */
+PL_INLINE double log_ordinary(double u)
+{
+    double kf, f;
+    PL_SPLIT(u, kf, f);
+    return pl_log_reduced(f, kf, 0.0);
+}
+
+/* log1p(v) from u = 1 + v (rounded, a positive normal finite double, 1 + v
+ * computed by the caller) and inv ~ 1/u to a relative 2^-52: pl_log1p's
+ * method, its c/u correction (|c/u| <= 2^-53) taken as c·inv. Requires
+ * v <= 1 (pl_log1p's Fast2Sum branch for v <= 1). */
+PL_INLINE double log1p_ordinary(double v, double u, double inv)
+{
+    double c = v - (u - 1.0);
+    double kf, f;
+    PL_SPLIT(u, kf, f);
+    return pl_log_reduced(f, kf, c * inv);
+}
+
+/* (1 - p_t)^gamma for u = 1 - p_t >= 0, as pow_nonnegative: 0^0 = 1, 0^g = 0. */
+PL_INLINE double focal_power(double u, const int mode, double gamma)
+{
+    if (mode == 0) return 1.0;
+    if (mode == 1) return u;
+    if (mode == 2) return u * u;
+    double safe = u > 0.0 ? u : 1.0;
+    double w = pl_exp(gamma * pl_log(safe));
+    return u > 0.0 ? w : 0.0;
+}
+
+/* d (1 - p_t)^gamma / d u for u >= 0, as the generic kernel's pow_nonnegative
+ * differentiates: 0 for gamma 0, 1 for gamma 1, 2u for gamma 2, else
+ * gamma·u^(gamma-1) where u > 0 and 0 at u = 0. */
+PL_INLINE double focal_power_slope(double u, const int mode, double gamma)
+{
+    if (mode == 0) return 0.0;
+    if (mode == 1) return 1.0;
+    if (mode == 2) return 2.0 * u;
+    double safe = u > 0.0 ? u : 1.0;
+    double w = gamma * pl_exp((gamma - 1.0) * pl_log(safe));
+    return u > 0.0 ? w : 0.0;
+}
+
+/* The pieces of the focal losses from logits, for one element: bce =
+ * log1p(e) + y·relu(-x) + (1-y)·relu(x), e = exp(-|x|), and the two sigmoids
+ * formed from e without 1 - (1 - tiny). `ordinary` (a constant in each
+ * specialised copy): |x| <= 700, so e is a normal double in (0, 1]. */
+typedef struct {
+    double bce, sig_pos, sig_neg;
+} focal_logit_parts;
+
+PL_INLINE focal_logit_parts focal_logit_pieces(double xi, double yi, const int ordinary)
+{
+    focal_logit_parts out;
+    double a = fabs(xi);
+    double e = ordinary ? exp_neg_ordinary(a) : pl_exp(-a);
+    double u = 1.0 + e;
+    double near_one = 1.0 / u;
+    double log1p_e = ordinary ? log1p_ordinary(e, u, near_one) : pl_log1p(e);
+    double relu = xi > 0.0 ? xi : 0.0;
+    double relu_neg = xi < 0.0 ? -xi : 0.0;
+    out.bce = log1p_e + yi * relu_neg + (1.0 - yi) * relu;
+    double near_zero = e * near_one;
+    out.sig_pos = xi >= 0.0 ? near_one : near_zero;
+    out.sig_neg = xi >= 0.0 ? near_zero : near_one;
+    return out;
+}
+
+/* The generic kernel's float64 logits formula: 1 - p_t = y·sigmoid(-x) +
+ * (1-y)·sigmoid(x). `mode` and `ordinary` are constants in each specialised
+ * copy (see FOCAL_DISPATCH), so every copy vectorises. */
+PL_INLINE void focal_logits_loop(const params_t *P, const float *restrict y, const float *restrict x,
+                                 Py_ssize_t n, double *restrict terms, const int mode, const int ordinary)
+{
+    const double gamma = P->p[0], alpha = P->p[2];
+    const int balance = P->p[3] != 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double xi = (double)x[i], yi = (double)y[i];
+        focal_logit_parts q = focal_logit_pieces(xi, yi, ordinary);
+        double u = yi * q.sig_neg + (1.0 - yi) * q.sig_pos;
+        double focal = focal_power(u, mode, gamma) * q.bce;
+        terms[i] = balance ? (yi * alpha + (1.0 - yi) * (1.0 - alpha)) * focal : focal;
+    }
+}
+
+/* d term / d x of focal_logits_loop: w·(pow'(u)·du/dx·bce + u^gamma·(sigmoid(x) - y)),
+ * du/dx = (1 - 2y)·sigmoid(x)·sigmoid(-x); in float64, rounded once. */
+PL_INLINE void focal_logits_grad_loop(const params_t *P, const float *restrict y, const float *restrict x,
+                                      Py_ssize_t n, double *restrict terms, float *restrict grad, const int mode,
+                                      const int ordinary)
+{
+    const double gamma = P->p[0], alpha = P->p[2], scale = P->scale;
+    const int balance = P->p[3] != 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double xi = (double)x[i], yi = (double)y[i];
+        focal_logit_parts q = focal_logit_pieces(xi, yi, ordinary);
+        double u = yi * q.sig_neg + (1.0 - yi) * q.sig_pos;
+        /* sigmoid(x) - y = (1 - y)·sigmoid(x) - y·sigmoid(-x): no 1 - (1 - tiny) */
+        double dbce = (1.0 - yi) * q.sig_pos - yi * q.sig_neg;
+        double du = (1.0 - 2.0 * yi) * (q.sig_pos * q.sig_neg);
+        double power = focal_power(u, mode, gamma);
+        double g = focal_power_slope(u, mode, gamma) * du * q.bce + power * dbce;
+        double weight = balance ? yi * alpha + (1.0 - yi) * (1.0 - alpha) : 1.0;
+        terms[i] = balance ? weight * (power * q.bce) : power * q.bce; /* as focal_logits_loop */
+        grad[i] = (float)(weight * g * scale);
+    }
+}
+
+/* -(y·log(pc) + (1-y)·log1p(-pc)) of the clipped probability pc. `ordinary`:
+ * pc in [lo, hi] with 0 < lo and hi < 1, so both logarithms are of positive
+ * normal numbers. */
+PL_INLINE double focal_probs_bce(double pc, double yi, const int ordinary)
+{
+    double log_p, log_q;
+    if (ordinary) { /* pl_log(pc) and pl_log1p(-pc) without their special cases: the same values */
+        double u = 1.0 - pc, c = -pc - (u - 1.0), kf, f;
+        log_p = log_ordinary(pc);
+        PL_SPLIT(u, kf, f);
+        log_q = pl_log_reduced(f, kf, c / u);
+    } else {
+        log_p = pl_log(pc);
+        log_q = pl_log1p(-pc);
+    }
+    return -(yi * log_p + (1.0 - yi) * log_q);
+}
+
+/* p clipped to [lo, hi] (float32 bounds) for the logs, unclipped for
+ * 1 - p_t = y(1-p) + (1-y)p: the generic kernel's float64 probability formula. */
+PL_INLINE void focal_probs_loop(const params_t *P, const float *restrict y, const float *restrict x,
+                                Py_ssize_t n, double *restrict terms, const int mode, const int ordinary)
+{
+    const double gamma = P->p[0], alpha = P->p[2], lo = P->p[4], hi = P->p[5];
+    const int balance = P->p[3] != 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double p = (double)x[i], yi = (double)y[i];
+        double pc = p < lo ? lo : p;
+        pc = pc > hi ? hi : pc;
+        double bce = focal_probs_bce(pc, yi, ordinary);
+        double u = yi * (1.0 - p) + (1.0 - yi) * p;
+        double focal = focal_power(u, mode, gamma) * bce;
+        terms[i] = balance ? (yi * alpha + (1.0 - yi) * (1.0 - alpha)) * focal : focal;
+    }
+}
+
+/* d term / d x of focal_probs_loop: the logs see p clipped (gradient inside [lo, hi]
+ * only), 1 - p_t = y(1-p) + (1-y)p sees p unclipped. */
+PL_INLINE void focal_probs_grad_loop(const params_t *P, const float *restrict y, const float *restrict x,
+                                     Py_ssize_t n, double *restrict terms, float *restrict grad, const int mode,
+                                     const int ordinary)
+{
+    const double gamma = P->p[0], alpha = P->p[2], lo = P->p[4], hi = P->p[5], scale = P->scale;
+    const int balance = P->p[3] != 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double p = (double)x[i], yi = (double)y[i];
+        double pc = p < lo ? lo : p;
+        pc = pc > hi ? hi : pc;
+        double bce = focal_probs_bce(pc, yi, ordinary);
+        double dbce = (pc - yi) / (pc * (1.0 - pc)) * clip_slope((float)p, (float)lo, (float)hi);
+        double u = yi * (1.0 - p) + (1.0 - yi) * p;
+        double du = 1.0 - 2.0 * yi;
+        double power = focal_power(u, mode, gamma);
+        double g = focal_power_slope(u, mode, gamma) * du * bce + power * dbce;
+        double weight = balance ? yi * alpha + (1.0 - yi) * (1.0 - alpha) : 1.0;
+        terms[i] = balance ? weight * (power * bce) : power * bce; /* as focal_probs_loop */
+        grad[i] = (float)(p != p ? p : weight * g * scale);
+    }
+}
+
+/* One specialised copy per (gamma mode, ordinary) pair: every branch on them folds. */
+#define FOCAL_DISPATCH(loop, ordinary)                                  \
+    do {                                                                \
+        switch ((int)P->p[1] + 4 * ((ordinary) != 0)) {                 \
+        case 0: loop(P, y, x, n, terms, 0, 0); break;                   \
+        case 1: loop(P, y, x, n, terms, 1, 0); break;                   \
+        case 2: loop(P, y, x, n, terms, 2, 0); break;                   \
+        case 4: loop(P, y, x, n, terms, 0, 1); break;                   \
+        case 5: loop(P, y, x, n, terms, 1, 1); break;                   \
+        case 6: loop(P, y, x, n, terms, 2, 1); break;                   \
+        case 7: loop(P, y, x, n, terms, 3, 1); break;                   \
+        default: loop(P, y, x, n, terms, 3, 0); break;                  \
+        }                                                               \
+    } while (0)
+
+#define FOCAL_GRAD_DISPATCH(loop, ordinary)                             \
+    do {                                                                \
+        switch ((int)P->p[1] + 4 * ((ordinary) != 0)) {                 \
+        case 0: loop(P, y, x, n, terms, grad, 0, 0); break;             \
+        case 1: loop(P, y, x, n, terms, grad, 1, 0); break;             \
+        case 2: loop(P, y, x, n, terms, grad, 2, 0); break;             \
+        case 4: loop(P, y, x, n, terms, grad, 0, 1); break;             \
+        case 5: loop(P, y, x, n, terms, grad, 1, 1); break;             \
+        case 6: loop(P, y, x, n, terms, grad, 2, 1); break;             \
+        case 7: loop(P, y, x, n, terms, grad, 3, 1); break;             \
+        default: loop(P, y, x, n, terms, grad, 3, 0); break;            \
+        }                                                               \
+    } while (0)
+
+/* log(u) for u = p + eps of float32 numbers, in double: pl_log without its
+ * subnormal scaling (a sum of float32 numbers is 0 or a normal double), so the
+ * same value for every u > 0; 0 -> -inf, u < 0 -> NaN, inf -> inf, NaN -> NaN. */
+PL_INLINE double log_of_float_sum(double u)
+{
+    double uu = u > 0.0 && u < (double)INFINITY ? u : 1.0;
+    double kf, f;
+    PL_SPLIT(uu, kf, f);
+    double result = pl_log_reduced(f, kf, 0.0);
+    result = u == 0.0 ? -(double)INFINITY : result;
+    result = u < 0.0 ? (double)NAN : result;
+    result = u == (double)INFINITY ? u : result;
+    return u != u ? u : result;
+}
+
+/* log(t/p) for t, p in [lo, 1] (positive normal doubles, or NaN): log1p((t - p)/p)
+ * where 2t >= p (exact near t = p: t - p of two float32 numbers is exact in
+ * double), log(t/p) below, as the generic kernel's log_ratio. One logarithm:
+ * pl_log1p and pl_log share pl_log_reduced, so the branch only picks its
+ * argument (1 + r with the rounding error c of the addition, or t/p with none);
+ * for arguments in (0, inf) this is exactly what those two functions compute.
+ * `ordinary`: no NaN (then u is a positive normal finite double). */
+PL_INLINE double kl_log_ratio(double t, double p, const int ordinary)
+{
+    double r = (t - p) / p;
+    double q = t / p;
+    int near = 2.0 * t >= p;
+    double u = near ? 1.0 + r : q;
+    double c = near ? (r > 1.0 ? 1.0 - (u - r) : r - (u - 1.0)) : 0.0;
+    double uu = ordinary ? u : (u > 0.0 && u < (double)INFINITY ? u : 1.0); /* NaN: keep the bit tricks sane */
+    double kf, f;
+    PL_SPLIT(uu, kf, f);
+    double result = pl_log_reduced(f, kf, c / uu);
+    return ordinary ? result : (u != u ? u : result);
+}
+
+/* t·log(t/p) with t, p clipped to [lo, 1] (float32 bounds), in float64 (kl_log_ratio).
+ * params: p[0] = lo. Ordinary block: lo > 0 and no NaN in y or x. */
+PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssize_t n, double lo,
+                        double *restrict terms, const int ordinary)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double t = (double)y[i], p = (double)x[i];
+        t = t < lo ? lo : t;
+        t = t > 1.0 ? 1.0 : t;
+        p = p < lo ? lo : p;
+        p = p > 1.0 ? 1.0 : p;
+        terms[i] = t * kl_log_ratio(t, p, ordinary);
+    }
+}
+
+#endif /* PL_BINARY_HELPERS */
+
+/* ------------------------------------------------------------ block functions */
+
+/* term = log1p(e) + y·max(-x, 0) + (1-y)·max(x, 0), e = exp(-|x|): the generic
+ * kernel's formula, in float (as the generic kernel on float32), summed in
+ * double. exp < 0.94 ulp and log1p(e) < 1.56 ulp (pl_math.h); the terms are
+ * non-negative, so a sample is within ~2.6 ulps. An infinite or NaN logit
+ * gives NaN (the x - x term) and the row is recomputed generically.
+ * Gradient: sigmoid(x) - y, without 1 - (1 - tiny). */
+PL_BLOCK_ATTR static void PL_NAME(bce_logits_block)(const void *params, const float *restrict y,
+                                                    const float *restrict x, Py_ssize_t n, double *acc,
+                                                    float *restrict grad, pl_bounds *b)
+{
+    float terms[PL_BLOCK]; /* all-float loop: 8 lanes per AVX2 register throughout */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float xi = x[i], yi = y[i];
+        float e = pl_expf_neg(fabsf(xi));
+        float relu = xi > 0.0f ? xi : 0.0f;
+        float relu_neg = xi < 0.0f ? -xi : 0.0f;
+        float t = (yi * relu_neg + (1.0f - yi) * relu) + (xi - xi);
+        terms[i] = pl_log1pf_unit(e) + t;
+    }
+    pl_sum_lanes_f(terms, n, acc);
+    pl_bounds_update(y, x, n, b);
+    if (grad) {
+        const float scale = (float)((const params_t *)params)->scale;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i];
+            float e = pl_expf_neg(fabsf(xi));
+            float near_one = 1.0f / (1.0f + e), small = e * near_one;
+            float sig = xi >= 0.0f ? near_one : small;      /* sigmoid(x) */
+            float sig_neg = xi >= 0.0f ? small : near_one;  /* sigmoid(-x) = 1 - sigmoid(x), exactly formed */
+            float yi = y[i];
+            /* (1 - y)·sigmoid(x) - y·sigmoid(-x) = sigmoid(x) - y: a hard label's gradient is
+             * one of the two terms alone, so a confident logit keeps its tiny gradient */
+            grad[i] = ((1.0f - yi) * sig - yi * sig_neg) * scale;
+        }
+    }
+}
+
+/* term = -(y·log(p) + (1-y)·log1p(-p)), p = clip(x, lo, hi) in float (Keras's
+ * clip in the input dtype); in float, summed in double.
+ * params: p[0] = lo, p[1] = hi (float32 values). */
+PL_BLOCK_ATTR static void PL_NAME(bce_probs_block)(const void *params, const float *restrict y,
+                                                   const float *restrict x, Py_ssize_t n, double *acc,
+                                                   float *restrict grad, pl_bounds *b)
+{
+    const params_t *P = (const params_t *)params;
+    const float lo = (float)P->p[0], hi = (float)P->p[1];
+    float terms[PL_BLOCK]; /* all-float loop: 8 lanes per AVX2 register */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float p = x[i] < lo ? lo : x[i];
+        p = p > hi ? hi : p; /* NaN stays NaN */
+        float yi = y[i];
+        /* Both logs <= 0 and both weights >= 0 (valid data): no cancellation. y·log(p)
+         * is exact inside the fma; log errors <= 0.87 ulp, (1 - y), its product and
+         * the fma round once each (<= 0.5 ulp of a same-signed sum): <= 2.4 ulps. */
+        terms[i] = -fmaf(yi, pl_logf(p), (1.0f - yi) * pl_log1pf(-p));
+    }
+    pl_sum_lanes_f(terms, n, acc);
+    pl_bounds_update(y, x, n, b);
+    if (grad) {
+        /* d/dx = (p - y) / (p (1 - p)) inside (lo, hi), 0 outside, and half of it at a
+         * bound (the generic kernel's clip is maximum/minimum, whose derivative at a tie
+         * is 1/2); in float64, rounded once. */
+        const double scale = P->scale;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i];
+            float p = xi < lo ? lo : xi;
+            p = p > hi ? hi : p;
+            double pd = (double)p;
+            double g = ((pd - (double)y[i]) / (pd * (1.0 - pd))) * scale;
+            grad[i] = (float)(g * clip_slope(xi, lo, hi));
+        }
+    }
+}
+
+/* params: p[0] = gamma, p[1] = power mode (0: gamma 0, 1: gamma 1, 2: gamma 2,
+ * 3: general), p[2] = alpha, p[3] = apply_class_balancing (0/1).
+ * Ordinary block: every |x| <= 700 (no NaN, no infinity, e = exp(-|x|) normal). */
+PL_BLOCK_ATTR static void PL_NAME(focal_logits_block)(const void *params, const float *restrict y,
+                                                      const float *restrict x, Py_ssize_t n, double *acc,
+                                                      float *restrict grad, pl_bounds *b)
+{
+    const params_t *P = (const params_t *)params;
+    double terms[PL_BLOCK];
+    pl_bounds local = block_bounds(y, x, n);
+    const int ordinary = keys_within(local.xmin, local.xmax, -700.0f, 700.0f);
+    if (grad) /* the terms and the gradient in one loop */
+        FOCAL_GRAD_DISPATCH(focal_logits_grad_loop, ordinary);
+    else
+        FOCAL_DISPATCH(focal_logits_loop, ordinary);
+    pl_sum_lanes(terms, n, acc);
+    pl_bounds_merge(b, &local);
+}
+
+/* params: as focal_logits_block, and p[4] = lo, p[5] = hi.
+ * Ordinary block: 0 < lo, hi < 1 and no NaN probability. */
+PL_BLOCK_ATTR static void PL_NAME(focal_probs_block)(const void *params, const float *restrict y,
+                                                     const float *restrict x, Py_ssize_t n, double *acc,
+                                                     float *restrict grad, pl_bounds *b)
+{
+    const params_t *P = (const params_t *)params;
+    double terms[PL_BLOCK];
+    pl_bounds local = block_bounds(y, x, n);
+    const int ordinary = P->p[4] > 0.0 && P->p[5] < 1.0
+                         && keys_within(local.xmin, local.xmax, -INFINITY, INFINITY);
+    if (grad) /* the terms and the gradient in one loop */
+        FOCAL_GRAD_DISPATCH(focal_probs_grad_loop, ordinary);
+    else
+        FOCAL_DISPATCH(focal_probs_loop, ordinary);
+    pl_sum_lanes(terms, n, acc);
+    pl_bounds_merge(b, &local);
+}
+
+/* Keras's p - y·log(p + eps), in float64. params: p[0] = eps (float32 value).
+ * Ordinary block: every p finite with p + eps > 0 (then p + eps, a sum of two
+ * float32 numbers, is a positive normal finite double). */
+PL_BLOCK_ATTR static void PL_NAME(poisson_block)(const void *params, const float *restrict y,
+                                                 const float *restrict x, Py_ssize_t n, double *acc,
+                                                 float *restrict grad, pl_bounds *b)
+{
+    const double eps = ((const params_t *)params)->p[0];
+    double terms[PL_BLOCK];
+    pl_bounds local = block_bounds(y, x, n);
+    const float xlo = pl_unorder_f(local.xmin), xhi = pl_unorder_f(local.xmax);
+    if ((double)xlo + eps > 0.0 && xhi < INFINITY) { /* false for a NaN bound */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double p = (double)x[i];
+            terms[i] = p - (double)y[i] * log_ordinary(p + eps);
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double p = (double)x[i];
+            terms[i] = p - (double)y[i] * log_of_float_sum(p + eps);
+        }
+    }
+    pl_sum_lanes(terms, n, acc);
+    pl_bounds_merge(b, &local);
+    if (grad) { /* d/dp = 1 - y/(p + eps), in float64, rounded once */
+        const double scale = ((const params_t *)params)->scale;
+        for (Py_ssize_t i = 0; i < n; i++)
+            grad[i] = (float)((1.0 - (double)y[i] / ((double)x[i] + eps)) * scale);
+    }
+}
+
+PL_BLOCK_ATTR static void PL_NAME(kl_block)(const void *params, const float *restrict y,
+                                            const float *restrict x, Py_ssize_t n, double *acc,
+                                            float *restrict grad, pl_bounds *b)
+{
+    const double lo = ((const params_t *)params)->p[0];
+    double terms[PL_BLOCK];
+    pl_bounds local = block_bounds(y, x, n);
+    if (lo > 0.0 && keys_within(local.xmin, local.xmax, -INFINITY, INFINITY)
+        && keys_within(local.ymin, local.ymax, -INFINITY, INFINITY))
+        kl_terms(y, x, n, lo, terms, 1);
+    else
+        kl_terms(y, x, n, lo, terms, 0);
+    pl_sum_lanes(terms, n, acc);
+    pl_bounds_merge(b, &local);
+    if (grad) { /* d/dp = -t/p inside (lo, 1), half of it at a bound, 0 outside (clip_slope) */
+        const double scale = ((const params_t *)params)->scale;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double t = (double)y[i], p = (double)x[i];
+            t = t < lo ? lo : t;
+            t = t > 1.0 ? 1.0 : t;
+            /* the clipped p: equal to p wherever the slope is not 0, and it keeps
+             * -t/p finite where it is (p = 0 would give inf·0 = NaN) */
+            double pc = p < lo ? lo : (p > 1.0 ? 1.0 : p);
+            double g = -(t / pc) * scale;
+            grad[i] = (float)(g * clip_slope((float)p, (float)lo, 1.0f));
+        }
+    }
+}
+
+static const pl_block_fn PL_NAME(blocks)[KIND_COUNT] = {
+    PL_NAME(bce_logits_block), PL_NAME(bce_probs_block), PL_NAME(focal_logits_block),
+    PL_NAME(focal_probs_block), PL_NAME(poisson_block), PL_NAME(kl_block),
+};
+
+#undef PL_NAME
+#undef PL_BLOCK_ATTR
