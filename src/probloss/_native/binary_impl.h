@@ -433,17 +433,35 @@ PL_BLOCK_ATTR static void PL_NAME(bce_probs_block)(const void *params, const flo
     const params_t *P = (const params_t *)params;
     const float lo = (float)P->p[0], hi = (float)P->p[1];
     float terms[PL_BLOCK]; /* all-float loop: 8 lanes per AVX2 register */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        float p = x[i] < lo ? lo : x[i];
-        p = p > hi ? hi : p; /* NaN stays NaN */
-        float yi = y[i];
-        /* Both logs <= 0 and both weights >= 0 (valid data): no cancellation. y·log(p)
-         * is exact inside the fma; log errors <= 0.87 ulp, (1 - y), its product and
-         * the fma round once each (<= 0.5 ulp of a same-signed sum): <= 2.4 ulps. */
-        terms[i] = -fmaf(yi, pl_logf(p), (1.0f - yi) * pl_log1pf(-p));
+    pl_bounds local = block_bounds(y, x, n);
+    /* Ordinary block: lo a normal float, hi < 1 and no NaN probability, so that
+     * p = clip(x) is a normal float in (0, 1) and 1 - p a positive normal float:
+     * pl_logf and pl_log1pf without their special cases (the same values). */
+    if (lo >= 1.17549435e-38f && hi < 1.0f && keys_within(local.xmin, local.xmax, -INFINITY, INFINITY)) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float p = x[i] < lo ? lo : x[i];
+            p = p > hi ? hi : p;
+            float yi = y[i];
+            float kf, f, kq, fq;
+            PL_SPLITF(p, kf, f);
+            float u = 1.0f - p, c = -p - (u - 1.0f);
+            PL_SPLITF(u, kq, fq);
+            float log_p = pl_logf_reduced(f, kf, 0.0f), log_q = pl_logf_reduced(fq, kq, c / u);
+            terms[i] = -fmaf(yi, log_p, (1.0f - yi) * log_q); /* as below */
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float p = x[i] < lo ? lo : x[i];
+            p = p > hi ? hi : p; /* NaN stays NaN */
+            float yi = y[i];
+            /* Both logs <= 0 and both weights >= 0 (valid data): no cancellation. y·log(p)
+             * is exact inside the fma; log errors <= 0.87 ulp, (1 - y), its product and
+             * the fma round once each (<= 0.5 ulp of a same-signed sum): <= 2.4 ulps. */
+            terms[i] = -fmaf(yi, pl_logf(p), (1.0f - yi) * pl_log1pf(-p));
+        }
     }
     pl_sum_lanes_f(terms, n, acc);
-    pl_bounds_update(y, x, n, b);
+    pl_bounds_merge(b, &local);
     if (grad) {
         /* d/dx = (p - y) / (p (1 - p)) inside (lo, hi), 0 outside, and half of it at a
          * bound (the generic kernel's clip is maximum/minimum, whose derivative at a tie
@@ -529,6 +547,8 @@ PL_BLOCK_ATTR static void PL_NAME(poisson_block)(const void *params, const float
     }
 }
 
+/* KL divergence: sum of t·log(t/p), t and p clipped to [lo, 1]. params: p[0] = lo.
+ * Ordinary block: lo a normal float32 and no NaN in y or x (kl_log_ratio_ordinary). */
 PL_BLOCK_ATTR static void PL_NAME(kl_block)(const void *params, const float *restrict y,
                                             const float *restrict x, Py_ssize_t n, double *acc,
                                             float *restrict grad, pl_bounds *b)
