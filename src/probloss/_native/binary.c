@@ -23,7 +23,7 @@
  *            receives d out[r] / d x[r, c] (every kind; the scale 1/divisor
  *            included). Entries of rows whose value is non-finite are
  *            unspecified (the caller recomputes those rows).
- *   params   tuple of floats, per kind (see each block function).
+ *   params   tuple of floats, per kind (see each block function, binary_impl.h).
  *   Returns the number of rows whose value is NaN or inf, and the minimum and
  *   maximum of y and x (NaN when the array holds one; +inf/-inf for empty).
  */

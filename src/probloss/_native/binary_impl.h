@@ -11,13 +11,15 @@
  * reports them anyway, for the data checks) and, where every input of the block
  * is in the range where no special case can occur (no NaN, no infinity, no
  * logarithm of 0 or of a negative number, no subnormal result), runs a loop
- * without the blends that handle those cases: the same formulas, fewer
- * instructions. Every other block runs the general loop. For the values the
- * two loops compute the same numbers (but for the focal loss from logits,
- * whose ordinary loop takes log1p's correction c/u as c times the 1/u it
- * computes anyway: a difference below 2^-100 relative, if any); the
- * parity tests run both (tests/test_native.py: ordinary data, and blocks with a
- * NaN, an infinity or a 0 in them).
+ * without the blends that handle those cases; every other block runs the
+ * general loop. The two loops agree to the last bit for BCE from probabilities
+ * and Poisson (same formulas), and to about an ulp of float64 elsewhere: the
+ * focal losses' ordinary loops take log_reduced7 (and, from logits, log1p's
+ * correction c/u as c times the 1/u computed anyway) where the general loop
+ * calls pl_log/pl_log1p, and KL's ordinary loop forms log(t/p) with one
+ * division (kl_log_ratio_ordinary). Every float32 result keeps its accuracy
+ * (tests/test_accuracy.py); tests/test_native_binary_paths.py runs both loops
+ * and both builds against float64 formulas.
  */
 
 #ifndef PL_BINARY_HELPERS
