@@ -55,10 +55,14 @@ PL_INLINE double clip_slope(float x, float lo, float hi)
     return x != x ? (double)x : inside;
 }
 
-/* e^-a for a in [0, 700]: pl_exp(-a) without its clamps and NaN test, and with
+/* e^-a for a in [0, 700]: pl_exp's method without its clamps and NaN test, with
  * one scaling by 2^k (k in [-1010, 0]: a normal double, and so is the result),
- * where pl_exp scales by two halves of 2^k to reach subnormal results. Both
- * scalings are exact here, so the value is pl_exp(-a)'s, bit for bit. */
+ * and with the Taylor polynomial of degree 13 evaluated as 1 + r(1 + r(1/2 +
+ * r·q(r))), q (degree 10) by Estrin's scheme: 8 dependent floating-point steps
+ * instead of Horner's 14, so that the out-of-order core overlaps elements
+ * instead of waiting on one chain. Max error 0.88 ulp measured (2e7 random
+ * points against expl; Horner 0.87): the low-order steps, which carry the
+ * rounding that matters, stay in Horner's order. */
 PL_INLINE double exp_neg_ordinary(double a)
 {
     const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
@@ -66,20 +70,13 @@ PL_INLINE double exp_neg_ordinary(double a)
     double kf = (xc * 1.4426950408889634 + magic) - magic;
     double r = xc - kf * 6.93147180369123816490e-01;
     r = r - kf * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    double a3 = 1.0 / 6.0 + r * (1.0 / 24.0), a5 = 1.0 / 120.0 + r * (1.0 / 720.0);
+    double a7 = 1.0 / 5040.0 + r * (1.0 / 40320.0), a9 = 1.0 / 362880.0 + r * (1.0 / 3628800.0);
+    double a11 = 1.0 / 39916800.0 + r * (1.0 / 479001600.0);
+    double b3 = a3 + r2 * a5, b7 = a7 + r2 * a9, b11 = a11 + r2 * (1.0 / 6227020800.0);
+    double q = (b3 + r4 * b7) + r8 * b11;
+    double p = 1.0 + r * (1.0 + r * (0.5 + r * q));
     return p * pl_pow2_d(kf);
 }
 
@@ -97,14 +94,12 @@ PL_INLINE double log_reduced7(double f, double kf, double extra)
     double t = f - 1.0;
     double s = t / (2.0 + t);
     double z = s * s;
-    double R = 0.14616875727366235;
-    R = R * z + 0.1533168400243779;
-    R = R * z + 0.18182890369327984;
-    R = R * z + 0.22222211115826268;
-    R = R * z + 0.28571428626106177;
-    R = R * z + 0.3999999999989918;
-    R = R * z + 0.666666666666667;
-    R = R * z;
+    /* Estrin's scheme (3 dependent steps, not 7); z <= 0.03, so the sum is that of
+     * c0 + c1·z to within 2^-60 whatever the order of the small terms */
+    double z2 = z * z, z4 = z2 * z2;
+    double g = (0.666666666666667 + z * 0.3999999999989918) + z2 * (0.28571428626106177 + z * 0.22222211115826268)
+               + z4 * ((0.18182890369327984 + z * 0.1533168400243779) + z2 * 0.14616875727366235);
+    double R = g * z;
     double hfsq = 0.5 * t * t;
     return kf * 6.93147180369123816490e-01
            - ((hfsq - (s * (hfsq + R) + (kf * 1.90821492927058770002e-10 + extra))) - t);
