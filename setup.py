@@ -31,7 +31,8 @@ def family(name: str, source: str, *more: str, depends: tuple[str, ...] = ()) ->
 
 
 EXTENSIONS = [
-    family("_binary", "binary.c"),
+    # binary.c compiles binary_impl.h twice: load-time clones, and the baseline alone.
+    family("_binary", "binary.c", depends=("binary_impl.h",)),
     # softmax_ce_base.c and softmax_ce_avx2.c compile softmax_ce_impl.h for two instruction sets;
     # softmax_ce.c picks one at run time.
     family("_softmax", "softmax.c", "softmax_ce.c", "softmax_ce_base.c", "softmax_ce_avx2.c",

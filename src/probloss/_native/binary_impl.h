@@ -1,0 +1,585 @@
+/* binary_impl.h: the block functions of the binary family (see binary.c).
+ *
+ * binary.c includes this file twice: once with PL_BLOCK_ATTR = PL_CLONES (the
+ * x86-64-v4 / x86-64-v3 / baseline clones chosen at load time) and PL_NAME(fn)
+ * = fn##_auto, and once with no attribute and PL_NAME(fn) = fn##_base (the
+ * baseline build, which PROBLOSS_NATIVE_BASELINE=1 forces, so that tests run
+ * it on AVX2 machines too). The helpers in the first part are compiled once and
+ * inlined into both.
+ *
+ * "Ordinary" blocks. Each kernel first takes the bounds of its block (it
+ * reports them anyway, for the data checks) and, where every input of the block
+ * is in the range where no special case can occur (no NaN, no infinity, no
+ * logarithm of 0 or of a negative number, no subnormal result), runs a loop
+ * without the blends that handle those cases; every other block runs the
+ * general loop. The two loops agree to the last bit for BCE from probabilities
+ * and Poisson (same formulas), and to about an ulp of float64 elsewhere: the
+ * focal losses' ordinary loops take log_reduced7 (and, from logits, log1p's
+ * correction c/u as c times the 1/u computed anyway) where the general loop
+ * calls pl_log/pl_log1p, and KL's ordinary loop forms log(t/p) with one
+ * division (kl_log_ratio_ordinary). Every float32 result keeps its accuracy
+ * (tests/test_accuracy.py); tests/test_native_binary_paths.py runs both loops
+ * and both builds against float64 formulas.
+ */
+
+#ifndef PL_BINARY_HELPERS
+#define PL_BINARY_HELPERS
+
+typedef struct {
+    double p[6];
+    double scale; /* 1/divisor: d out[r] / d term, the gradient's scale */
+} params_t;
+
+/* The bounds of one block's y and x: taken first, so that the block can choose
+ * its loop; merged into the task's bounds by the caller. */
+PL_INLINE pl_bounds block_bounds(const float *restrict y, const float *restrict x, Py_ssize_t n)
+{
+    pl_bounds local = pl_bounds_empty;
+    pl_bounds_update(y, x, n, &local);
+    return local;
+}
+
+/* Whether every value of a block with these order keys lies in [lo, hi]
+ * (false for a NaN: its key lies beyond +-inf). */
+PL_INLINE int keys_within(int32_t kmin, int32_t kmax, float lo, float hi)
+{
+    return kmin >= pl_order_f(lo) && kmax <= pl_order_f(hi);
+}
+
+/* The derivative of clip(x, lo, hi) = minimum(maximum(x, lo), hi) as the generic
+ * kernel's autograd takes it: 1 inside, 1/2 at a bound (a tie of maximum or
+ * minimum splits the gradient), 0 outside; NaN for NaN. */
+PL_INLINE double clip_slope(float x, float lo, float hi)
+{
+    double inside = x > lo && x < hi ? 1.0 : (x == lo || x == hi ? 0.5 : 0.0);
+    return x != x ? (double)x : inside;
+}
+
+/* e^-a for a in [0, 700]: pl_exp's method without its clamps and NaN test, with
+ * one scaling by 2^k (k in [-1010, 0]: a normal double, and so is the result),
+ * and with the Taylor polynomial of degree 13 evaluated as 1 + r(1 + r(1/2 +
+ * r·q(r))), q (degree 10) by Estrin's scheme: 8 dependent floating-point steps
+ * instead of Horner's 14, so that the out-of-order core overlaps elements
+ * instead of waiting on one chain. Max error 0.88 ulp measured (2e7 random
+ * points against expl; Horner 0.87): the low-order steps, which carry the
+ * rounding that matters, stay in Horner's order. */
+PL_INLINE double exp_neg_ordinary(double a)
+{
+    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
+    double xc = -a;
+    double kf = (xc * 1.4426950408889634 + magic) - magic;
+    double r = xc - kf * 6.93147180369123816490e-01;
+    r = r - kf * 1.90821492927058770002e-10;
+    double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    double a3 = 1.0 / 6.0 + r * (1.0 / 24.0), a5 = 1.0 / 120.0 + r * (1.0 / 720.0);
+    double a7 = 1.0 / 5040.0 + r * (1.0 / 40320.0), a9 = 1.0 / 362880.0 + r * (1.0 / 3628800.0);
+    double a11 = 1.0 / 39916800.0 + r * (1.0 / 479001600.0);
+    double b3 = a3 + r2 * a5, b7 = a7 + r2 * a9, b11 = a11 + r2 * (1.0 / 6227020800.0);
+    double q = (b3 + r4 * b7) + r8 * b11;
+    double p = 1.0 + r * (1.0 + r * (0.5 + r * q));
+    return p * pl_pow2_d(kf);
+}
+
+/* pl_log_reduced with a shorter polynomial: log f for f = 1 + t in
+ * [sqrt(2)/2, sqrt(2)), plus `extra` and k·ln2, in the same fdlibm order of
+ * summation. R(z)/z, z = s^2 <= (3 - 2 sqrt(2))^2, is a degree-6 minimax fit
+ * (relative error, Remez exchange at 50 digits in mpmath) of (2 atanh(s)/s - 2)/z:
+ * relative error 4.7e-16 (2^-50.9) with the coefficients rounded to double.
+ * That error enters the result as s·R·err <= (s^2/3)·err relative to log f
+ * ~ 2s: below 2^-57.6, 0.03 ulp, against the 11-term Taylor series of
+ * pl_log_reduced (4 fused multiply-adds fewer; fewer registers spilled in
+ * the two-vector unrolled loops). */
+PL_INLINE double log_reduced7(double f, double kf, double extra)
+{
+    double t = f - 1.0;
+    double s = t / (2.0 + t);
+    double z = s * s;
+    /* Estrin's scheme (3 dependent steps, not 7); z <= 0.03, so the sum is that of
+     * c0 + c1·z to within 2^-60 whatever the order of the small terms */
+    double z2 = z * z, z4 = z2 * z2;
+    double g = (0.666666666666667 + z * 0.3999999999989918) + z2 * (0.28571428626106177 + z * 0.22222211115826268)
+               + z4 * ((0.18182890369327984 + z * 0.1533168400243779) + z2 * 0.14616875727366235);
+    double R = g * z;
+    double hfsq = 0.5 * t * t;
+    return kf * 6.93147180369123816490e-01
+           - ((hfsq - (s * (hfsq + R) + (kf * 1.90821492927058770002e-10 + extra))) - t);
+}
+
+/* log(u) for a positive normal finite double u: pl_log without its special
+ * cases (the same value there). */
+PL_INLINE double log_ordinary(double u)
+{
+    double kf, f;
+    PL_SPLIT(u, kf, f);
+    return log_reduced7(f, kf, 0.0);
+}
+
+/* log1p(v) from u = 1 + v (rounded, a positive normal finite double, 1 + v
+ * computed by the caller) and inv ~ 1/u to a relative 2^-52: pl_log1p's
+ * method, its c/u correction (|c/u| <= 2^-53) taken as c·inv. Requires
+ * v <= 1 (pl_log1p's Fast2Sum branch for v <= 1). */
+PL_INLINE double log1p_ordinary(double v, double u, double inv)
+{
+    double c = v - (u - 1.0);
+    double kf, f;
+    PL_SPLIT(u, kf, f);
+    return log_reduced7(f, kf, c * inv);
+}
+
+/* (1 - p_t)^gamma for u = 1 - p_t >= 0, as pow_nonnegative: 0^0 = 1, 0^g = 0. */
+PL_INLINE double focal_power(double u, const int mode, double gamma)
+{
+    if (mode == 0) return 1.0;
+    if (mode == 1) return u;
+    if (mode == 2) return u * u;
+    double safe = u > 0.0 ? u : 1.0;
+    double w = pl_exp(gamma * pl_log(safe));
+    return u > 0.0 ? w : 0.0;
+}
+
+/* d (1 - p_t)^gamma / d u for u >= 0, as the generic kernel's pow_nonnegative
+ * differentiates: 0 for gamma 0, 1 for gamma 1, 2u for gamma 2, else
+ * gamma·u^(gamma-1) where u > 0 and 0 at u = 0. */
+PL_INLINE double focal_power_slope(double u, const int mode, double gamma)
+{
+    if (mode == 0) return 0.0;
+    if (mode == 1) return 1.0;
+    if (mode == 2) return 2.0 * u;
+    double safe = u > 0.0 ? u : 1.0;
+    double w = gamma * pl_exp((gamma - 1.0) * pl_log(safe));
+    return u > 0.0 ? w : 0.0;
+}
+
+/* The pieces of the focal losses from logits, for one element: bce =
+ * log1p(e) + y·relu(-x) + (1-y)·relu(x), e = exp(-|x|), and the two sigmoids
+ * formed from e without 1 - (1 - tiny). `ordinary` (a constant in each
+ * specialised copy): |x| <= 700, so e is a normal double in (0, 1]. */
+typedef struct {
+    double bce, sig_pos, sig_neg;
+} focal_logit_parts;
+
+PL_INLINE focal_logit_parts focal_logit_pieces(double xi, double yi, const int ordinary)
+{
+    focal_logit_parts out;
+    double a = fabs(xi);
+    double e = ordinary ? exp_neg_ordinary(a) : pl_exp(-a);
+    double u = 1.0 + e;
+    double near_one = 1.0 / u;
+    double log1p_e = ordinary ? log1p_ordinary(e, u, near_one) : pl_log1p(e);
+    double relu = xi > 0.0 ? xi : 0.0;
+    double relu_neg = xi < 0.0 ? -xi : 0.0;
+    out.bce = log1p_e + yi * relu_neg + (1.0 - yi) * relu;
+    double near_zero = e * near_one;
+    out.sig_pos = xi >= 0.0 ? near_one : near_zero;
+    out.sig_neg = xi >= 0.0 ? near_zero : near_one;
+    return out;
+}
+
+/* The generic kernel's float64 logits formula: 1 - p_t = y·sigmoid(-x) +
+ * (1-y)·sigmoid(x). `mode` and `ordinary` are constants in each specialised
+ * copy (see FOCAL_DISPATCH), so every copy vectorises. */
+PL_INLINE void focal_logits_loop(const params_t *P, const float *restrict y, const float *restrict x,
+                                 Py_ssize_t n, double *restrict terms, const int mode, const int ordinary)
+{
+    const double gamma = P->p[0], alpha = P->p[2];
+    const int balance = P->p[3] != 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double xi = (double)x[i], yi = (double)y[i];
+        focal_logit_parts q = focal_logit_pieces(xi, yi, ordinary);
+        double u = yi * q.sig_neg + (1.0 - yi) * q.sig_pos;
+        double focal = focal_power(u, mode, gamma) * q.bce;
+        terms[i] = balance ? (yi * alpha + (1.0 - yi) * (1.0 - alpha)) * focal : focal;
+    }
+}
+
+/* d term / d x of focal_logits_loop: w·(pow'(u)·du/dx·bce + u^gamma·(sigmoid(x) - y)),
+ * du/dx = (1 - 2y)·sigmoid(x)·sigmoid(-x); in float64, rounded once. */
+PL_INLINE void focal_logits_grad_loop(const params_t *P, const float *restrict y, const float *restrict x,
+                                      Py_ssize_t n, double *restrict terms, float *restrict grad, const int mode,
+                                      const int ordinary)
+{
+    const double gamma = P->p[0], alpha = P->p[2], scale = P->scale;
+    const int balance = P->p[3] != 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double xi = (double)x[i], yi = (double)y[i];
+        focal_logit_parts q = focal_logit_pieces(xi, yi, ordinary);
+        double u = yi * q.sig_neg + (1.0 - yi) * q.sig_pos;
+        /* sigmoid(x) - y = (1 - y)·sigmoid(x) - y·sigmoid(-x): no 1 - (1 - tiny) */
+        double dbce = (1.0 - yi) * q.sig_pos - yi * q.sig_neg;
+        double du = (1.0 - 2.0 * yi) * (q.sig_pos * q.sig_neg);
+        double power = focal_power(u, mode, gamma);
+        double g = focal_power_slope(u, mode, gamma) * du * q.bce + power * dbce;
+        double weight = balance ? yi * alpha + (1.0 - yi) * (1.0 - alpha) : 1.0;
+        terms[i] = balance ? weight * (power * q.bce) : power * q.bce; /* as focal_logits_loop */
+        grad[i] = (float)(weight * g * scale);
+    }
+}
+
+/* -(y·log(pc) + (1-y)·log1p(-pc)) of the clipped probability pc. `ordinary`:
+ * pc in [lo, hi] with 0 < lo and hi < 1, so both logarithms are of positive
+ * normal numbers. */
+PL_INLINE double focal_probs_bce(double pc, double yi, const int ordinary)
+{
+    double log_p, log_q;
+    if (ordinary) { /* pl_log(pc) and pl_log1p(-pc) without their special cases: the same values */
+        double u = 1.0 - pc, c = -pc - (u - 1.0), kf, f;
+        log_p = log_ordinary(pc);
+        PL_SPLIT(u, kf, f);
+        log_q = log_reduced7(f, kf, c / u);
+    } else {
+        log_p = pl_log(pc);
+        log_q = pl_log1p(-pc);
+    }
+    return -(yi * log_p + (1.0 - yi) * log_q);
+}
+
+/* p clipped to [lo, hi] (float32 bounds) for the logs, unclipped for
+ * 1 - p_t = y(1-p) + (1-y)p: the generic kernel's float64 probability formula. */
+PL_INLINE void focal_probs_loop(const params_t *P, const float *restrict y, const float *restrict x,
+                                Py_ssize_t n, double *restrict terms, const int mode, const int ordinary)
+{
+    const double gamma = P->p[0], alpha = P->p[2], lo = P->p[4], hi = P->p[5];
+    const int balance = P->p[3] != 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double p = (double)x[i], yi = (double)y[i];
+        double pc = p < lo ? lo : p;
+        pc = pc > hi ? hi : pc;
+        double bce = focal_probs_bce(pc, yi, ordinary);
+        double u = yi * (1.0 - p) + (1.0 - yi) * p;
+        double focal = focal_power(u, mode, gamma) * bce;
+        terms[i] = balance ? (yi * alpha + (1.0 - yi) * (1.0 - alpha)) * focal : focal;
+    }
+}
+
+/* d term / d x of focal_probs_loop: the logs see p clipped (gradient inside [lo, hi]
+ * only), 1 - p_t = y(1-p) + (1-y)p sees p unclipped. */
+PL_INLINE void focal_probs_grad_loop(const params_t *P, const float *restrict y, const float *restrict x,
+                                     Py_ssize_t n, double *restrict terms, float *restrict grad, const int mode,
+                                     const int ordinary)
+{
+    const double gamma = P->p[0], alpha = P->p[2], lo = P->p[4], hi = P->p[5], scale = P->scale;
+    const int balance = P->p[3] != 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double p = (double)x[i], yi = (double)y[i];
+        double pc = p < lo ? lo : p;
+        pc = pc > hi ? hi : pc;
+        double bce = focal_probs_bce(pc, yi, ordinary);
+        double dbce = (pc - yi) / (pc * (1.0 - pc)) * clip_slope((float)p, (float)lo, (float)hi);
+        double u = yi * (1.0 - p) + (1.0 - yi) * p;
+        double du = 1.0 - 2.0 * yi;
+        double power = focal_power(u, mode, gamma);
+        double g = focal_power_slope(u, mode, gamma) * du * bce + power * dbce;
+        double weight = balance ? yi * alpha + (1.0 - yi) * (1.0 - alpha) : 1.0;
+        terms[i] = balance ? weight * (power * bce) : power * bce; /* as focal_probs_loop */
+        grad[i] = (float)(p != p ? p : weight * g * scale);
+    }
+}
+
+/* One specialised copy per (gamma mode, ordinary) pair: every branch on them folds. */
+#define FOCAL_DISPATCH(loop, ordinary)                                  \
+    do {                                                                \
+        switch ((int)P->p[1] + 4 * ((ordinary) != 0)) {                 \
+        case 0: loop(P, y, x, n, terms, 0, 0); break;                   \
+        case 1: loop(P, y, x, n, terms, 1, 0); break;                   \
+        case 2: loop(P, y, x, n, terms, 2, 0); break;                   \
+        case 4: loop(P, y, x, n, terms, 0, 1); break;                   \
+        case 5: loop(P, y, x, n, terms, 1, 1); break;                   \
+        case 6: loop(P, y, x, n, terms, 2, 1); break;                   \
+        case 7: loop(P, y, x, n, terms, 3, 1); break;                   \
+        default: loop(P, y, x, n, terms, 3, 0); break;                  \
+        }                                                               \
+    } while (0)
+
+#define FOCAL_GRAD_DISPATCH(loop, ordinary)                             \
+    do {                                                                \
+        switch ((int)P->p[1] + 4 * ((ordinary) != 0)) {                 \
+        case 0: loop(P, y, x, n, terms, grad, 0, 0); break;             \
+        case 1: loop(P, y, x, n, terms, grad, 1, 0); break;             \
+        case 2: loop(P, y, x, n, terms, grad, 2, 0); break;             \
+        case 4: loop(P, y, x, n, terms, grad, 0, 1); break;             \
+        case 5: loop(P, y, x, n, terms, grad, 1, 1); break;             \
+        case 6: loop(P, y, x, n, terms, grad, 2, 1); break;             \
+        case 7: loop(P, y, x, n, terms, grad, 3, 1); break;             \
+        default: loop(P, y, x, n, terms, grad, 3, 0); break;            \
+        }                                                               \
+    } while (0)
+
+/* log(u) for u = p + eps of float32 numbers, in double: pl_log without its
+ * subnormal scaling (a sum of float32 numbers is 0 or a normal double), so the
+ * same value for every u > 0; 0 -> -inf, u < 0 -> NaN, inf -> inf, NaN -> NaN. */
+PL_INLINE double log_of_float_sum(double u)
+{
+    double uu = u > 0.0 && u < (double)INFINITY ? u : 1.0;
+    double kf, f;
+    PL_SPLIT(uu, kf, f);
+    double result = log_reduced7(f, kf, 0.0);
+    result = u == 0.0 ? -(double)INFINITY : result;
+    result = u < 0.0 ? (double)NAN : result;
+    result = u == (double)INFINITY ? u : result;
+    return u != u ? u : result;
+}
+
+/* log(t/p) for t, p in [lo, 1] (positive normal doubles, or NaN): log1p((t - p)/p)
+ * where 2t >= p (exact near t = p: t - p of two float32 numbers is exact in
+ * double), log(t/p) below, as the generic kernel's log_ratio. One logarithm:
+ * the branch only picks its argument (1 + r with the rounding error c of the
+ * addition, or t/p with none). The general loop's. */
+PL_INLINE double kl_log_ratio(double t, double p)
+{
+    double r = (t - p) / p;
+    double q = t / p;
+    int near = 2.0 * t >= p;
+    double u = near ? 1.0 + r : q;
+    double c = near ? (r > 1.0 ? 1.0 - (u - r) : r - (u - 1.0)) : 0.0;
+    double uu = u > 0.0 && u < (double)INFINITY ? u : 1.0; /* NaN input: keep the bit tricks sane */
+    double kf, f;
+    PL_SPLIT(uu, kf, f);
+    double result = log_reduced7(f, kf, c / uu);
+    return u != u ? u : result;
+}
+
+/* log(t/p) for float32 values t, p in [lo, 1], lo > 0 (the ordinary loop's): with
+ * one division instead of kl_log_ratio's three. q = t/p rounded; its exact
+ * remainder rho = t - q·p (representable, the classic property of a correctly
+ * rounded quotient) is formed without an fma: q's top 26 bits (q_hi, a bit mask)
+ * and the rest (q_lo = q - q_hi, exact) times p (24 bits) are exact products,
+ * t - q_hi·p is exact (Sterbenz: both within a factor 2), and so is the last
+ * subtraction (its result rho is representable). Then t/p = q + rho/p and
+ * log(t/p) = log(q) + rho/t (|rho/t| <= 2^-53: the next term is below 2^-106),
+ * which pl_log's reduction takes as its `extra`; 1/t comes from a float division
+ * refined by one Newton step (relative error about 2^-47, so rho/t is off by
+ * less than 2^-100). Near t = p, where log(t/p) ~ (t - p)/p is small, this keeps
+ * the relative accuracy of log1p((t - p)/p): q - 1 is exact (Sterbenz) and the
+ * rounding error of q is carried by rho. */
+PL_INLINE double kl_log_ratio_ordinary(double t, double p)
+{
+    double q = t / p;
+    double q_hi = pl_double_b(pl_bits_d(q) & 0xfffffffff8000000ull);
+    double q_lo = q - q_hi;
+    double rho = (t - q_hi * p) - q_lo * p;
+    double inv0 = (double)(1.0f / (float)t);
+    double inv = inv0 * (2.0 - t * inv0);
+    double kf, f;
+    PL_SPLIT(q, kf, f);
+    return log_reduced7(f, kf, rho * inv);
+}
+
+/* t·log(t/p) with t, p clipped to [lo, 1] (float32 bounds), in float64.
+ * `ordinary` (a constant in each copy): lo >= FLT_MIN and no NaN. */
+PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssize_t n, double lo,
+                        double *restrict terms, const int ordinary)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double t = (double)y[i], p = (double)x[i];
+        t = t < lo ? lo : t;
+        t = t > 1.0 ? 1.0 : t;
+        p = p < lo ? lo : p;
+        p = p > 1.0 ? 1.0 : p;
+        terms[i] = t * (ordinary ? kl_log_ratio_ordinary(t, p) : kl_log_ratio(t, p));
+    }
+}
+
+#endif /* PL_BINARY_HELPERS */
+
+/* ------------------------------------------------------------ block functions */
+
+/* term = log1p(e) + y·max(-x, 0) + (1-y)·max(x, 0), e = exp(-|x|): the generic
+ * kernel's formula, in float (as the generic kernel on float32), summed in
+ * double. exp < 0.94 ulp and log1p(e) < 1.56 ulp (pl_math.h); the terms are
+ * non-negative, so a sample is within ~2.6 ulps. An infinite or NaN logit
+ * gives NaN (the x - x term) and the row is recomputed generically.
+ * Gradient: sigmoid(x) - y, without 1 - (1 - tiny). */
+PL_BLOCK_ATTR static void PL_NAME(bce_logits_block)(const void *params, const float *restrict y,
+                                                    const float *restrict x, Py_ssize_t n, double *acc,
+                                                    float *restrict grad, pl_bounds *b)
+{
+    float terms[PL_BLOCK]; /* all-float loop: 8 lanes per AVX2 register throughout */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float xi = x[i], yi = y[i];
+        float e = pl_expf_neg(fabsf(xi));
+        float relu = xi > 0.0f ? xi : 0.0f;
+        float relu_neg = xi < 0.0f ? -xi : 0.0f;
+        float t = (yi * relu_neg + (1.0f - yi) * relu) + (xi - xi);
+        terms[i] = pl_log1pf_unit(e) + t;
+    }
+    pl_sum_lanes_f(terms, n, acc);
+    pl_bounds_update(y, x, n, b);
+    if (grad) {
+        const float scale = (float)((const params_t *)params)->scale;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i];
+            float e = pl_expf_neg(fabsf(xi));
+            float near_one = 1.0f / (1.0f + e), small = e * near_one;
+            float sig = xi >= 0.0f ? near_one : small;      /* sigmoid(x) */
+            float sig_neg = xi >= 0.0f ? small : near_one;  /* sigmoid(-x) = 1 - sigmoid(x), exactly formed */
+            float yi = y[i];
+            /* (1 - y)·sigmoid(x) - y·sigmoid(-x) = sigmoid(x) - y: a hard label's gradient is
+             * one of the two terms alone, so a confident logit keeps its tiny gradient */
+            grad[i] = ((1.0f - yi) * sig - yi * sig_neg) * scale;
+        }
+    }
+}
+
+/* term = -(y·log(p) + (1-y)·log1p(-p)), p = clip(x, lo, hi) in float (Keras's
+ * clip in the input dtype); in float, summed in double.
+ * params: p[0] = lo, p[1] = hi (float32 values). */
+PL_BLOCK_ATTR static void PL_NAME(bce_probs_block)(const void *params, const float *restrict y,
+                                                   const float *restrict x, Py_ssize_t n, double *acc,
+                                                   float *restrict grad, pl_bounds *b)
+{
+    const params_t *P = (const params_t *)params;
+    const float lo = (float)P->p[0], hi = (float)P->p[1];
+    float terms[PL_BLOCK]; /* all-float loop: 8 lanes per AVX2 register */
+    pl_bounds local = block_bounds(y, x, n);
+    /* Ordinary block: lo a normal float, hi < 1 and no NaN probability, so that
+     * p = clip(x) is a normal float in (0, 1) and 1 - p a positive normal float:
+     * pl_logf and pl_log1pf without their special cases (the same values). */
+    if (lo >= 1.17549435e-38f && hi < 1.0f && keys_within(local.xmin, local.xmax, -INFINITY, INFINITY)) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float p = x[i] < lo ? lo : x[i];
+            p = p > hi ? hi : p;
+            float yi = y[i];
+            float kf, f, kq, fq;
+            PL_SPLITF(p, kf, f);
+            float u = 1.0f - p, c = -p - (u - 1.0f);
+            PL_SPLITF(u, kq, fq);
+            float log_p = pl_logf_reduced(f, kf, 0.0f), log_q = pl_logf_reduced(fq, kq, c / u);
+            terms[i] = -fmaf(yi, log_p, (1.0f - yi) * log_q); /* as below */
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float p = x[i] < lo ? lo : x[i];
+            p = p > hi ? hi : p; /* NaN stays NaN */
+            float yi = y[i];
+            /* Both logs <= 0 and both weights >= 0 (valid data): no cancellation. y·log(p)
+             * is exact inside the fma; log errors <= 0.87 ulp, (1 - y), its product and
+             * the fma round once each (<= 0.5 ulp of a same-signed sum): <= 2.4 ulps. */
+            terms[i] = -fmaf(yi, pl_logf(p), (1.0f - yi) * pl_log1pf(-p));
+        }
+    }
+    pl_sum_lanes_f(terms, n, acc);
+    pl_bounds_merge(b, &local);
+    if (grad) {
+        /* d/dx = (p - y) / (p (1 - p)) inside (lo, hi), 0 outside, and half of it at a
+         * bound (the generic kernel's clip is maximum/minimum, whose derivative at a tie
+         * is 1/2); in float64, rounded once. */
+        const double scale = P->scale;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i];
+            float p = xi < lo ? lo : xi;
+            p = p > hi ? hi : p;
+            double pd = (double)p;
+            double g = ((pd - (double)y[i]) / (pd * (1.0 - pd))) * scale;
+            grad[i] = (float)(g * clip_slope(xi, lo, hi));
+        }
+    }
+}
+
+/* params: p[0] = gamma, p[1] = power mode (0: gamma 0, 1: gamma 1, 2: gamma 2,
+ * 3: general), p[2] = alpha, p[3] = apply_class_balancing (0/1).
+ * Ordinary block: every |x| <= 700 (no NaN, no infinity, e = exp(-|x|) normal). */
+PL_BLOCK_ATTR static void PL_NAME(focal_logits_block)(const void *params, const float *restrict y,
+                                                      const float *restrict x, Py_ssize_t n, double *acc,
+                                                      float *restrict grad, pl_bounds *b)
+{
+    const params_t *P = (const params_t *)params;
+    double terms[PL_BLOCK];
+    pl_bounds local = block_bounds(y, x, n);
+    const int ordinary = keys_within(local.xmin, local.xmax, -700.0f, 700.0f);
+    if (grad) /* the terms and the gradient in one loop */
+        FOCAL_GRAD_DISPATCH(focal_logits_grad_loop, ordinary);
+    else
+        FOCAL_DISPATCH(focal_logits_loop, ordinary);
+    pl_sum_lanes(terms, n, acc);
+    pl_bounds_merge(b, &local);
+}
+
+/* params: as focal_logits_block, and p[4] = lo, p[5] = hi.
+ * Ordinary block: 0 < lo, hi < 1 and no NaN probability. */
+PL_BLOCK_ATTR static void PL_NAME(focal_probs_block)(const void *params, const float *restrict y,
+                                                     const float *restrict x, Py_ssize_t n, double *acc,
+                                                     float *restrict grad, pl_bounds *b)
+{
+    const params_t *P = (const params_t *)params;
+    double terms[PL_BLOCK];
+    pl_bounds local = block_bounds(y, x, n);
+    const int ordinary = P->p[4] > 0.0 && P->p[5] < 1.0
+                         && keys_within(local.xmin, local.xmax, -INFINITY, INFINITY);
+    if (grad) /* the terms and the gradient in one loop */
+        FOCAL_GRAD_DISPATCH(focal_probs_grad_loop, ordinary);
+    else
+        FOCAL_DISPATCH(focal_probs_loop, ordinary);
+    pl_sum_lanes(terms, n, acc);
+    pl_bounds_merge(b, &local);
+}
+
+/* Keras's p - y·log(p + eps), in float64. params: p[0] = eps (float32 value).
+ * Ordinary block: every p finite with p + eps > 0 (then p + eps, a sum of two
+ * float32 numbers, is a positive normal finite double). */
+PL_BLOCK_ATTR static void PL_NAME(poisson_block)(const void *params, const float *restrict y,
+                                                 const float *restrict x, Py_ssize_t n, double *acc,
+                                                 float *restrict grad, pl_bounds *b)
+{
+    const double eps = ((const params_t *)params)->p[0];
+    double terms[PL_BLOCK];
+    pl_bounds local = block_bounds(y, x, n);
+    const float xlo = pl_unorder_f(local.xmin), xhi = pl_unorder_f(local.xmax);
+    if ((double)xlo + eps > 0.0 && xhi < INFINITY) { /* false for a NaN bound */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double p = (double)x[i];
+            terms[i] = p - (double)y[i] * log_ordinary(p + eps);
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double p = (double)x[i];
+            terms[i] = p - (double)y[i] * log_of_float_sum(p + eps);
+        }
+    }
+    pl_sum_lanes(terms, n, acc);
+    pl_bounds_merge(b, &local);
+    if (grad) { /* d/dp = 1 - y/(p + eps), in float64, rounded once */
+        const double scale = ((const params_t *)params)->scale;
+        for (Py_ssize_t i = 0; i < n; i++)
+            grad[i] = (float)((1.0 - (double)y[i] / ((double)x[i] + eps)) * scale);
+    }
+}
+
+/* KL divergence: sum of t·log(t/p), t and p clipped to [lo, 1]. params: p[0] = lo.
+ * Ordinary block: lo a normal float32 and no NaN in y or x (kl_log_ratio_ordinary). */
+PL_BLOCK_ATTR static void PL_NAME(kl_block)(const void *params, const float *restrict y,
+                                            const float *restrict x, Py_ssize_t n, double *acc,
+                                            float *restrict grad, pl_bounds *b)
+{
+    const double lo = ((const params_t *)params)->p[0];
+    double terms[PL_BLOCK];
+    pl_bounds local = block_bounds(y, x, n);
+    /* lo >= the smallest normal float: 1/t (float) neither overflows nor loses bits */
+    if (lo >= 1.17549435e-38 && keys_within(local.xmin, local.xmax, -INFINITY, INFINITY)
+        && keys_within(local.ymin, local.ymax, -INFINITY, INFINITY))
+        kl_terms(y, x, n, lo, terms, 1);
+    else
+        kl_terms(y, x, n, lo, terms, 0);
+    pl_sum_lanes(terms, n, acc);
+    pl_bounds_merge(b, &local);
+    if (grad) { /* d/dp = -t/p inside (lo, 1), half of it at a bound, 0 outside (clip_slope) */
+        const double scale = ((const params_t *)params)->scale;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double t = (double)y[i], p = (double)x[i];
+            t = t < lo ? lo : t;
+            t = t > 1.0 ? 1.0 : t;
+            /* the clipped p: equal to p wherever the slope is not 0, and it keeps
+             * -t/p finite where it is (p = 0 would give inf·0 = NaN) */
+            double pc = p < lo ? lo : (p > 1.0 ? 1.0 : p);
+            double g = -(t / pc) * scale;
+            grad[i] = (float)(g * clip_slope((float)p, (float)lo, 1.0f));
+        }
+    }
+}
+
+static const pl_block_fn PL_NAME(blocks)[KIND_COUNT] = {
+    PL_NAME(bce_logits_block), PL_NAME(bce_probs_block), PL_NAME(focal_logits_block),
+    PL_NAME(focal_probs_block), PL_NAME(poisson_block), PL_NAME(kl_block),
+};
+
+#undef PL_NAME
+#undef PL_BLOCK_ATTR

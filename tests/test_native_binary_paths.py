@@ -1,0 +1,207 @@
+"""The binary family's compiled kernels (binary.c, binary_impl.h) loop by loop and build by build.
+
+Each kernel runs one of two loops per block of up to 1024 elements: an
+"ordinary" loop where no input of the block can hit a special case, and the
+general loop otherwise; and the module holds two builds, the CPU's load-time
+clone (AVX2/AVX-512 where present) and the baseline, which
+``PROBLOSS_NATIVE_BASELINE=1`` forces. Here every kind, value and gradient, is
+checked against its formula written in float64 NumPy in this file (an
+independent reference), on rows that span three blocks, with data that sends
+a block to each loop, in this process (the CPU's build) and in a child process
+with the baseline forced. The public functions' parity with the generic kernel,
+non-finite inputs included, is tests/test_native.py's; the child runs a part of
+it too, so that the baseline build is held to it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import probloss
+from probloss import _native
+
+pytestmark = pytest.mark.skipif(_native.binary is None, reason=f"extension not built: {_native.load_error}")
+
+EPS32 = float(np.finfo(np.float32).eps)
+COLS = 2100  # three blocks: 1024 + 1024 + 52
+F32 = np.float32
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """sigmoid in float64 without overflow."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _reference(kind: str, y: np.ndarray, x: np.ndarray, p: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(terms, d term / dx) of each kind in float64, from the losses' definitions."""
+    t, z = y.astype(np.float64), x.astype(np.float64)
+    if kind == "bce_logits":
+        return np.logaddexp(0.0, z) - t * z, _sigmoid(z) - t
+    if kind in ("bce_probs", "focal_probs"):
+        lo, hi = (p[0], p[1]) if kind == "bce_probs" else (p[4], p[5])
+        pc = np.clip(z, lo, hi)
+        bce = -(t * np.log(pc) + (1 - t) * np.log1p(-pc))
+        dbce = (pc - t) / (pc * (1 - pc)) * ((z > lo) & (z < hi))
+        if kind == "bce_probs":
+            return bce, dbce
+        u, du = t * (1 - z) + (1 - t) * z, 1 - 2 * t
+    elif kind == "focal_logits":
+        bce = np.logaddexp(0.0, z) - t * z
+        dbce = _sigmoid(z) - t
+        u = t * _sigmoid(-z) + (1 - t) * _sigmoid(z)
+        du = (1 - 2 * t) * _sigmoid(z) * _sigmoid(-z)
+    elif kind == "poisson":
+        return z - t * np.log(z + p[0]), 1 - t / (z + p[0])
+    else:  # kl
+        lo = p[0]
+        tc, pc = np.clip(t, lo, 1.0), np.clip(z, lo, 1.0)
+        return tc * np.log(tc / pc), -tc / pc * ((z > lo) & (z < 1.0))
+    gamma, alpha, balance = p[0], p[2], p[3]
+    weight = t * alpha + (1 - t) * (1 - alpha) if balance else 1.0
+    power = u**gamma
+    slope = gamma * u ** (gamma - 1) if gamma else 0.0
+    return weight * power * bce, weight * (slope * du * bce + power * dbce)
+
+
+def _cases() -> list[tuple[str, str, np.ndarray, np.ndarray, tuple[float, ...]]]:
+    """(kind, variant, y, x, params): every kind on ordinary data and on data sending blocks to the general loop."""
+    rng = np.random.default_rng(42)
+    shape = (6, COLS)
+    hard = (rng.random(shape) < 0.5).astype(F32)
+    soft = rng.random(shape).astype(F32)
+    logits = (rng.standard_normal(shape) * 4).astype(F32)
+    probs = rng.uniform(1e-4, 1 - 1e-4, shape).astype(F32)
+    eps, one_minus = float(F32(1e-7)), float(F32(1 - 1e-7))
+    tiny = float(F32(1e-40))  # a subnormal float32 clip bound: the general loops
+    # logits beyond 700 in the middle block of half the rows (finite losses, general loop)
+    wide = logits.copy()
+    wide[::2, 1100:1110] = F32(800.0) * np.sign(wide[::2, 1100:1110] + F32(0.5))
+    wide[1::4, 1200] = F32(1e30)
+    cases = [
+        ("bce_logits", "ordinary", hard, logits, ()),
+        ("bce_logits", "soft", soft, logits, ()),
+        ("bce_probs", "ordinary", hard, probs, (eps, one_minus)),
+        ("bce_probs", "soft", soft, probs, (eps, one_minus)),
+        ("bce_probs", "general", soft, probs, (tiny, 1.0)),
+        ("poisson", "ordinary", rng.poisson(2.0, shape).astype(F32), (rng.random(shape) * 3).astype(F32), (eps,)),
+        ("kl", "ordinary", soft, probs, (eps,)),
+        ("kl", "general", soft, probs, (tiny,)),
+        ("kl", "close", probs, (probs * (1 + rng.uniform(-1e-3, 1e-3, shape))).astype(F32), (eps,)),
+    ]
+    for gamma, mode in ((0.0, 0.0), (1.0, 1.0), (2.0, 2.0), (1.5, 3.0)):
+        for balance in (0.0, 1.0):
+            focal = (gamma, mode, 0.25, balance, eps, one_minus)
+            tag = f"g{gamma}-b{int(balance)}"
+            cases += [
+                ("focal_logits", f"ordinary-{tag}", soft, logits, focal),
+                ("focal_logits", f"general-{tag}", hard, wide, focal),
+                ("focal_probs", f"ordinary-{tag}", soft, probs, focal),
+                ("focal_probs", f"general-{tag}", soft, probs, (gamma, mode, 0.25, balance, tiny, 1.0)),
+            ]
+    return cases
+
+
+KIND_IDS = {"bce_logits": "KIND_BCE_LOGITS", "bce_probs": "KIND_BCE_PROBS", "focal_logits": "KIND_FOCAL_LOGITS",
+            "focal_probs": "KIND_FOCAL_PROBS", "poisson": "KIND_POISSON", "kl": "KIND_KL"}
+
+
+def check_case(kind: str, y: np.ndarray, x: np.ndarray, params: tuple[float, ...]) -> None:
+    """Values and gradients of one kind against the float64 reference, on 1 and 2 threads (bit-identical)."""
+    module = _native.binary
+    mean = kind != "kl"
+    divisor = float(x.shape[1]) if mean else 1.0
+    results = []
+    for threads in (1, 2):
+        out = np.empty(x.shape[0], F32)
+        grad = np.empty(x.shape, F32)
+        nonfinite = module.row_losses(getattr(module, KIND_IDS[kind]), y, x, out, divisor, threads, grad, params)[0]
+        assert nonfinite == 0
+        results.append((out, grad))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    out, grad = results[0]
+    terms, dterms = _reference(kind, y, x, params)
+    expected = terms.sum(axis=1) / divisor
+    # terms of mixed sign (Poisson, KL) may cancel: the bound scales with their magnitudes
+    tolerance = 4 * EPS32 * np.abs(expected) + 2 * EPS32 * np.abs(terms).sum(axis=1) / divisor * 1e-3
+    assert np.all(np.abs(out - expected) <= tolerance), (kind, np.abs(out - expected) / np.abs(expected) / EPS32)
+    expected_grad = dterms / divisor
+    np.testing.assert_allclose(grad, expected_grad, rtol=8 * EPS32, atol=4 * EPS32 / x.shape[1], err_msg=kind)
+
+
+def check_all() -> int:
+    """Every case of :func:`_cases`; returns how many ran."""
+    cases = _cases()
+    for kind, _variant, y, x, params in cases:
+        check_case(kind, y, x, params)
+    return len(cases)
+
+
+@pytest.mark.parametrize(("kind", "variant", "y", "x", "params"), _cases(),
+                         ids=[f"{c[0]}-{c[1]}" for c in _cases()])
+def test_kernel_against_float64_formula(kind, variant, y, x, params):
+    check_case(kind, y, x, params)
+
+
+def test_this_process_runs_the_cpu_build():
+    expected = "baseline" if os.environ.get("PROBLOSS_NATIVE_BASELINE", "")[:1] == "1" else "auto"
+    assert _native.binary.isa() == expected
+
+
+def test_general_and_ordinary_loops_agree():
+    """The same data through both loops (a clip bound that selects the loop but clips nothing): equal to ~1 ulp."""
+    rng = np.random.default_rng(5)
+    y = rng.uniform(1e-3, 1.0, (4, COLS)).astype(F32)
+    x = rng.uniform(1e-3, 1.0 - 1e-3, (4, COLS)).astype(F32)
+    module = _native.binary
+    for kind, ordinary, general in [("KIND_KL", (1e-7,), (1e-40,)),
+                                    ("KIND_BCE_PROBS", (1e-7, float(F32(1 - 1e-7))), (1e-40, 1.0)),
+                                    ("KIND_FOCAL_PROBS", (2.0, 2.0, 0.25, 1.0, 1e-7, float(F32(1 - 1e-7))),
+                                     (2.0, 2.0, 0.25, 1.0, 1e-40, 1.0))]:
+        a, b = np.empty(4, F32), np.empty(4, F32)
+        module.row_losses(getattr(module, kind), y, x, a, float(COLS), 1, None, ordinary)
+        module.row_losses(getattr(module, kind), y, x, b, float(COLS), 1, None, general)
+        np.testing.assert_allclose(a, b, rtol=2 * EPS32, atol=0, err_msg=kind)
+
+
+BASELINE_CHILD = """
+import json, os, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+import test_native_binary_paths as t
+import test_native as tn
+import probloss
+from probloss import _native
+count = t.check_all()
+# the public functions against the generic kernel, non-finite inputs included (test_native's checks)
+logits, probs, hard, soft = tn._data((7, 300), seed=3)
+logits[0, 3], logits[1, 4], logits[2, 5], probs[3, 6] = np.inf, -np.inf, np.nan, np.nan
+for fn, kw, x in [(probloss.binary_crossentropy, {{"from_logits": True}}, logits),
+                  (probloss.binary_crossentropy, {{}}, probs),
+                  (probloss.binary_focal_crossentropy, {{"from_logits": True, "gamma": 2.0}}, logits),
+                  (probloss.binary_focal_crossentropy, {{"gamma": 1.5, "apply_class_balancing": True}}, probs),
+                  (probloss.poisson, {{}}, probs * 3),
+                  (probloss.kl_divergence, {{}}, probs)]:
+    tn._close(fn(soft, x, validate="off", **kw), tn._generic(fn, soft, x, validate="off", **kw))
+print(json.dumps({{"isa": _native.binary.isa(), "cases": count}}))
+"""
+
+
+def test_baseline_build_against_float64_formula():
+    """PROBLOSS_NATIVE_BASELINE=1: the baseline build, every case above and the public functions' parity."""
+    src = os.path.dirname(os.path.dirname(probloss.__file__))
+    env = {**os.environ, "PROBLOSS_NATIVE_BASELINE": "1",
+           "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = BASELINE_CHILD.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-4000:]
+    last = run.stdout.strip().splitlines()[-1]
+    assert '"isa": "baseline"' in last, last
+    assert f'"cases": {len(_cases())}' in last, last
