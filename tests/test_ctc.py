@@ -474,28 +474,37 @@ def test_torch_gradient_matches_the_generic_kernel_and_low_precision_rounds_once
     assert torch.equal(got, torch.tensor(wide).to(torch.bfloat16))
 
 
-def test_torch_autodiff_through_the_generic_kernel_has_finite_gradients() -> None:
+@pytest.mark.parametrize("blank", [0, 2, 3])
+def test_torch_autodiff_through_the_generic_kernel_has_finite_gradients(blank: int) -> None:
     """With the fast paths off, autograd differentiates the generic recursion: unreachable
-    states (logaddexp of two -inf) must give zero, not NaN; the gradient equals the fast path's."""
+    states (logaddexp of two -inf) must give zero, not NaN. The gradient equals the fast path's
+    and the float64 analytic one: repeats, padding frames and label slots, label length 0, a
+    sample with no alignment, the blank at several indices."""
     torch = library("torch").module
-    rng = np.random.default_rng(29)
-    logits = rng.normal(size=(3, 6, 4)).astype(np.float32)
-    labels = np.array([[1, 2, 2], [3, 1, 0], [1, 1, 1]])
-    label_lengths, logit_lengths = np.array([3, 2, 3]), np.array([6, 4, 4])  # sample 2: no alignment
-    results = []
+    rng = np.random.default_rng(29 + blank)
+    logits = (rng.normal(size=(6, 6, 4)) * 2).astype(np.float32)
+    a, b, c = (k for k in range(4) if k != blank)
+    labels = np.array([[a, b, b], [c, a, a], [a, a, a], [b, b, b], [c, c, a], [a, b, c]])
+    label_lengths = np.array([3, 2, 3, 0, 3, 0])
+    logit_lengths = np.array([6, 4, 4, 5, 6, 0])  # sample 2: no alignment (needs 5 frames)
+    loss_ref, grad_ref = ctc_loss_and_gradient(labels, logits.astype(np.float64), label_lengths, logit_lengths,
+                                               blank_index=blank, gradient=True, xp=_numpy_namespace())
+    assert np.isposinf(loss_ref[2])
+    assert loss_ref[5] == 0
+    grads = {}
     for fast in (True, False):
         x = torch.tensor(logits, requires_grad=True)
         with probloss.fast_paths(fast):
             loss = probloss.ctc_loss(torch.tensor(labels), x, torch.tensor(label_lengths),
-                                     torch.tensor(logit_lengths), validate="off")
+                                     torch.tensor(logit_lengths), blank_index=blank, validate="off")
         torch.where(torch.isfinite(loss), loss, 0.0).sum().backward()
-        results.append((loss.detach().numpy(), x.grad.numpy()))
-    (fast_loss, fast_grad), (generic_loss, generic_grad) = results
-    np.testing.assert_allclose(generic_loss, fast_loss, rtol=4 * EPS32)
-    assert np.isposinf(generic_loss[2])
-    assert np.all(np.isfinite(generic_grad))
-    assert np.all(generic_grad[2] == 0)
-    np.testing.assert_allclose(generic_grad, fast_grad, atol=16 * EPS32)
+        loss, grads[fast] = loss.detach().numpy(), x.grad.numpy()
+        np.testing.assert_allclose(loss, loss_ref.astype(np.float32), rtol=4 * EPS32, atol=EPS32, err_msg=str(fast))
+        assert np.all(np.isfinite(grads[fast])), fast
+        assert np.all(grads[fast][[2, 5]] == 0), fast
+        assert np.all(grads[fast][1, 4:] == 0), fast
+        np.testing.assert_allclose(grads[fast], grad_ref, rtol=0, atol=8 * EPS32, err_msg=str(fast))
+    np.testing.assert_allclose(grads[False], grads[True], rtol=0, atol=16 * EPS32)
 
 
 def test_torch_compile_captures_the_loss_and_its_gradient() -> None:

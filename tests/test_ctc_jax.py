@@ -13,6 +13,9 @@ repeats), and float16/bfloat16 inputs.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -226,3 +229,113 @@ def test_ctc_form_matches_generic_kernel(x64: bool) -> None:
     loss_ref, grad_ref = _reference(labels, logits, (labels != 0).sum(axis=1), np.full(3, 12), 0)
     np.testing.assert_allclose(np.asarray(loss), loss_ref, rtol=2 * EPS32)
     np.testing.assert_allclose(np.asarray(grad), grad_ref * weights[:, None, None], atol=8 * EPS32)
+
+
+# Both modes and three blank indices in three cases: XLA compiles the generic kernel's
+# unrolled recursion and its gradient for each (several seconds apiece).
+@pytest.mark.parametrize(("x64_on", "blank"), [(False, 0), (True, 2), (False, 4)],
+                         ids=["float32-only-0", "x64-2", "float32-only-4"])
+def test_autodiff_through_the_generic_kernel_is_finite_and_matches_the_analytic_gradient(x64_on: bool,
+                                                                                         blank: int) -> None:
+    """With the fast paths off, ``jax.grad`` differentiates the generic kernel's recursion (JAX
+    arrays, ``jit``): states no alignment reaches are ``logaddexp(-inf, -inf)``, whose derivative
+    must be finite, not NaN. Finite everywhere and equal to the float64 analytic gradient (and
+    the fast path's): repeated labels, label length 0, padding frames, an impossible sample, a
+    sample with no label and no frames, the blank at several indices."""
+    jax, jnp, _ = _jax()
+    with jax_x64_mode(x64_on):
+        _check_generic_autodiff(jax, jnp, blank, x64_on)
+
+
+def _check_generic_autodiff(jax: Any, jnp: Any, blank: int, x64: bool) -> None:
+    labels, logits, label_lengths, logit_lengths = _case(40 + blank, batch=7, frames=8, slots=3, blank=blank)
+    labels[5, :3] = labels[5, 0]  # a triple repeat
+    label_lengths[5] = 3
+    logit_lengths[4], logit_lengths[5] = 7, 6  # padding frames
+    label_lengths[6], logit_lengths[6] = 0, 0  # nothing at all: loss 0
+    loss_ref, grad_ref = _reference(labels, logits, label_lengths, logit_lengths, blank)
+    assert np.isposinf(loss_ref[3])
+    assert loss_ref[6] == 0
+    weights = np.linspace(0.5, 2.0, len(labels))
+    expected_grad = grad_ref * weights[:, None, None]
+    scale = np.abs(expected_grad).max()
+    finite = np.isfinite(loss_ref)
+    grads = {}
+    for fast in (True, False):
+        with probloss.fast_paths(fast):
+            (_, loss), grad = _value_and_grad(jax, _public, labels, label_lengths, logit_lengths, blank, weights)(
+                jnp.asarray(logits))
+        loss, grad = np.asarray(loss), np.asarray(grad)
+        grads[fast] = grad
+        assert np.all(np.isfinite(grad)), (fast, np.argwhere(~np.isfinite(grad)))
+        assert np.array_equal(np.isposinf(loss), ~finite)
+        assert np.all(grad[[3, 6]] == 0)  # no alignment; nothing to align
+        assert np.all(grad[4, 7:] == 0)  # padding frames
+        assert np.all(grad[5, 6:] == 0)
+        # Without x64 the generic kernel computes in float32 (the fast path in float64 always).
+        rtol, atol = (1e-5, 1e-5 * scale) if not (fast or x64) else (2 * EPS32, 4 * EPS32 * scale)
+        np.testing.assert_allclose(loss[finite], loss_ref[finite], rtol=rtol, atol=EPS32, err_msg=str(fast))
+        np.testing.assert_allclose(grad, expected_grad, rtol=0, atol=atol, err_msg=str(fast))
+    generic_atol = 4 * EPS32 * scale if x64 else 1e-5 * scale
+    np.testing.assert_allclose(grads[False], grads[True], rtol=0, atol=generic_atol)
+
+
+_SHARD_MAP = """
+import jax, jax.numpy as jnp, numpy as np, probloss
+from jax.sharding import PartitionSpec as P
+from probloss._backends import _jax_ctc
+assert jax.device_count() == 2, jax.devices()
+mesh = jax.make_mesh((2,), ("batch",), axis_types=(jax.sharding.AxisType.Auto,))
+rng = np.random.default_rng(5)
+logits = rng.normal(size=(4, 7, 5)).astype(np.float32)
+labels = np.array([[1, 2, 2], [3, 0, 0], [4, 4, 1], [2, 1, 3]])
+label_lengths, logit_lengths = np.array([3, 0, 3, 2]), np.array([7, 5, 2, 6])  # sample 2: no alignment
+weights = np.array([0.5, 1.0, 1.5, 2.0])
+
+
+def public(y, x, a, b):
+    return probloss.ctc_loss(y, x, a, b, validate="off")
+
+
+def scan(y, x, a, b):
+    return _jax_ctc.scan_ctc(y, x, a, b, 0)
+
+
+def total(fn, y, x, a, b, w):
+    loss = fn(y, x, a, b)
+    return jnp.sum(jnp.where(jnp.isfinite(loss), loss * w.astype(loss.dtype), 0)), loss
+
+
+for x64 in (False, True):
+    jax.config.update("jax_enable_x64", x64)
+    args = [jnp.asarray(a) for a in (labels, logits, label_lengths, logit_lengths, weights)]
+    for name, fn in (("public", public), ("scan", scan)):
+        # The weighted sum over the whole batch: psum of the shards' sums.
+        sharded = jax.shard_map(lambda *a: (lambda s, l: (jax.lax.psum(s, "batch"), l))(*total(fn, *a)),
+                                mesh=mesh, in_specs=(P("batch"),) * 5, out_specs=(P(), P("batch")))
+        grad_of = lambda f: jax.jit(jax.value_and_grad(lambda x, y, a, b, w: f(y, x, a, b, w), has_aux=True))
+        (value, loss), grad = grad_of(sharded)(args[1], args[0], *args[2:])
+        (expected, expected_loss), expected_grad = grad_of(lambda *a: total(fn, *a))(args[1], args[0], *args[2:])
+        assert np.isposinf(np.asarray(loss)[2]), (x64, name, loss)
+        assert np.all(np.isfinite(np.asarray(grad))), (x64, name)
+        # The same per-sample computation on a smaller batch (sums may be ordered differently).
+        for got, want in ((loss, expected_loss), (value, expected), (grad, expected_grad)):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-7, err_msg=f"{x64} {name}")
+        print(x64, name, "ok")
+print("shard_map ok")
+"""
+
+
+def test_shard_map_over_two_host_devices_matches_the_whole_batch() -> None:
+    """``jax.shard_map`` over the batch (2 CPU devices, a subprocess: the device count is fixed
+    at start-up): the public loss (the compiled kernel by ``pure_callback``, with the scan path
+    traced as ``platform_dependent``'s other branch) and the scan path alone; both JAX modes.
+    Under ``shard_map`` the scan carries and the two branches must carry the mesh axes the
+    inputs vary over, or tracing fails. The losses and gradients equal the unsharded call's
+    (the same per-sample computation)."""
+    library("jax")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", _SHARD_MAP], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "shard_map ok" in done.stdout

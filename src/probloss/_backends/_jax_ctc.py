@@ -47,6 +47,28 @@ __all__ = ["COMPILED", "callback_ctc", "ctc_loss", "scan_ctc"]
 COMPILED = _numpy_ctc is not None and _numpy_ctc.AVAILABLE
 
 
+def _varying_like(value: Any, labels: Any, x: Any, label_lengths: Any, logit_lengths: Any) -> Any:
+    """``value`` (batch first) typed as varying over the ``shard_map`` mesh axes that any input varies over.
+
+    Under ``shard_map`` an array's type includes the mesh axes it varies over,
+    and two places need it to be the type of the computation's result: a
+    ``lax.scan`` carry (the initial alpha and beta are built from shapes and
+    the label lengths, so they vary over fewer axes than the step's output,
+    which mixes in this shard's logits, labels and lengths), and the two
+    branches of ``lax.platform_dependent`` (``pure_callback``'s results are
+    typed as varying over no axis, the scan's over the inputs' axes). An
+    operation's result varies wherever one of its operands does, so selecting
+    ``value`` under a predicate computed from every input gives ``value``
+    unchanged with that type (the predicate's value is irrelevant; XLA folds the
+    select away). This needs no version-specific API (``lax.pcast``/``pvary``
+    and the type attributes they read have changed between JAX releases);
+    outside ``shard_map`` it is a no-op.
+    """
+    anchor = ((label_lengths != 0) | (logit_lengths != 0) | jnp.any(labels != 0, axis=1)
+              | jnp.any(x[:, :1, :1] != 0, axis=(1, 2)))
+    return jnp.where(jnp.reshape(anchor, anchor.shape + (1,) * (value.ndim - 1)), value, value)
+
+
 def _scan(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blank: int,
           want_grad: bool) -> tuple[Any, Any]:
     """Loss (in ``logits``' dtype) and, with ``want_grad``, its gradient, by ``lax.scan``."""
@@ -62,7 +84,9 @@ def _scan(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blan
         alpha = k.alpha_step(alpha, emit_t, t, lattice, xp=jnp)
         return alpha, (alpha if want_grad else None)
 
-    alpha, alphas = lax.scan(forward_step, k.initial_alpha(lattice, x.dtype, xp=jnp), (emit_by_frame, frames))
+    inputs = (labels, x, label_lengths, logit_lengths)
+    alpha_0 = _varying_like(k.initial_alpha(lattice, x.dtype, xp=jnp), *inputs)
+    alpha, alphas = lax.scan(forward_step, alpha_0, (emit_by_frame, frames))
     log_p = k.log_likelihood(alpha, lattice, xp=jnp)
     loss = (-log_p).astype(logits.dtype)
     if not want_grad:
@@ -73,7 +97,7 @@ def _scan(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, blan
         emit_t, t = step
         return k.beta_step(beta, emit_t, t, lattice, terminal, xp=jnp), beta
 
-    _, betas = lax.scan(backward_step, terminal, (emit_by_frame, frames), reverse=True)
+    _, betas = lax.scan(backward_step, _varying_like(terminal, *inputs), (emit_by_frame, frames), reverse=True)
     grad = k.gradient(logp, log_p, jnp.moveaxis(alphas, 0, 1), jnp.moveaxis(betas, 0, 1), lattice, xp=jnp)
     return loss, grad.astype(logits.dtype)
 
@@ -97,6 +121,7 @@ def _callback(labels: Any, logits: Any, label_lengths: Any, logit_lengths: Any, 
         shapes += (jax.ShapeDtypeStruct(logits.shape, logits.dtype),)
     out = jax.pure_callback(functools.partial(_host, blank=blank, want_grad=want_grad), shapes, labels, logits,
                             label_lengths, logit_lengths, vmap_method="broadcast_all")
+    out = [_varying_like(o, labels, logits, label_lengths, logit_lengths) for o in out]
     return out[0], (out[1] if want_grad else None)
 
 

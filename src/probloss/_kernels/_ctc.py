@@ -75,12 +75,15 @@ def _logaddexp(a: Array, b: Array, *, xp: Any) -> Array:
     """``log(exp(a) + exp(b))`` as max + log1p(exp(min - max)), whose autodiff gradient is finite.
 
     A log-probability near 0 keeps its digits. Where both are ``-inf`` (a state
-    no alignment reaches) the result is ``-inf`` with a zero gradient: a plain
-    ``logaddexp`` differentiated by PyTorch's autograd (the generic kernel under
-    ``probloss.fast_paths(False)``) gives NaN there. JAX's own is already safe.
+    no alignment reaches) the result is ``-inf`` with a finite gradient (autodiff
+    of the generic kernel under ``probloss.fast_paths(False)``). A library's own
+    ``logaddexp`` is not safe there: PyTorch's autograd gives NaN, and so does
+    ``jax.numpy.logaddexp``, whose derivative ``exp(a - out)`` is ``exp(-inf + inf)``.
+    Every branch below is finite where it is not taken (``safe_top``, ``gap``),
+    because ``where`` passes a zero cotangent to the untaken branch and
+    ``0 * NaN`` would still be NaN. Finite inputs give the same bits as
+    ``logaddexp`` (``min - max`` is ``-|a - b|`` exactly); NaN propagates.
     """
-    if "jax" in getattr(xp, "__name__", ""):
-        return xp.logaddexp(a, b)
     top = xp.maximum(a, b)
     reached = top > _NEG_INF
     safe_top = xp.where(reached, top, xp.zeros_like(top))
