@@ -10,6 +10,7 @@ arrays and gives the same values.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -112,3 +113,32 @@ def test_invalid_sparse_labels_give_nan_per_row() -> None:
     value = lazy.compute()
     assert np.isnan(value[[7, 120]]).all()
     np.testing.assert_array_equal(value, expected)
+
+
+def test_chunk_kernels_run_on_their_task_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the main thread (the threaded scheduler's pool) a chunk's kernel takes one thread; on it, every thread."""
+    from probloss import _native
+    from probloss._backends import _native_softmax
+
+    if not _native_softmax.AVAILABLE:
+        pytest.skip("the compiled softmax kernels are not built")
+    seen: list[tuple[str, int]] = []
+    original = _native_softmax.softmax_cross_entropy_sparse
+    y_true, y_pred = _data("labels", "logits", "float32", seed=6)
+
+    def spy(logits: Any, labels: Any, **kwargs: Any) -> np.ndarray:
+        seen.append((threading.current_thread().name, _native.threads()))
+        return original(logits, labels, **kwargs)
+
+    monkeypatch.setattr(_native_softmax, "softmax_cross_entropy_sparse", spy)
+    expected = original(y_pred, y_true)
+    lazy = probloss.sparse_categorical_crossentropy(_chunked(y_true, 50), _chunked(y_pred, 50), from_logits=True)
+    for scheduler, main in (("threads", False), ("synchronous", True)):
+        seen.clear()
+        np.testing.assert_array_equal(lazy.compute(scheduler=scheduler), expected)
+        assert len(seen) == 5  # one per chunk
+        for name, threads in seen:
+            on_main = name == threading.main_thread().name
+            assert on_main == main or not main  # the threaded scheduler may run a chunk on the caller
+            assert threads == (_native.threads() if on_main else 1)
+    assert _native.threads() == probloss.get_num_threads() or _native._forked_after_parallel_use

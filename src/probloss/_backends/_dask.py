@@ -4,8 +4,10 @@ The generic kernels run on dask arrays as a graph of many small array-API
 operations per chunk (``max``, ``exp``, ``where``, ``sum``, ...), each a task of
 its own. The executor here instead builds one task per chunk that calls the
 NumPy chain of the same loss on that chunk's NumPy blocks, so a chunk costs
-what the same rows cost on NumPy (the compiled kernels where they apply, their
-threads included) and the graph has one task per chunk.
+what the same rows cost on NumPy (the compiled kernels where they apply) and
+the graph has one task per chunk. The scheduler runs chunks in parallel, so a
+chunk's kernel runs on its task's thread only (off the main thread:
+:func:`probloss._native.serial_in_worker_threads`).
 
 A loss reduces along ``axis``; that axis is brought into a single chunk first
 (rechunking only where it was split), because each row needs all its classes.
@@ -27,6 +29,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
+from .. import _native
 from .._dispatch import Kernel, call, executor
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -60,8 +63,13 @@ def _layout(arrays: tuple[Any, ...], axis: int | None) -> list[str] | None:
 def _numpy_kernel(name: str, static: dict[str, Any]) -> Any:
     """The function each chunk runs: the NumPy chain of loss ``name`` (fast path first)."""
 
-    def on_chunk(*blocks: np.ndarray) -> np.ndarray:
-        return np.asarray(call(name, *blocks, xp=numpy_namespace, **static))
+    def on_chunk(*blocks: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        # An array with the reduced axis comes as the list of its blocks along that axis
+        # (blockwise without concatenate): one block, as run_by_chunks rechunks it.
+        arrays = [b[0] if isinstance(b, list) else b for b in blocks]
+        # The scheduler runs chunks in parallel: one thread per chunk's kernel.
+        with _native.serial_in_worker_threads():
+            return np.asarray(call(name, *arrays, xp=numpy_namespace, **static))
 
     return on_chunk
 
@@ -92,10 +100,11 @@ def run_by_chunks(implementation: Kernel, arrays: tuple[Any, ...], static: dict[
     on_chunk = _numpy_kernel(name, static)
     full = layout[-1]  # the prediction's index: every axis
     out_index = full[:axis] + full[axis + 1:]
-    # Each row needs all of its classes: one chunk along the reduced axis.
+    # Each row needs all of its classes: one chunk along the reduced axis. (Not
+    # concatenate=True: Dask would copy that single block, a pass over the data.)
     arrays = tuple(a.rechunk({axis: -1}) if index == full else a for a, index in zip(arrays, layout, strict=True))
     dtype = _result_dtype(on_chunk, arrays, layout, axis)
     pairs = [item for a, index in zip(arrays, layout, strict=True) for item in (a, index)]
-    return da.blockwise(on_chunk, out_index, *pairs, dtype=dtype, concatenate=True,
+    return da.blockwise(on_chunk, out_index, *pairs, dtype=dtype, concatenate=False,
                         name=f"probloss-{name}-{tokenize(name, static, *arrays)}",
                         meta=np.empty((0,) * len(out_index), dtype=dtype))

@@ -18,14 +18,18 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from types import ModuleType
 
 from .._config import get_num_threads
 
-__all__ = ["NativeUnavailableWarning", "binary", "load_error", "softmax", "softmax_grad", "threads", "warn_unavailable"]
+__all__ = ["NativeUnavailableWarning", "binary", "load_error", "serial_in_worker_threads", "softmax", "softmax_grad",
+           "threads", "warn_unavailable"]
 
 
 class NativeUnavailableWarning(RuntimeWarning):
@@ -72,10 +76,36 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+# Set (per thread) while a task of a parallel scheduler runs kernels: see serial_in_worker_threads.
+_serial = threading.local()
+
+
+@contextlib.contextmanager
+def serial_in_worker_threads() -> Iterator[None]:
+    """Run the kernels on the calling thread only within this block, unless it is the main thread.
+
+    For the tasks of a parallel scheduler (Dask's threaded scheduler or a
+    distributed worker runs chunks on a pool of threads, about one per core):
+    each kernel taking every core as well would put cores x cores threads on
+    the cores, and OpenMP threads that spin while they wait for work would
+    take the time of the other tasks. Dask's synchronous scheduler runs tasks
+    on the main thread, which keeps its threads.
+    """
+    previous = getattr(_serial, "on", False)
+    _serial.on = threading.current_thread() is not threading.main_thread()
+    try:
+        yield
+    finally:
+        _serial.on = previous
+
+
 def threads() -> int:
-    """The thread count to pass to a kernel: :func:`probloss.get_num_threads`, or 1 in a forked child."""
+    """The thread count to pass to a kernel: :func:`probloss.get_num_threads`, or 1 in a forked child.
+
+    Also 1 within :func:`serial_in_worker_threads` off the main thread.
+    """
     global _parallel_used  # process state
-    if _forked_after_parallel_use:
+    if _forked_after_parallel_use or getattr(_serial, "on", False):
         return 1
     n = get_num_threads()
     _parallel_used = _parallel_used or n > 1

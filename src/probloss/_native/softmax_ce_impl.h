@@ -266,6 +266,7 @@ typedef struct {
     int64_t argmax;  /* a: the first index of m (set by find_argmax) */
     int bad;         /* a NaN or +inf entry, or no finite maximum */
     float min;       /* the row's minimum, NaN where the row holds a NaN (for the data checks) */
+    double scale;    /* exp(x_j - m) = 2^-100 · scale · (the stored exp of x_j) (set by row_rest) */
 } RowMax;
 
 /* Pass 1: the maximum and minimum, and whether the row has a softmax. Three
@@ -292,7 +293,7 @@ INLINE RowMax row_max(const float *x, int64_t k) {
     }
     mx0 = max_f(mx1, mx0);
     mn0 = min_f(mn1, mn0);
-    RowMax out = {-INFINITY, 0, 0, INFINITY};
+    RowMax out = {-INFINITY, 0, 0, INFINITY, 1.0};
     for (int l = 0; l < W; l++) {
         if (mx0[l] > out.max) out.max = mx0[l];
         if (mn0[l] < out.min) out.min = mn0[l];
@@ -344,6 +345,47 @@ INLINE v8f exps_wide(v8f v, v8f m) {
 
 #define NARROW_MAX 0x1p20f
 
+/* 2^(100 - km) · exp(x) for x in [-279, 129] and an integer km with
+ * k - km in [-219, 1] for every lane's k = round(x / ln 2), without the
+ * subtraction x - m (and so without its rounding error, which exps above
+ * must recover with TwoSum): `magic` = 1.5·2^23 + 100 - km, whose addition
+ * rounds x·log2(e) to the integer k and leaves k + 100 - km in the low
+ * mantissa bits. r = x - k ln2_hi is exact (|k| <= 402 < 2^9 and ln2_hi has
+ * 15 significant bits, so k ln2_hi has at most 24; x and k ln2_hi are within
+ * a factor of 2 of each other, or k = 0: Sterbenz), r - k ln2_lo rounds once
+ * (<= 2^-26 absolute, |r| <= 0.35); then the polynomial of exp_scaled, and
+ * 2^(k + 100 - km) added to the exponent field (a normal result: exponent
+ * >= -1 - 219 + 100). The caller multiplies by exp(km ln2 - m) once per row. */
+INLINE v8f exp_direct(v8f x, v8f magic) {
+    const float log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693145751953125f;
+    const float ln2_lo = 1.428606765330187045e-06f;
+    v8f shifted = x * log2e + magic;
+    v8f kf = shifted - magic;
+    v8f r = x - kf * ln2_hi;
+    r = r - kf * ln2_lo;
+    v8f p = splat(0x1.69fd9cp-10f);
+    p = p * r + 0x1.125132p-7f;
+    p = p * r + 0x1.555988p-5f;
+    p = p * r + 0x1.555472p-3f;
+    p = p * r + 0x1.fffffap-2f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return (v8f)((v8i)p + ((v8i)shifted << 23));
+}
+
+/* exp_direct of one vector, entries below x_floor = fl(m - 150) taken there
+ * (as in exps: -inf included). For |m| <= DIRECT_MAX. */
+INLINE v8f exps_direct(v8f v, v8f x_floor, v8f magic) { return exp_direct(max_f(v, x_floor), magic); }
+
+/* Rows whose maximum is at most this in magnitude use exps_direct: every
+ * clamped x is then in [-279, 128] (|k| <= 402). */
+#define DIRECT_MAX 128.0f
+
+/* How scaled_rest computes the exps: relative to m with TwoSum (exps), for
+ * |m| > 2^20 (exps_wide), or directly (exps_direct). */
+enum { EXPS_WIDE, EXPS_NARROW, EXPS_DIRECT };
+
 /* The label side of the categorical kernels, summed during pass 2:
  * sum_j t_j (m - x_j) and sum_j t_j in float64 (where t_j = 0 the gap is taken
  * as 0, x_j replaced by m, so 0·inf never forms; a vector of zero labels, most
@@ -368,11 +410,13 @@ INLINE void label_terms(LabelSums *ls, v8f xv, v8f tv, v8f m, v4d m64, int track
 /* Pass 2: 2^100·S' in float64; with `e_out`, the scaled exps are stored there
  * (the maximum's own entry included); with labels `t`, their LabelSums (the
  * labels' range too where `track`). The next row (if any) is prefetched.
- * `narrow`: |m| <= NARROW_MAX (exps rather than exps_wide). */
+ * `mode`: how the exps are computed (EXPS_*); `km`: exps_direct's integer
+ * (2^100 e^(x - m) is then stored as 2^(100 - km) e^x). */
 INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, const float *next, const float *t,
-                          LabelSums *ls, int track, int narrow) {
+                          LabelSums *ls, int track, int mode, float km) {
     const v8f m = splat(rm.max);
     const v8f x_floor = splat((float)((double)rm.max - 150.0));
+    const v8f magic = splat(12582912.0f + (100.0f - km));
     const v4d m64 = half_lo(m);
     const int64_t a_block = rm.argmax - rm.argmax % W;
     Acc acc = {{0}, {0}};
@@ -380,8 +424,10 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
     int64_t next_line = 0;
     for (; i + 2 * W <= k; i += 2 * W) {
         v8f x0 = load(x + i), x1 = load(x + i + W);
-        v8f e0 = narrow ? exps(x0, m, x_floor) : exps_wide(x0, m);
-        v8f e1 = narrow ? exps(x1, m, x_floor) : exps_wide(x1, m);
+        v8f e0 = mode == EXPS_DIRECT ? exps_direct(x0, x_floor, magic)
+                 : mode == EXPS_NARROW ? exps(x0, m, x_floor) : exps_wide(x0, m);
+        v8f e1 = mode == EXPS_DIRECT ? exps_direct(x1, x_floor, magic)
+                 : mode == EXPS_NARROW ? exps(x1, m, x_floor) : exps_wide(x1, m);
         if (e_out) {
             store(e_out + i, e0);
             store(e_out + i + W, e1);
@@ -404,7 +450,8 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
     for (; i < k; i += W) {
         int64_t n = k - i < W ? k - i : W;
         v8f xv = load_partial(x + i, n, rm.max);
-        v8f e = narrow ? exps(xv, m, x_floor) : exps_wide(xv, m);
+        v8f e = mode == EXPS_DIRECT ? exps_direct(xv, x_floor, magic)
+                : mode == EXPS_NARROW ? exps(xv, m, x_floor) : exps_wide(xv, m);
         if (e_out) store_partial(e_out + i, e, n);
         if (t) {
             if (track) range_add(&ls->range, load_partial(t + i, n, t[i])); /* filled with a real entry */
@@ -418,12 +465,26 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
     return total(acc);
 }
 
-/* scaled_rest with the exps for the row's maximum, and the row's argmax found first. */
+/* 2^100·S': scaled_rest with the exps for the row's maximum, the row's argmax
+ * found first, and rm->scale set (the stored exps, where e_out, are 2^100
+ * e^(x - m) / rm->scale). */
 INLINE double row_rest(const float *x, int64_t k, RowMax *rm, float *e_out, const float *next, const float *t,
                        LabelSums *ls, int track) {
     find_argmax(x, k, rm);
-    if (fabsf(rm->max) <= NARROW_MAX) return scaled_rest(x, k, *rm, e_out, next, t, ls, track, 1);
-    return scaled_rest(x, k, *rm, e_out, next, t, ls, track, 0);
+    /* The loss alone: exps_direct. With a gradient, the TwoSum path: its exps of
+     * entries near the maximum are e^d, d in [-0.35, 0], in [0.7, 1] where a
+     * float32 rounds them to 2^-25 (exps_direct's can land in [1, 1.42], 2^-24),
+     * which the maximum's entry of a soft-label gradient, a difference of two
+     * nearly equal terms, would amplify. */
+    if (!e_out && fabsf(rm->max) <= DIRECT_MAX) {
+        /* km = round(m·log2 e); the exps carry 2^(100 - km) e^x = 2^100 e^(x - m) / exp(km ln2 - m) */
+        float km = rintf(rm->max * 1.44269504088896341f);
+        rm->scale = exp((double)km * 0.6931471805599453 - (double)rm->max);
+        return scaled_rest(x, k, *rm, e_out, next, t, ls, track, EXPS_DIRECT, km) * rm->scale;
+    }
+    rm->scale = 1.0;
+    if (fabsf(rm->max) <= NARROW_MAX) return scaled_rest(x, k, *rm, e_out, next, t, ls, track, EXPS_NARROW, 0.0f);
+    return scaled_rest(x, k, *rm, e_out, next, t, ls, track, EXPS_WIDE, 0.0f);
 }
 
 /* bounds[2r], bounds[2r + 1] <- the row's minimum (NaN if it holds a NaN) and maximum */
@@ -475,8 +536,8 @@ void PL_NAME(pl_sparse_softmax_ce_rows)(const float *logits, int64_t k, const in
         if (g) {
             double s = scale * (row_scale ? (double)row_scale[r] : 1.0);
             double inv = s / (1.0 + rest);
-            double e_label = (double)g[label];
-            scale_exps(g, k, inv, NULL, 0.0f);
+            double e_label = (double)g[label] * rm.scale;
+            scale_exps(g, k, inv * rm.scale, NULL, 0.0f);
             if (label == rm.argmax) {
                 g[label] = (float)(-rest * inv); /* p - 1 = -S'/(1 + S'), no cancellation */
             } else {
@@ -526,7 +587,7 @@ void PL_NAME(pl_softmax_ce_rows)(const float *logits, const float *labels, int64
         if (g) {
             double s = scale * (row_scale ? (double)row_scale[r] : 1.0);
             double inv = s / (1.0 + rest);
-            scale_exps(g, k, inv * mass, t, (float)s);
+            scale_exps(g, k, inv * mass * rm.scale, t, (float)s);
             int64_t a = rm.argmax;
             g[a] = (float)(s * (mass - (double)t[a]) - mass * rest * inv);
         }

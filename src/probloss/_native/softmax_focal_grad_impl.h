@@ -121,7 +121,7 @@ void PL_NAME(pl_focal_softmax_ce_grad_rows)(const float *logits, const float *la
         if (!g) continue;
         double s = scale * (row_scale ? (double)row_scale[r] : 1.0), big_c = c_rest + c_top;
         /* every entry: s·C·p_j from the float32 exps; then the label blocks in float64 */
-        scale_exps(g, k, s * big_c * inv_total, NULL, 0.0f);
+        scale_exps(g, k, s * big_c * inv_total * rm.scale, NULL, 0.0f);
         for (int64_t i = 0; i < k; i += W) {
             int64_t n = k - i < W ? k - i : W;
             if (block_has_label(t, i, n))
