@@ -291,6 +291,42 @@ def test_confident_rows_with_subnormal_terms() -> None:
     assert ulps.max() <= 3.0
 
 
+@pytest.mark.parametrize("k", [1, 3, 16, 33, 1000])
+def test_loss_alone_across_the_exp_paths(k: int) -> None:
+    """Row maxima on both sides of each exp path's range (direct for |max| <= 128, TwoSum to 2^20, wide beyond).
+
+    The loss alone, with and without a gradient, against the float64 loss: within
+    3 ulps; entries 150 and more below the maximum, and -inf, included.
+    """
+    rng = np.random.default_rng(700 + k)
+    tops = np.float32([0.0, 1.0, -1.0, 100.0, 127.99, 128.0, -128.0, 128.01, -128.01, 129.0, 300.0, -300.0,
+                       2.0**20, -(2.0**20), 2.0**20 + 1, 3e7, -3e7, 1e30, -1e30])
+    rows = len(tops) * 4
+    spread = np.repeat(np.float32([0.5, 5.0, 60.0, 400.0]), len(tops))  # the last spans past m - 150
+    x = (np.tile(tops, 4)[:, None] - spread[:, None] * rng.random((rows, k))).astype(np.float32)
+    x[np.arange(rows), rng.integers(0, k, rows)] = np.tile(tops, 4)  # the maximum is a top
+    if k > 2:
+        x[::3, 1] = -np.inf
+    labels = rng.integers(0, k, rows)
+    labels[::2] = np.argmax(x[::2], axis=1)  # confident rows: a tiny loss
+    x64 = x.astype(np.float64)
+    top = np.argmax(x64, axis=1)
+    m = x64[np.arange(rows), top]
+    e = np.exp(x64 - m[:, None])
+    e[np.arange(rows), top] = 0.0
+    exact = (m - x64[np.arange(rows), labels]) + np.log1p(e.sum(axis=1))
+    dense_t = np.zeros_like(x)
+    dense_t[np.arange(rows), labels] = 1.0
+    grad = np.empty_like(x)
+    normal = (exact >= TINY) & (exact < np.inf)  # a label on -inf: an inf loss
+    for values in (native.softmax_cross_entropy_sparse(x, labels), native.softmax_cross_entropy(x, dense_t),
+                   native.softmax_cross_entropy_sparse(x, labels, grad_out=grad)):
+        np.testing.assert_array_equal(values[exact == np.inf], np.inf)
+        np.testing.assert_array_equal(values[exact < TINY] <= TINY, True)
+        ulps = np.abs(values[normal] - exact[normal]) / np.spacing(exact[normal].astype(np.float32))
+        assert ulps.max(initial=0.0) <= 3.0
+
+
 # --------------------------------------------------------------------------- gradients
 
 
@@ -406,6 +442,8 @@ def _all_outputs(seed: int, rows: int = 300, k: int = 257) -> dict[str, np.ndarr
         "grad_sparse": grad_sparse,
         "dense": native.softmax_cross_entropy(x, t, grad_out=grad_dense),
         "grad_dense": grad_dense,
+        "sparse_loss": native.softmax_cross_entropy_sparse(x, labels),  # the loss alone: exps_direct
+        "dense_loss": native.softmax_cross_entropy(x, t),
         "focal": native.focal_softmax_cross_entropy(x, t, alpha=0.25, gamma=2.0),
         "focal_general": native.focal_softmax_cross_entropy(x, t, alpha=rng.random(k), gamma=1.3),
         "sparse_probs": native.normalized_cross_entropy_sparse(p, labels, low=1e-7, high=1 - 1e-7),
