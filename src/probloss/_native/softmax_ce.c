@@ -43,6 +43,24 @@
  * that relative error plus u = 2^-24 from the float32 pair sums, log1p(S')
  * too, and the float32 loss adds its own rounding: <= ~3 ulps (measured
  * worst 0.5: docs/accuracy.md).
+ *
+ * The loss alone (no gradient buffer) and |m| <= 128 take a cheaper exp,
+ * exps_direct: it never forms x - m, so there is no rounding error to
+ * restore. With km = round(m / ln 2), each term is stored as
+ * 2^(100 - km) e^x = 2^(k + 100 - km) e^r, k = round(x / ln 2) (from the
+ * magic-number addition, whose constant carries 100 - km), r = x - k ln2_hi
+ * (exact: |k| <= 402 < 2^9 with the 15-bit ln2_hi, Sterbenz) - k ln2_lo (one
+ * rounding, <= 2^-26 absolute); the row's float64 sum is multiplied once by
+ * exp(km ln2 - m) (double, ~2^-46 relative). A term's error is then the
+ * polynomial's and Horner's ~1.06 u plus ~0.25 u from r, S' adds u from the
+ * pair sums: <= ~2.3 u relative on S', hence on log1p(S') (both terms of the
+ * loss are >= 0), plus the final rounding: <= ~2.8 ulps. No TwoSum (6
+ * operations) and no subtraction: pass 2 does 13 vector operations per
+ * vector instead of 21. With a gradient the TwoSum path stays: its terms near
+ * the maximum are e^d in [0.7, 1], rounded to 2^-25, which the maximum's
+ * entry of a soft-label gradient (a difference of nearly equal numbers)
+ * needs; so the loss with a gradient may differ from the loss alone in its
+ * last bits, both within the bound.
  */
 #include "softmax_glue.h"
 #include "softmax_ce.h"
