@@ -19,6 +19,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -142,10 +143,15 @@ def check(contenders: list[Contender], reference: Sequence[np.ndarray], log: Cal
 
 def time_rounds(contenders: list[Contender], repeats: int, budget_s: float | None = None,
                 min_rounds: int = 3) -> int:
-    """Warm up each live contender, then time them interleaved in rotating order.
+    """Warm up each live contender, then time them interleaved in a shuffled order.
 
-    Every round calls each contender once; the order rotates so that a contender is not
-    always the one after (or before) the same neighbour. The number of rounds is ``repeats``,
+    Every round calls each contender once, in an order shuffled anew each round (seeded:
+    the same order every run), so that a contender does not always run after the same
+    neighbour. A rotation would not do: it keeps every contender's predecessor, and the
+    one right after an XLA call pays for XLA's worker threads, which spin on the cores for
+    a while after the call (measured 2026-12-02: probloss with ``validate="off"``, always
+    timed right after ``keras`` on JAX, came out 10-20% slower than the same call with the
+    default validation, and 2.1x slower on the 10M binary CE of headline.py). The number of rounds is ``repeats``,
     cut down so that the rounds take about ``budget_s`` seconds (estimated from the warm-up
     calls), but never below ``min_rounds``: slow cases stay affordable without dropping the
     interleaving. Warm-up: the checking call (:func:`check`) was the first; one more call
@@ -171,9 +177,11 @@ def time_rounds(contenders: list[Contender], repeats: int, budget_s: float | Non
     if budget_s is not None and round_s > 0:
         rounds = max(min_rounds, min(repeats, int(budget_s / round_s)))
     gc.collect()
-    for r in range(rounds):
-        shift = r % len(live)
-        for c in live[shift:] + live[:shift]:
+    shuffler = random.Random(0)
+    for _ in range(rounds):
+        order = list(live)
+        shuffler.shuffle(order)
+        for c in order:
             start = time.perf_counter()
             c.run()  # type: ignore[misc]
             c.times.append(time.perf_counter() - start)

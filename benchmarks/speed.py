@@ -39,8 +39,9 @@ Probability inputs of the categorical losses go to torch and optax as ``log p``
 ``log p``, in the value and in the gradient).
 
 Timing: each contender is warmed up (compiled), then the contenders of a case are
-interleaved in rounds, each round calling every contender once in a rotating order, so
-that machine noise hits them alike. Noise only adds time, so the minimum over the rounds
+interleaved in rounds, each round calling every contender once in a freshly shuffled
+(seeded) order, so that machine noise, and the thread pools a previous call left spinning,
+hit them alike. Noise only adds time, so the minimum over the rounds
 is the primary estimate; the median is shown beside it. ``--repeats`` rounds per case,
 fewer when a case would take more than ``--budget`` seconds (never fewer than 3). The
 ratios are ``contender min / probloss min``: above 1 means probloss is faster.

@@ -38,6 +38,8 @@ def _rows(a: np.ndarray, axis: int) -> np.ndarray:
     """``a`` as a 2-D ``(rows, cols)`` array with ``axis`` last (a view where possible)."""
     if a.ndim == 1:
         return a[None, :]
+    if a.ndim == 2 and axis in (-1, 1):  # the common case, without moveaxis's overhead
+        return a
     moved = np.moveaxis(a, axis, -1)
     return moved if moved.ndim == 2 else moved.reshape(-1, a.shape[axis])
 

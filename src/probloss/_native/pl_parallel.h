@@ -16,8 +16,9 @@
  *
  *   PL_PARALLEL_FOR(nthreads, work, ntasks, i) { body using i }
  *                        runs body for i = 0 .. ntasks-1 (i is declared by the
- *                        macro, type Py_ssize_t-compatible long long), split
- *                        statically over at most `nthreads` OpenMP threads, and
+ *                        macro, type Py_ssize_t-compatible long long), shared
+ *                        dynamically (one task at a time, to whichever thread is
+ *                        free) among at most `nthreads` OpenMP threads, and
  *                        serially when `work` (elements in all) is below
  *                        PL_MIN_PARALLEL_WORK or OpenMP is unavailable. The body
  *                        must not touch Python objects: call it between
@@ -51,6 +52,14 @@
 #define PL_CLONES
 #endif
 
+/* Why dynamic scheduling: with a static split, a call lasts as long as its
+ * slowest thread, so one core taken by another process (or by another
+ * library's spinning thread pool, as XLA's right after a call) doubles the
+ * time of a 2-thread call; handed out one at a time, the tasks go to the
+ * threads that run. A task is thousands of elements, so the shared counter
+ * costs nothing measurable, and results do not change: each task writes its
+ * own slot whichever thread runs it (the determinism rule above). */
+
 /* Below this many elements a call runs on the calling thread only: waking the
  * pool costs more than the work. */
 #define PL_MIN_PARALLEL_WORK 32768
@@ -62,7 +71,7 @@
 #define PL_PRAGMA(x) _Pragma(#x)
 #endif
 #define PL_PARALLEL_FOR(nthreads, work, ntasks, i)                                          \
-    PL_PRAGMA(omp parallel for schedule(static) num_threads(nthreads)                    \
+    PL_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nthreads)                \
               if ((nthreads) > 1 && (work) >= PL_MIN_PARALLEL_WORK && (ntasks) > 1))     \
     for (long long i = 0; i < (long long)(ntasks); i++)
 static int pl_openmp_available(void) { return 1; }
