@@ -4,10 +4,11 @@ The tokens are padded to a whole number of equal chunks (padding rows have coeff
 0 and count as ignored) and scanned. Differentiated with a reducing reduction, the
 forward scan also produces the gradients and keeps them as the residuals: the backward
 pass only scales them, so a step costs three matmuls over the vocabulary, as the
-unfused computation. Per chunk: the logits, the loss, ``dL/dz`` written over the
-logits, ``dh = dL/dz @ W`` (the scan's per-chunk output), then ``dW`` and ``db`` (the
-scan's carry) updated in place block of classes by block, so that no ``[V, D]``
-temporary exists besides them. Chunks are large (:func:`default_chunk_rows`): each one
+unfused computation. Per chunk: the logits, ``exp(z - max)`` written over them (once;
+soft-capping keeps the logits and recomputes it), the loss, ``dL/dz`` written over the
+same buffer, ``dh = dL/dz @ W`` (the scan's per-chunk output) and, beside it, ``dW`` and
+``db`` (the scan's carry) updated in place block of classes by block, so that no
+``[V, D]`` temporary exists besides them. Chunks are large (:func:`default_chunk_rows`): each one
 reads ``W`` twice and ``dW`` once more. Undifferentiated calls scan for the loss alone.
 With ``reduction="none"`` the backward pass rescans with the incoming per-token
 gradients.
@@ -39,16 +40,17 @@ def default_chunk_rows(tokens: int, features: int, vocabulary: int) -> int:
     Each chunk costs a pass over ``W`` for its logits, another for ``dh`` and a
     read-modify-write of ``dW``: ``[V, D]`` arrays larger than any cache, so the fewer the
     chunks, the closer the step comes to the unfused one's three matmuls. A chunk's logits
-    may take half the size of ``dW`` (``D // 2`` rows), which exists anyway, or
+    may take three quarters of the size of ``dW`` (``3 D // 4`` rows), which exists
+    anyway, or
     :data:`CHUNK_ELEMENTS` numbers where that is more; the tokens are then split into
     equal chunks, so that the last one is not mostly padding.
 
     >>> default_chunk_rows(4096, 1024, 64000), default_chunk_rows(1000, 64, 64000)
-    (512, 125)
+    (683, 125)
     """
     if tokens <= 0:
         return 1
-    most = max(1, CHUNK_ELEMENTS // max(1, vocabulary), features // 2)
+    most = max(1, CHUNK_ELEMENTS // max(1, vocabulary), 3 * features // 4)
     count = -(-tokens // most)
     return -(-tokens // count)
 
