@@ -278,8 +278,8 @@ def linear_cross_entropy(hidden: Any, weight: Any, labels: Any, *, bias: Any = N
         reduction: as :class:`probloss.Loss` (``"sum_over_batch_size"`` by default).
         chunk_size: tokens per chunk; None picks ``max(1, 2**23 // V)``, so that a
             chunk's float32 logits take about 32 MiB, except on JAX, where up to
-            ``max(2**23 // V, D // 2)`` tokens in equal chunks (a chunk's logits at
-            most half the size of ``weight``'s gradient) make fewer passes over
+            ``max(2**23 // V, 3 D // 4)`` tokens in equal chunks (a chunk's logits
+            at most 3/4 of the size of ``weight``'s gradient) make fewer passes over
             ``weight`` (see docs/linear_ce.md).
 
     Returns:

@@ -4,10 +4,11 @@ The tokens are padded to a whole number of equal chunks (padding rows have coeff
 0 and count as ignored) and scanned. Differentiated with a reducing reduction, the
 forward scan also produces the gradients and keeps them as the residuals: the backward
 pass only scales them, so a step costs three matmuls over the vocabulary, as the
-unfused computation. Per chunk: the logits, the loss, ``dL/dz`` written over the
-logits, ``dh = dL/dz @ W`` (the scan's per-chunk output), then ``dW`` and ``db`` (the
-scan's carry) updated in place block of classes by block, so that no ``[V, D]``
-temporary exists besides them. Chunks are large (:func:`default_chunk_rows`): each one
+unfused computation. Per chunk: the logits, ``exp(z - max)`` written over them (once;
+soft-capping keeps the logits and recomputes it), the loss, ``dL/dz`` written over the
+same buffer, ``dh = dL/dz @ W`` (the scan's per-chunk output) and, beside it, ``dW`` and
+``db`` (the scan's carry) updated in place block of classes by block, so that no
+``[V, D]`` temporary exists besides them. Chunks are large (:func:`default_chunk_rows`): each one
 reads ``W`` twice and ``dW`` once more. Undifferentiated calls scan for the loss alone.
 With ``reduction="none"`` the backward pass rescans with the incoming per-token
 gradients.
@@ -39,16 +40,17 @@ def default_chunk_rows(tokens: int, features: int, vocabulary: int) -> int:
     Each chunk costs a pass over ``W`` for its logits, another for ``dh`` and a
     read-modify-write of ``dW``: ``[V, D]`` arrays larger than any cache, so the fewer the
     chunks, the closer the step comes to the unfused one's three matmuls. A chunk's logits
-    may take half the size of ``dW`` (``D // 2`` rows), which exists anyway, or
+    may take three quarters of the size of ``dW`` (``3 D // 4`` rows), which exists
+    anyway, or
     :data:`CHUNK_ELEMENTS` numbers where that is more; the tokens are then split into
     equal chunks, so that the last one is not mostly padding.
 
     >>> default_chunk_rows(4096, 1024, 64000), default_chunk_rows(1000, 64, 64000)
-    (512, 125)
+    (683, 125)
     """
     if tokens <= 0:
         return 1
-    most = max(1, CHUNK_ELEMENTS // max(1, vocabulary), features // 2)
+    most = max(1, CHUNK_ELEMENTS // max(1, vocabulary), 3 * features // 4)
     count = -(-tokens // most)
     return -(-tokens // count)
 
@@ -59,9 +61,9 @@ def vocab_block(rows: int, features: int, vocabulary: int) -> int:
 
 
 class _Stats(NamedTuple):
-    """One chunk's logits and the per-token factors of ``dL/dz``."""
+    """One chunk's ``[rows, V]`` buffer and the per-token factors of ``dL/dz``."""
 
-    z: Array  # [rows, V], soft-capped
+    buf: Array  # [rows, V]: exp(z - top) without soft-capping, the soft-capped z with it
     top: Array  # [rows] max of z (the exponentials' shift)
     scale: Array  # [rows] c (1 + 2 zl lse) / sum(exp(z - top))
     label: Array  # [rows] the labels, 0 for ignored and padding tokens
@@ -80,15 +82,27 @@ def _chunk(h: Array, y: Array, c: Array | None, keep: Array, weight: Array, bias
         z = z + bias
     if cap is not None:
         z = jnp.tanh(z / cap) * cap
-    picked = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
     top = jax.lax.stop_gradient(jnp.max(z, axis=1))
-    # exp(z - top) is summed here and recomputed for the gradient, which XLA then
-    # writes over z: one [rows, V] buffer rather than two.
-    norm = jnp.sum(jnp.exp(z - top[:, None]), axis=1)
+    total = jnp.sum(z, axis=1) if smoothing else None
+    if c is not None and cap is None:
+        # The exponentials are computed once and kept: XLA writes them over the logits
+        # when every other read of z is a reduction done before. The label's logit is
+        # therefore its own dot product (a gather from z would be fused into the loss,
+        # after the exponentials, and keep z alive). With soft-capping the gradient
+        # needs z, so the exponentials are summed here and recomputed per block instead.
+        picked = jnp.sum(h * jnp.take(weight, y, axis=0), axis=1)
+        if bias is not None:
+            picked = picked + jnp.take(bias, y)
+        buf = jnp.exp(z - top[:, None])
+        norm = jnp.sum(buf, axis=1)
+    else:
+        picked = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
+        buf = z
+        norm = jnp.sum(jnp.exp(z - top[:, None]), axis=1)
     lse = top + jnp.log(norm)
     loss = lse - (1.0 - smoothing) * picked
     if smoothing:
-        loss = loss - (smoothing / v) * jnp.sum(z, axis=1)
+        loss = loss - (smoothing / v) * total
     if zl:
         loss = loss + zl * lse * lse
     loss = jnp.where(keep, loss, jnp.zeros_like(loss))
@@ -96,24 +110,25 @@ def _chunk(h: Array, y: Array, c: Array | None, keep: Array, weight: Array, bias
     if c is None:
         return loss, None
     scale = c * (1.0 + 2.0 * zl * lse) / norm
-    # Everything read from z for the loss is computed before the gradient (the barrier
-    # orders it), so that XLA can write dL/dz over the logits' buffer.
-    loss, z, top, scale = jax.lax.optimization_barrier((loss, z, top, scale))
-    return loss, _Stats(z, top, scale, y)
+    # Everything read from the buffer for the loss is computed before the gradient (the
+    # barrier orders it), so that XLA can write dL/dz over it.
+    loss, buf, top, scale = jax.lax.optimization_barrier((loss, buf, top, scale))
+    return loss, _Stats(buf, top, scale, y)
 
 
 def _grad_block(stats: _Stats, c: Array, start: Any, size: int, options: LinearCEOptions) -> Array:
     """``dL/dz`` for classes ``[start, start + size)`` of one chunk: ``[rows, size]``."""
-    v = stats.z.shape[1]
+    v = stats.buf.shape[1]
     smoothing, cap = options.label_smoothing, options.logit_softcap
-    z = jax.lax.dynamic_slice_in_dim(stats.z, start, size, axis=1)
-    g = jnp.exp(z - stats.top[:, None]) * stats.scale[:, None]
+    buf = jax.lax.dynamic_slice_in_dim(stats.buf, start, size, axis=1)
+    e = buf if cap is None else jnp.exp(buf - stats.top[:, None])
+    g = e * stats.scale[:, None]
     classes = start + jnp.arange(size)
     g = g - (c * (1.0 - smoothing))[:, None] * (classes[None, :] == stats.label[:, None])
     if smoothing:
         g = g - (c * (smoothing / v))[:, None]
     if cap is not None:  # z = cap tanh(u / cap): dz/du = 1 - (z / cap)**2
-        g = g * (1.0 - (z / cap) * (z / cap))
+        g = g * (1.0 - (buf / cap) * (buf / cap))
     return g
 
 
@@ -121,25 +136,27 @@ def _chunk_grads(h: Array, c: Array, keep: Array, stats: _Stats, weight: Array, 
                  options: LinearCEOptions) -> tuple[Any, Array]:
     """Add one chunk's ``dW``, ``db`` into ``carry`` and return it with the chunk's ``dh``.
 
-    ``g = dL/dz`` is built from the logits (XLA writes it over them: one ``[rows, V]``
-    buffer) and ``dh = g @ W`` is one matmul. ``dW`` and ``db`` are then updated class
-    block by class block, ``dW_b += g_b.T @ h``, in place (``dynamic_update_slice`` of
-    the loop's carry), so that no ``[V, D]`` temporary exists besides the carry. ``g_b.T``
-    is copied (an ``optimization_barrier`` stops XLA from folding the transpose back into
-    the dot): a dot contracting its left operand's rows does not take XLA's fast matmul.
+    ``g = dL/dz`` is built over the chunk's buffer (one ``[rows, V]`` array) and
+    ``dh = g @ W`` is one matmul. ``dW`` and ``db`` are then updated class block by class
+    block, ``dW_b += g_b.T @ h``, in place (``dynamic_update_slice`` of the loop's carry),
+    so that no ``[V, D]`` temporary exists besides the carry. The block's matmul contracts
+    ``g_b``'s rows as they are (XLA's general dot packs its operands anyway), without a
+    transposed copy of ``g_b``. The two matmuls do not depend on each other: XLA runs
+    them side by side.
     """
     v = weight.shape[0]
     h = jnp.where(keep[:, None], h, jnp.zeros_like(h))
     g = _grad_block(stats, c, 0, v, options)
     d_hidden = g @ weight
     size = options.vocab_block or vocab_block(h.shape[0], h.shape[1], v)
+    contract_rows = (((0,), (0,)), ((), ()))
 
     def block(start: Any, size: int, state: Any) -> Any:
         d_weight, d_bias = state
         g_b = jax.lax.dynamic_slice_in_dim(g, start, size, axis=1)
-        g_t = jax.lax.optimization_barrier(g_b.T)
         old = jax.lax.dynamic_slice_in_dim(d_weight, start, size, axis=0)
-        d_weight = jax.lax.dynamic_update_slice_in_dim(d_weight, old + g_t @ h, start, axis=0)
+        part = jax.lax.dot_general(g_b, h, contract_rows)
+        d_weight = jax.lax.dynamic_update_slice_in_dim(d_weight, old + part, start, axis=0)
         if d_bias is not None:
             old = jax.lax.dynamic_slice_in_dim(d_bias, start, size, axis=0)
             d_bias = jax.lax.dynamic_update_slice_in_dim(d_bias, old + jnp.sum(g_b, axis=0), start, axis=0)
