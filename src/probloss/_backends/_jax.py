@@ -14,6 +14,12 @@ differentiable, forward mode (``jax.jvp``, ``jax.jacfwd``) and higher orders
 Zero tangents stay symbolic (``symbolic_zeros=True``): the derivative with
 respect to a label is only formed when something differentiates the label.
 
+On CPU, float32 sparse and categorical cross-entropy from logits, binary
+cross-entropy from probabilities and Poisson compute the value and ``g`` with the
+compiled kernels, called as XLA FFI targets (:mod:`probloss._backends._jax_ffi`);
+the pair's own derivative is the ``jax.numpy`` formula's, so the higher orders
+above are unchanged.
+
 Inputs arrive cast by the public layer (float16 and bfloat16 as float32); other
 dtypes, and the options without a path here, fall through to the generic kernel.
 """
@@ -596,9 +602,7 @@ def _binary_from_probs_jvp(axis: int, epsilon: float, primals: tuple[Array, Arra
 
 def _native_kinds() -> Any:
     """The binary module's kernel kinds (its constants; the module is loaded where ``_compiled`` holds)."""
-    from .. import _native  # noqa: PLC0415 - the same module _jax_ffi loaded
-
-    return _native.binary
+    return _ffi.native_binary()
 
 
 def _clip_slope(x: Array, low: float, high: float) -> Array:

@@ -32,7 +32,7 @@ from jax import lax
 
 from .. import _native
 
-__all__ = ["AVAILABLE", "binary_rows", "choose", "softmax_rows"]
+__all__ = ["AVAILABLE", "binary_rows", "choose", "native_binary", "softmax_rows"]
 
 Array = Any
 
@@ -47,13 +47,18 @@ def _register() -> bool:
     try:
         for name, capsule in handlers.items():
             jax.ffi.register_ffi_target(name, capsule, platform="cpu", api_version=1)
-    except Exception:  # noqa: BLE001 - an XLA that refuses the handlers: use the XLA formulas
+    except Exception:  # an XLA that refuses the handlers: the XLA formulas then
         return False
     return True
 
 
 #: Whether the compiled kernels run as XLA FFI calls on the CPU platform.
 AVAILABLE: bool = _register()
+
+
+def native_binary() -> Any:
+    """The compiled binary module (its ``KIND_*`` constants name the kernels)."""
+    return _native.binary
 
 
 def _threads() -> np.int64:

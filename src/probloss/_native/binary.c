@@ -26,6 +26,9 @@
  *   params   tuple of floats, per kind (see each block function, binary_impl.h).
  *   Returns the number of rows whose value is NaN or inf, and the minimum and
  *   maximum of y and x (NaN when the array holds one; +inf/-inf for empty).
+ *
+ *   xla_handlers() -> {"probloss_binary": PyCapsule}: the same kernels as an XLA FFI
+ *   handler (only where built with XLA's FFI header, PL_XLA_FFI; pl_xla.h).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -30,6 +30,8 @@
  *   normalized_ce(probs f32[n*k], labels f32[n*k], k, lo, hi, loss f32[n], nthreads
  *                 [, bounds f32[2n] | None[, label_bounds f32[2n] | None]])
  *   (bounds of probabilities: as label_bounds.)
+ *   xla_handlers() -> {name: PyCapsule}: the XLA FFI handlers below (only where built
+ *   with XLA's FFI header, PL_XLA_FFI; JAX's CPU paths call them, pl_xla.h)
  *   softmax_isa() -> "avx2" | "baseline"
  *   openmp() -> whether the module was compiled with OpenMP
  *   AVAILABLE: 1, or 0 where the compiler has no vector extensions (MSVC: the
