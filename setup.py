@@ -24,19 +24,47 @@ NATIVE = "src/probloss/_native"
 HEADERS = [f"{NATIVE}/{name}" for name in ("pl_math.h", "pl_parallel.h", "pl_rows.h")]
 
 
-def family(name: str, source: str, *more: str, depends: tuple[str, ...] = ()) -> Extension:
-    """The extension module ``probloss._native.<name>`` built from ``src/probloss/_native/<source>`` (and ``more``)."""
-    return Extension(f"probloss._native.{name}", [f"{NATIVE}/{s}" for s in (source, *more)], include_dirs=[NATIVE],
-                     depends=HEADERS + [f"{NATIVE}/{d}" for d in depends])
+def xla_include_dir() -> str | None:
+    """The directory of XLA's FFI C API header (``xla/ffi/api/c_api.h``), from an installed jaxlib, or None.
+
+    Where it is found, the binary and softmax modules also export their kernels
+    as XLA FFI handlers (pl_xla.h), which JAX's CPU fast paths call without a
+    copy. Without it (no JAX at build time, PROBLOSS_NO_XLA_FFI=1) JAX uses its
+    own XLA code for those losses.
+    """
+    if os.environ.get("PROBLOSS_NO_XLA_FFI") == "1":
+        return None
+    try:
+        import jaxlib  # noqa: PLC0415 - optional, at build time only
+    except ImportError:
+        return None
+    include = os.path.join(os.path.dirname(jaxlib.__file__), "include")
+    return include if os.path.isfile(os.path.join(include, "xla", "ffi", "api", "c_api.h")) else None
+
+
+XLA_INCLUDE = xla_include_dir()
+
+
+def family(name: str, source: str, *more: str, depends: tuple[str, ...] = (), xla: bool = False) -> Extension:
+    """The extension module ``probloss._native.<name>`` built from ``src/probloss/_native/<source>`` (and ``more``).
+
+    ``xla``: the module also holds XLA FFI handlers, compiled where XLA's header is found.
+    """
+    include_dirs, macros = [NATIVE], []
+    if xla and XLA_INCLUDE is not None:
+        include_dirs.append(XLA_INCLUDE)
+        macros.append(("PL_XLA_FFI", "1"))
+    return Extension(f"probloss._native.{name}", [f"{NATIVE}/{s}" for s in (source, *more)], include_dirs=include_dirs,
+                     define_macros=macros, depends=HEADERS + [f"{NATIVE}/{d}" for d in (*depends, "pl_xla.h")])
 
 
 EXTENSIONS = [
     # binary.c compiles binary_impl.h twice: load-time clones, and the baseline alone.
-    family("_binary", "binary.c", depends=("binary_impl.h",)),
+    family("_binary", "binary.c", depends=("binary_impl.h",), xla=True),
     # softmax_ce_base.c and softmax_ce_avx2.c compile softmax_ce_impl.h for two instruction sets;
     # softmax_ce.c picks one at run time.
     family("_softmax", "softmax.c", "softmax_ce.c", "softmax_ce_base.c", "softmax_ce_avx2.c",
-           depends=("softmax_ce.h", "softmax_ce_impl.h", "softmax_glue.h")),
+           depends=("softmax_ce.h", "softmax_ce_impl.h", "softmax_glue.h"), xla=True),
     # Categorical focal CE with its gradient (PyTorch's fused path): softmax_ce_impl.h's helpers
     # compiled again under this module's names, plus softmax_focal_grad_impl.h.
     family("_softmax_grad", "softmax_focal_grad.c", "softmax_focal_grad_base.c", "softmax_focal_grad_avx2.c",

@@ -14,6 +14,12 @@ differentiable, forward mode (``jax.jvp``, ``jax.jacfwd``) and higher orders
 Zero tangents stay symbolic (``symbolic_zeros=True``): the derivative with
 respect to a label is only formed when something differentiates the label.
 
+On CPU, float32 sparse and categorical cross-entropy from logits, binary
+cross-entropy from probabilities and Poisson compute the value and ``g`` with the
+compiled kernels, called as XLA FFI targets (:mod:`probloss._backends._jax_ffi`);
+the pair's own derivative is the ``jax.numpy`` formula's, so the higher orders
+above are unchanged.
+
 Inputs arrive cast by the public layer (float16 and bfloat16 as float32); other
 dtypes, and the options without a path here, fall through to the generic kernel.
 """
@@ -26,12 +32,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from .._dispatch import fast_path
+from .._dispatch import GENERIC, fast_path
 from .._kernels._crossentropy import mark_invalid_labels
 from .._numerics import clip_bounds
+from . import _jax_ffi as _ffi
 
 Array = Any
 _FLOATS = (jnp.dtype("float32"), jnp.dtype("float64"))
@@ -151,28 +159,77 @@ def _sparse_value(s: _Softmax, picked: Array, axis: int) -> Array:
     return jnp.squeeze((s.m - picked) + jnp.log1p(s.rest), axis=axis)
 
 
+def _sparse_formula(labels: Array, x: Array) -> tuple[Array, Array]:
+    """Sparse CE of ``x`` (classes last) and its gradient ``softmax - onehot``, in ``jax.numpy``."""
+    s = _softmax(x, -1)
+    picked = _label_entry(x, labels, -1)
+    value = _sparse_value(s, picked, -1)
+    z = 1 + s.rest
+    # The label's entry, p - 1, per row: -S'/(1 + S') where the label is a maximum (a
+    # dominant class's tiny gradient keeps its bits), else exp(x_label - m)/(1 + S') - 1.
+    _, e_label = _two_difference_exp(picked, s.m)
+    at_label = jnp.where(picked == s.m, -s.rest, e_label - z) / z
+    hit = lax.broadcasted_iota(labels.dtype, x.shape, x.ndim - 1) == labels[..., None]
+    g = jnp.where(hit, at_label, s.magnitude / z)
+    g = jnp.where(jnp.isnan(s.rest), jnp.zeros_like(g), g)  # no softmax: the value is NaN, the slope 0
+    return value, g
+
+
+def _sparse_kernel(labels: Array, x: Array) -> tuple[Array, Array]:
+    if labels.dtype not in (jnp.int32, jnp.int64):
+        labels = labels.astype(jnp.int32)
+    return _ffi.softmax_rows(x, labels, sparse=True, want_grad=True)
+
+
+_sparse_pair = _ffi.choose(_sparse_formula, _sparse_kernel)
+
+
+def _compiled(x: Array) -> bool:
+    """Whether ``x`` goes to the compiled kernels on CPU (float32; the FFI handlers are registered)."""
+    return _ffi.AVAILABLE and x.dtype == jnp.float32 and x.size > 0
+
+
+def _last(a: Array, axis: int) -> Array:
+    return jnp.moveaxis(a, axis, -1)
+
+
+def _sparse_loss_and_grad(labels: Array, x: Array, axis: int) -> tuple[Array, Array]:
+    """``(loss, d loss/dx)`` in ``x``'s layout: the compiled kernel on CPU (float32), else the formula."""
+    xm = _last(x, axis)
+    value, g = (_sparse_pair if _compiled(x) else _sparse_formula)(labels, xm)
+    return value, jnp.moveaxis(g, -1, axis)
+
+
+def _sparse_primal(labels: Array, x: Array, axis: int) -> Array:
+    plain = functools.partial(_sparse_plain, axis=axis)
+    if not _compiled(x):
+        return plain(labels, x)
+
+    def on_cpu(labels: Array, x: Array) -> Array:
+        index = labels if labels.dtype in (jnp.int32, jnp.int64) else labels.astype(jnp.int32)
+        (loss,) = _ffi.softmax_rows(_last(x, axis), index, sparse=True, want_grad=False)
+        return lax.cond(jnp.any(~jnp.isfinite(loss)), lambda: plain(labels, x), lambda: loss)
+
+    return lax.platform_dependent(labels, x, cpu=on_cpu, default=plain)
+
+
+def _sparse_plain(labels: Array, x: Array, axis: int) -> Array:
+    return _sparse_value(_softmax(x, axis), _label_entry(x, labels, axis), axis)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _sparse_from_logits(labels: Array, x: Array, axis: int) -> Array:
-    return _sparse_value(_softmax(x, axis), _label_entry(x, labels, axis), axis)
+    return _sparse_primal(labels, x, axis)
 
 
 @functools.partial(_sparse_from_logits.defjvp, symbolic_zeros=True)
 def _sparse_from_logits_jvp(axis: int, primals: tuple[Array, Array],
                             tangents: tuple[Any, Any]) -> tuple[Array, Array]:
     labels, x = primals
-    s = _softmax(x, axis)
-    picked = _label_entry(x, labels, axis)
-    value = _sparse_value(s, picked, axis)
     if _is_zero(tangents[1]):
+        value = _sparse_primal(labels, x, axis)
         return value, jnp.zeros_like(value)
-    z = 1 + s.rest
-    # The label's entry, p - 1, per row: -S'/(1 + S') where the label is a maximum (a
-    # dominant class's tiny gradient keeps its bits), else exp(x_label - m)/(1 + S') - 1.
-    _, e_label = _two_difference_exp(picked, s.m)
-    at_label = jnp.where(picked == s.m, -s.rest, e_label - z) / z
-    hit = lax.broadcasted_iota(labels.dtype, x.shape, axis) == jnp.expand_dims(labels, axis)
-    g = jnp.where(hit, at_label, s.magnitude / z)
-    g = jnp.where(jnp.isnan(s.rest), jnp.zeros_like(g), g)  # no softmax: the value is NaN, the slope 0
+    value, g = _sparse_loss_and_grad(labels, x, axis)
     return value, _linear([(g, tangents[1])], lambda t: jnp.sum(t, axis=axis), value)
 
 
@@ -200,27 +257,69 @@ def _dense_value(s: _Softmax, t: Array, x: Array, axis: int) -> tuple[Array, Arr
     return jnp.squeeze(loss, axis=axis), gap, log_rest
 
 
+def _dense_grad(s: _Softmax, t: Array, axis: int) -> Array:
+    """``sum(t)·softmax - t`` along ``axis``; at a maximum ``(sum(t) - t)/(1 + S') - t·S'/(1 + S')``.
+
+    So a one-hot label on a dominant class gives -S'/(1 + S'), not 1/(1 + S') - 1.
+    """
+    z = 1 + s.rest
+    total = jnp.sum(t, axis=axis, keepdims=True)
+    e = s.magnitude
+    g = jnp.where(s.top, (total * e - t) - t * s.rest, total * e - t * z) / z
+    return jnp.where(jnp.isnan(s.rest), jnp.zeros_like(g), g)  # no softmax: the value is NaN, the slope 0
+
+
+def _dense_formula(t: Array, x: Array) -> tuple[Array, Array]:
+    """Categorical CE of ``x`` (classes last) and its gradient, in ``jax.numpy``."""
+    s = _softmax(x, -1)
+    return _dense_value(s, t, x, -1)[0], _dense_grad(s, t, -1)
+
+
+def _dense_kernel(t: Array, x: Array) -> tuple[Array, Array]:
+    return _ffi.softmax_rows(x, t.astype(jnp.float32), sparse=False, want_grad=True)
+
+
+_dense_pair = _ffi.choose(_dense_formula, _dense_kernel)
+
+
+def _dense_plain(t: Array, x: Array, axis: int) -> Array:
+    return _dense_value(_softmax(x, axis), t, x, axis)[0]
+
+
+def _dense_primal(t: Array, x: Array, axis: int) -> Array:
+    plain = functools.partial(_dense_plain, axis=axis)
+    if not (_compiled(x) and t.dtype == jnp.float32):
+        return plain(t, x)
+
+    def on_cpu(t: Array, x: Array) -> Array:
+        (loss,) = _ffi.softmax_rows(_last(x, axis), _last(t, axis), sparse=False, want_grad=False)
+        return lax.cond(jnp.any(~jnp.isfinite(loss)), lambda: plain(t, x), lambda: loss)
+
+    return lax.platform_dependent(t, x, cpu=on_cpu, default=plain)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _dense_from_logits(t: Array, x: Array, axis: int) -> Array:
-    return _dense_value(_softmax(x, axis), t, x, axis)[0]
+    return _dense_primal(t, x, axis)
 
 
 @functools.partial(_dense_from_logits.defjvp, symbolic_zeros=True)
 def _dense_from_logits_jvp(axis: int, primals: tuple[Array, Array],
                            tangents: tuple[Any, Any]) -> tuple[Array, Array]:
     t, x = primals
+    terms = []
+    if _is_zero(tangents[0]):
+        if _is_zero(tangents[1]):
+            value = _dense_primal(t, x, axis)
+            return value, jnp.zeros_like(value)
+        if _compiled(x) and t.dtype == jnp.float32:
+            value, g = _dense_pair(_last(t, axis), _last(x, axis))
+            return value, _linear([(jnp.moveaxis(g, -1, axis), tangents[1])], lambda u: jnp.sum(u, axis=axis), value)
+    # A label tangent: the XLA formulas for both slopes (the softmax shared).
     s = _softmax(x, axis)
     value, gap, log_rest = _dense_value(s, t, x, axis)
-    terms = []
     if not _is_zero(tangents[1]):
-        z = 1 + s.rest
-        total = jnp.sum(t, axis=axis, keepdims=True)
-        # sum(t)·softmax - t; at a maximum (sum(t) - t)/(1 + S') - t·S'/(1 + S'), so a
-        # one-hot label on a dominant class gives -S'/(1 + S'), not 1/(1 + S') - 1.
-        e = s.magnitude
-        g = jnp.where(s.top, (total * e - t) - t * s.rest, total * e - t * z) / z
-        g = jnp.where(jnp.isnan(s.rest), jnp.zeros_like(g), g)  # no softmax: the value is NaN, the slope 0
-        terms.append((g, tangents[1]))
+        terms.append((_dense_grad(s, t, axis), tangents[1]))
     if not _is_zero(tangents[0]):
         # d/dt = -log softmax; a zero label on a -inf logit (a 0·inf term, read as 0) gets 0.
         nll = gap + log_rest
@@ -299,8 +398,12 @@ def _binary_from_logits_jvp(axis: int, primals: tuple[Array, Array],
 def binary_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int, epsilon: float,
                         xp: Any) -> Array:
     """Binary cross-entropy from logits."""
-    if not from_logits or not _handled(y_pred):
+    if not _handled(y_pred):
         return NotImplemented
+    if not from_logits:
+        if not _compiled(y_pred):  # no XLA formula of its own: the generic kernel
+            return NotImplemented
+        return _binary_from_probs(y_true, y_pred, axis, float(epsilon))
     return _binary_from_logits(y_true, y_pred, axis)
 
 
@@ -383,29 +486,69 @@ def binary_focal_crossentropy(y_true: Array, y_pred: Array, *, apply_class_balan
 # ------------------------------------------------------------------ Poisson and KL
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _poisson(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+def _poisson_formula(t: Array, p: Array, epsilon: float) -> tuple[Array, Array]:
+    """Poisson ``mean(p - t·log(p + ε))`` along the last axis and its gradient (float64 inside where JAX has it)."""
     wide = _wide(p.dtype)
     eps = jnp.asarray(epsilon, p.dtype).astype(wide)
     tw, pw = t.astype(wide), p.astype(wide)
-    return jnp.mean(pw - tw * jnp.log(pw + eps), axis=axis).astype(p.dtype)
+    value = jnp.mean(pw - tw * jnp.log(pw + eps), axis=-1).astype(p.dtype)
+    # d/dp = 1 - t/(p + ε) = (p + ε - t)/(p + ε): the difference first, exact near t = p + ε.
+    # Its ε passes an optimization barrier: a p + ε shared with the value's pass would
+    # make XLA store it (and ε's broadcast) for both passes.
+    rate = pw + lax.optimization_barrier(eps)
+    return value, (((rate - tw) / rate) / p.shape[-1]).astype(p.dtype)
+
+
+def _binary_kernel(kind: int, params: tuple[float, ...], y: Array, x: Array) -> tuple[Array, Array]:
+    return _ffi.binary_rows(kind, y.astype(jnp.float32), x, divisor=x.shape[-1], params=params, want_grad=True)
+
+
+def _binary_primal(kind: int, params: tuple[float, ...], plain: Callable[[Array, Array], Array], y: Array, x: Array,
+                   axis: int) -> Array:
+    """The loss alone (no gradient): the compiled kernel on CPU for float32, else ``plain``."""
+    if not _compiled(x):
+        return plain(y, x)
+
+    def on_cpu(y: Array, x: Array) -> Array:
+        (loss,) = _ffi.binary_rows(kind, _last(y, axis).astype(jnp.float32), _last(x, axis), divisor=x.shape[axis],
+                                   params=params, want_grad=False)
+        return lax.cond(jnp.any(~jnp.isfinite(loss)), lambda: plain(y, x), lambda: loss)
+
+    return lax.platform_dependent(y, x, cpu=on_cpu, default=plain)
+
+
+def _poisson_plain(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+    return _poisson_formula(_last(t, axis), _last(p, axis), epsilon)[0]
+
+
+def _poisson_params(epsilon: float) -> tuple[float, ...]:
+    return (float(np.float32(epsilon)),)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _poisson(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+    return _binary_primal(_native_kinds().KIND_POISSON if _compiled(p) else 0, _poisson_params(epsilon),
+                          functools.partial(_poisson_plain, axis=axis, epsilon=epsilon), t, p, axis)
 
 
 @functools.partial(_poisson.defjvp, symbolic_zeros=True)
 def _poisson_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
                  tangents: tuple[Any, Any]) -> tuple[Array, Array]:
     t, p = primals
-    wide = _wide(p.dtype)
-    eps = jnp.asarray(epsilon, p.dtype).astype(wide)
-    tw, pw = t.astype(wide), p.astype(wide)
-    log_rate = jnp.log(pw + eps)
-    value = jnp.mean(pw - tw * log_rate, axis=axis).astype(p.dtype)
-    # d/dp = 1 - t/(p + ε) = (p + ε - t)/(p + ε): the difference first, exact near t = p + ε.
-    # Its ε passes an optimization barrier: a p + ε shared with the value's pass would
-    # make XLA store it (and ε's broadcast) for both passes.
-    rate = pw + lax.optimization_barrier(eps)
-    terms = [((rate - tw) / rate, tangents[1]), (-log_rate, tangents[0])]
-    return value, _linear(terms, lambda u: jnp.mean(u, axis=axis), value)
+    tm, pm = _last(t, axis), _last(p, axis)
+    formula = functools.partial(_poisson_formula, epsilon=epsilon)
+    if _compiled(p):
+        kernel = functools.partial(_binary_kernel, _native_kinds().KIND_POISSON, _poisson_params(epsilon))
+        value, g = _ffi.choose(formula, kernel)(tm, pm)
+    else:
+        value, g = formula(tm, pm)
+    # g is the slope of the row's mean (1/n included): the terms are summed.
+    terms = [(jnp.moveaxis(g, -1, axis), tangents[1])]
+    if not _is_zero(tangents[0]):
+        wide = _wide(p.dtype)
+        eps = jnp.asarray(epsilon, p.dtype).astype(wide)
+        terms.append((-jnp.log(p.astype(wide) + eps) / p.shape[axis], tangents[0]))
+    return value, _linear(terms, lambda u: jnp.sum(u, axis=axis), value)
 
 
 @fast_path("poisson", backend="jax")
@@ -414,6 +557,52 @@ def poisson(y_true: Array, y_pred: Array, *, axis: int, epsilon: float, xp: Any)
     if not _handled(y_pred):
         return NotImplemented
     return _poisson(y_true, y_pred, axis, float(epsilon))
+
+
+# ------------------------------------------------------------------ binary CE from probabilities
+
+
+def _bce_probs_formula(y: Array, p: Array, epsilon: float) -> tuple[Array, Array]:
+    """The generic kernel's BCE from probabilities along the last axis, and its autodiff gradient."""
+    def loss(q: Array) -> Array:
+        return GENERIC["binary_crossentropy"](y, q, from_logits=False, axis=-1, epsilon=epsilon, xp=jnp)
+
+    value, pullback = jax.vjp(loss, p)
+    return value, pullback(jnp.ones_like(value))[0]
+
+
+def _bce_probs_params(epsilon: float) -> tuple[float, ...]:
+    # Keras clips to [ε, 1-ε] made in the input dtype, as the generic kernel's clip.
+    return float(np.float32(epsilon)), float(np.float32(1.0 - epsilon))
+
+
+def _bce_probs_plain(y: Array, p: Array, axis: int, epsilon: float) -> Array:
+    return GENERIC["binary_crossentropy"](y, p, from_logits=False, axis=axis, epsilon=epsilon, xp=jnp)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _binary_from_probs(y: Array, p: Array, axis: int, epsilon: float) -> Array:
+    return _binary_primal(_native_kinds().KIND_BCE_PROBS, _bce_probs_params(epsilon),
+                          functools.partial(_bce_probs_plain, axis=axis, epsilon=epsilon), y, p, axis)
+
+
+@functools.partial(_binary_from_probs.defjvp, symbolic_zeros=True)
+def _binary_from_probs_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
+                           tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+    y, p = primals
+    kernel = functools.partial(_binary_kernel, _native_kinds().KIND_BCE_PROBS, _bce_probs_params(epsilon))
+    value, g = _ffi.choose(functools.partial(_bce_probs_formula, epsilon=epsilon), kernel)(_last(y, axis),
+                                                                                          _last(p, axis))
+    terms = [(jnp.moveaxis(g, -1, axis), tangents[1])]
+    if not _is_zero(tangents[0]):  # the label's slope: autodiff of the generic kernel (rare)
+        g_y = jax.grad(lambda u: jnp.sum(_bce_probs_plain(u, p, axis, epsilon)))(y)
+        terms.append((g_y, tangents[0]))
+    return value, _linear(terms, lambda u: jnp.sum(u, axis=axis), value)
+
+
+def _native_kinds() -> Any:
+    """The binary module's kernel kinds (its constants; the module is loaded where ``_compiled`` holds)."""
+    return _ffi.native_binary()
 
 
 def _clip_slope(x: Array, low: float, high: float) -> Array:

@@ -539,15 +539,22 @@ def _normalized_gradient_cpu(t: Tensor, y: Tensor, low: float, high: float) -> T
     would cancel, a maximum above half the sum, is recomputed per row in
     float64 as ``(M - w_a)/S - w_a·rest/(m·S)``.
     """
-    total64 = y.sum(dim=1, keepdim=True, dtype=torch.float64)
+    # Row sums in float64 and the masks a block of rows at a time: a float64 sum over the
+    # whole array would first cast all of it (twice the input's size), the masks would
+    # be full-size too; the gradient is then the only full-size buffer.
+    step = max(1, (1 << 18) // max(y.shape[1], 1))
+    blocks = [(start, start + step) for start in range(0, y.shape[0], step)]
+    total64 = torch.empty((y.shape[0], 1), dtype=torch.float64, device=y.device)
+    big_m = torch.empty_like(total64)
+    for start, stop in blocks:
+        torch.sum(y[start:stop], dim=1, keepdim=True, dtype=torch.float64, out=total64[start:stop])
     total = total64.to(torch.float32)
     grad = torch.div(y, total)  # q = y/S, float32 as the generic kernel's clip sees it
-    step = max(1, (1 << 20) // max(y.shape[1], 1))  # the masks a block at a time: small temporaries
-    for start in range(0, y.shape[0], step):
-        q = grad[start:start + step]
+    for start, stop in blocks:
+        q = grad[start:stop]
         inside = (q >= low) & (q <= high)
-        torch.mul(t[start:start + step], inside, out=q)  # w = t·i
-    big_m = grad.sum(dim=1, keepdim=True, dtype=torch.float64)
+        torch.mul(t[start:stop], inside, out=q)  # w = t·i
+        torch.sum(q, dim=1, keepdim=True, dtype=torch.float64, out=big_m[start:stop])
     m, top_index = torch.max(y, dim=1, keepdim=True)
     w_top_general = torch.gather(grad, 1, top_index).to(torch.float64)
     grad.div_(y)

@@ -26,11 +26,15 @@
  *   params   tuple of floats, per kind (see each block function, binary_impl.h).
  *   Returns the number of rows whose value is NaN or inf, and the minimum and
  *   maximum of y and x (NaN when the array holds one; +inf/-inf for empty).
+ *
+ *   xla_handlers() -> {"probloss_binary": PyCapsule}: the same kernels as an XLA FFI
+ *   handler (only where built with XLA's FFI header, PL_XLA_FFI; pl_xla.h).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include "pl_rows.h"
+#include "pl_xla.h"
 
 enum {
     KIND_BCE_LOGITS = 0,
@@ -154,6 +158,56 @@ fail_yx:
     return NULL;
 }
 
+#ifdef PL_XLA_FFI
+/* ------------------------------------------------------------ XLA FFI handler (pl_xla.h)
+ *
+ * probloss_binary(y f32[..., cols], x f32[..., cols]) -> out f32[...] [, grad f32[..., cols]]
+ * with the attributes `kind`, `threads`, `divisor` and `p0`..`p5` (the params of
+ * row_losses; absent ones are 0). Every leading axis is a row (JAX's vmap adds
+ * them in front). Rows whose value is non-finite are the caller's to recompute. */
+static XLA_FFI_Error *xla_binary(XLA_FFI_CallFrame *frame)
+{
+    PL_XLA_PROLOGUE(frame);
+    XLA_FFI_Buffer *by = pl_xla_arg(frame, 0), *bx = pl_xla_arg(frame, 1), *bo = pl_xla_ret(frame, 0);
+    XLA_FFI_Buffer *bg = frame->rets.size > 1 ? pl_xla_ret(frame, 1) : NULL;
+    int64_t kind, threads;
+    double divisor;
+    if (!by || !bx || !bo || (frame->rets.size > 1 && !bg) || pl_xla_attr_i64(frame, "kind", &kind) < 0 ||
+        pl_xla_attr_i64(frame, "threads", &threads) < 0 || pl_xla_attr_f64(frame, "divisor", &divisor) < 0)
+        return pl_xla_error(frame, "probloss binary FFI: expected 2 buffers, 1 or 2 results, kind, threads, divisor");
+    if (kind < 0 || kind >= KIND_COUNT) return pl_xla_error(frame, "probloss binary FFI: unknown kernel kind");
+    params_t params = {{0}};
+    static const char *const names[6] = {"p0", "p1", "p2", "p3", "p4", "p5"};
+    for (int i = 0; i < 6; i++) {
+        double v;
+        if (pl_xla_attr_f64(frame, names[i], &v) == 0) params.p[i] = v;
+    }
+    const int64_t cols = pl_xla_last(bx), rows = cols ? pl_xla_numel(bx) / cols : pl_xla_numel(bo);
+    if (bx->dtype != XLA_FFI_DataType_F32 || by->dtype != XLA_FFI_DataType_F32 || bo->dtype != XLA_FFI_DataType_F32 ||
+        pl_xla_numel(by) != rows * cols || pl_xla_numel(bo) != rows ||
+        (bg && (bg->dtype != XLA_FFI_DataType_F32 || pl_xla_numel(bg) != rows * cols)))
+        return pl_xla_error(frame, "probloss binary FFI: unexpected dtypes or shapes");
+    if (rows == 0) return NULL;
+    pl_view yv = {(const char *)by->data, (Py_ssize_t)(cols * 4), 4};
+    pl_view xv = {(const char *)bx->data, (Py_ssize_t)(cols * 4), 4};
+    params.scale = 1.0 / divisor;
+    if (bg) pl_xla_huge_pages(bg->data, (size_t)(rows * cols) * sizeof(float));
+    pl_bounds bounds;
+    Py_ssize_t nonfinite;
+    if (pl_row_reduce((force_baseline ? blocks_base : blocks_auto)[kind], &params, yv, xv, rows, cols, divisor,
+                      (float *)bo->data, bg ? (float *)bg->data : NULL, threads < 1 ? 1 : (int)threads, &bounds,
+                      &nonfinite) < 0)
+        return pl_xla_error(frame, "probloss binary FFI: out of memory");
+    return NULL;
+}
+
+static PyObject *xla_handlers(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    return Py_BuildValue("{sN}", "probloss_binary", PL_XLA_CAPSULE(xla_binary));
+}
+#endif /* PL_XLA_FFI */
+
 static PyObject *openmp(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
@@ -172,6 +226,9 @@ static PyMethodDef methods[] = {
     {"openmp", openmp, METH_NOARGS, "Whether the module was compiled with OpenMP."},
     {"isa", isa, METH_NOARGS,
      "'baseline' when PROBLOSS_NATIVE_BASELINE=1 forced the baseline build, else 'auto' (the CPU's clone)."},
+#ifdef PL_XLA_FFI
+    {"xla_handlers", xla_handlers, METH_NOARGS, "XLA FFI handlers (name -> PyCapsule) for jax.ffi."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

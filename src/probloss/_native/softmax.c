@@ -30,6 +30,8 @@
  *   normalized_ce(probs f32[n*k], labels f32[n*k], k, lo, hi, loss f32[n], nthreads
  *                 [, bounds f32[2n] | None[, label_bounds f32[2n] | None]])
  *   (bounds of probabilities: as label_bounds.)
+ *   xla_handlers() -> {name: PyCapsule}: the XLA FFI handlers below (only where built
+ *   with XLA's FFI header, PL_XLA_FFI; JAX's CPU paths call them, pl_xla.h)
  *   softmax_isa() -> "avx2" | "baseline"
  *   openmp() -> whether the module was compiled with OpenMP
  *   AVAILABLE: 1, or 0 where the compiler has no vector extensions (MSVC: the
@@ -38,6 +40,7 @@
 #include "softmax_glue.h"
 #include "pl_parallel.h"
 #include "softmax_ce.h"
+#include "pl_xla.h"
 
 #if PL_SOFTMAX_AVAILABLE
 
@@ -265,6 +268,102 @@ static PyObject *py_openmp(PyObject *self, PyObject *args) {
     return PyBool_FromLong(pl_openmp_available());
 }
 
+#ifdef PL_XLA_FFI
+/* ------------------------------------------------------------ XLA FFI handlers (pl_xla.h)
+ *
+ * probloss_softmax_ce_sparse(logits f32[..., k], labels s32|s64[...] [, row_scale f32[...]])
+ *     -> loss f32[...] [, grad f32[..., k]]
+ * probloss_softmax_ce(logits f32[..., k], labels f32[..., k] [, row_scale f32[...]])
+ *     -> loss f32[...] [, grad f32[..., k]]
+ * probloss_normalized_ce(probs f32[..., k], labels f32[..., k]; lo, hi) -> loss f32[...]
+ * Every leading axis is a row (JAX's vmap adds them in front); attribute
+ * `threads` (the most threads). The gradient, where a second result is asked
+ * for, is s_r (softmax(x) sum(t) - t) per row, s_r = row_scale[r] (1 without it). */
+
+static XLA_FFI_Error *xla_logits(XLA_FFI_CallFrame *frame, int sparse) {
+    PL_XLA_PROLOGUE(frame);
+    XLA_FFI_Buffer *bx = pl_xla_arg(frame, 0), *bt = pl_xla_arg(frame, 1), *bl = pl_xla_ret(frame, 0);
+    XLA_FFI_Buffer *bg = frame->rets.size > 1 ? pl_xla_ret(frame, 1) : NULL;
+    XLA_FFI_Buffer *bs = frame->args.size > 2 ? pl_xla_arg(frame, 2) : NULL;
+    int64_t threads;
+    if (!bx || !bt || !bl || (frame->rets.size > 1 && !bg) || (frame->args.size > 2 && !bs) ||
+        pl_xla_attr_i64(frame, "threads", &threads) < 0)
+        return pl_xla_error(frame, "probloss softmax FFI: expected 2 or 3 buffers, 1 or 2 results, `threads`");
+    const int64_t k = pl_xla_last(bx), n = k ? pl_xla_numel(bx) / k : pl_xla_numel(bl);
+    if (bs && (bs->dtype != XLA_FFI_DataType_F32 || pl_xla_numel(bs) != n))
+        return pl_xla_error(frame, "probloss softmax FFI: row_scale must be float32, one per row");
+    int label_ok = sparse ? (bt->dtype == XLA_FFI_DataType_S32 || bt->dtype == XLA_FFI_DataType_S64) &&
+                                pl_xla_numel(bt) == n
+                          : bt->dtype == XLA_FFI_DataType_F32 && pl_xla_numel(bt) == n * k;
+    if (bx->dtype != XLA_FFI_DataType_F32 || !label_ok || bl->dtype != XLA_FFI_DataType_F32 ||
+        pl_xla_numel(bl) != n || (bg && (bg->dtype != XLA_FFI_DataType_F32 || pl_xla_numel(bg) != n * k)))
+        return pl_xla_error(frame, "probloss softmax FFI: unexpected dtypes or shapes");
+    if (n == 0) return NULL;
+    if (k < 1 || k > INT32_MAX - 16) return pl_xla_error(frame, "probloss softmax FFI: classes out of range");
+    const void *t = bt->data;
+    int64_t *wide = NULL;
+    if (sparse && bt->dtype == XLA_FFI_DataType_S32) { /* the kernel reads int64 labels */
+        wide = (int64_t *)malloc((size_t)n * sizeof(int64_t));
+        if (!wide) return pl_xla_error(frame, "probloss softmax FFI: out of memory");
+        const int32_t *src = (const int32_t *)bt->data;
+        for (int64_t i = 0; i < n; i++) wide[i] = src[i];
+        t = wide;
+    }
+    const float *x = (const float *)bx->data;
+    float *out = (float *)bl->data, *g = bg ? (float *)bg->data : NULL;
+    const float *s = bs ? (const float *)bs->data : NULL;
+    if (g) pl_xla_huge_pages(g, (size_t)(n * k) * sizeof(float));
+    const int nthreads = threads < 1 ? 1 : (int)threads;
+    const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
+    PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
+        int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
+        if (sparse)
+            pl_sparse_softmax_ce_rows(x, k, (const int64_t *)t, out, g, s, 1.0, NULL, r0, r1);
+        else
+            pl_softmax_ce_rows(x, (const float *)t, k, out, g, s, 1.0, NULL, NULL, r0, r1);
+    }
+    free(wide);
+    return NULL;
+}
+
+static XLA_FFI_Error *xla_softmax_ce_sparse(XLA_FFI_CallFrame *frame) { return xla_logits(frame, 1); }
+
+static XLA_FFI_Error *xla_softmax_ce(XLA_FFI_CallFrame *frame) { return xla_logits(frame, 0); }
+
+static XLA_FFI_Error *xla_normalized_ce(XLA_FFI_CallFrame *frame) {
+    PL_XLA_PROLOGUE(frame);
+    XLA_FFI_Buffer *by = pl_xla_arg(frame, 0), *bt = pl_xla_arg(frame, 1), *bl = pl_xla_ret(frame, 0);
+    int64_t threads;
+    double lo, hi;
+    if (!by || !bt || !bl || pl_xla_attr_i64(frame, "threads", &threads) < 0 || pl_xla_attr_f64(frame, "lo", &lo) < 0 ||
+        pl_xla_attr_f64(frame, "hi", &hi) < 0)
+        return pl_xla_error(frame, "probloss normalized FFI: expected 2 buffers, 1 result, `threads`, `lo`, `hi`");
+    const int64_t k = pl_xla_last(by), n = k ? pl_xla_numel(by) / k : pl_xla_numel(bl);
+    if (by->dtype != XLA_FFI_DataType_F32 || bt->dtype != XLA_FFI_DataType_F32 || pl_xla_numel(bt) != n * k ||
+        bl->dtype != XLA_FFI_DataType_F32 || pl_xla_numel(bl) != n)
+        return pl_xla_error(frame, "probloss normalized FFI: unexpected dtypes or shapes");
+    if (n == 0) return NULL;
+    if (k < 1 || k > INT32_MAX - 16) return pl_xla_error(frame, "probloss normalized FFI: classes out of range");
+    const float *y = (const float *)by->data, *t = (const float *)bt->data;
+    float *out = (float *)bl->data;
+    const int nthreads = threads < 1 ? 1 : (int)threads;
+    const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
+    PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
+        int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
+        pl_normalized_ce_rows(y, t, k, lo, hi, out, NULL, NULL, r0, r1);
+    }
+    return NULL;
+}
+
+static PyObject *py_xla_handlers(PyObject *self, PyObject *args) {
+    (void)self;
+    (void)args;
+    return Py_BuildValue("{sNsNsN}", "probloss_softmax_ce_sparse", PL_XLA_CAPSULE(xla_softmax_ce_sparse),
+                         "probloss_softmax_ce", PL_XLA_CAPSULE(xla_softmax_ce), "probloss_normalized_ce",
+                         PL_XLA_CAPSULE(xla_normalized_ce));
+}
+#endif /* PL_XLA_FFI */
+
 static PyMethodDef methods[] = {
     {"softmax_ce_sparse", py_softmax_ce_sparse, METH_VARARGS, "Sparse softmax cross-entropy rows (see softmax.c)."},
     {"softmax_ce", py_softmax_ce, METH_VARARGS, "Softmax cross-entropy rows, dense labels."},
@@ -273,6 +372,9 @@ static PyMethodDef methods[] = {
     {"normalized_ce", py_normalized_ce, METH_VARARGS, "Categorical cross-entropy rows from probabilities."},
     {"softmax_isa", py_softmax_isa, METH_NOARGS, "The instruction set the softmax kernels run on."},
     {"openmp", py_openmp, METH_NOARGS, "Whether the module was compiled with OpenMP."},
+#ifdef PL_XLA_FFI
+    {"xla_handlers", py_xla_handlers, METH_NOARGS, "XLA FFI handlers (name -> PyCapsule) for jax.ffi."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 
