@@ -17,6 +17,12 @@ python3 -m venv .venv-test
 # tf.keras 2.x, without its dependencies: it requires the full `tensorflow` wheel, and
 # tensorflow-cpu (from the test extra) provides the same modules.
 .venv-test/bin/python -m pip install -q --no-deps -c constraints-test.txt "tf_keras>=2.16"
+# JAX's compiled CPU paths (XLA FFI handlers in the C extension) compile only where jaxlib's
+# FFI header is found, and pip built the extension above in an isolated environment without
+# JAX: build it again in this one, and fail if the handlers are still missing (their tests
+# would otherwise skip).
+.venv-test/bin/python -m pip install -q --no-build-isolation --no-deps -e .
+.venv-test/bin/python -c "from probloss._backends import _jax_ffi; assert _jax_ffi.AVAILABLE, 'no XLA FFI handlers'"
 .venv-test/bin/python -m ruff check src tests benchmarks
 docs_tmp="$(mktemp -d)"
 trap 'rm -rf "$docs_tmp"' EXIT
