@@ -224,6 +224,21 @@ INLINE void store_partial(float *p, v8f v, int64_t n) {
     memcpy(p, buf, (size_t)n * sizeof(float));
 }
 
+/* exp(r) for |r| <= 0.36 by the degree-6 polynomial described below, times
+ * 2^j where `shifted` holds j in its low mantissa bits (the magic-number
+ * rounding of both callers): the integer addition to the exponent field. */
+INLINE v8f exp_poly_times_pow2(v8f r, v8f shifted) {
+    v8f p = splat(0x1.69fd9cp-10f);
+    p = p * r + 0x1.125132p-7f;
+    p = p * r + 0x1.555988p-5f;
+    p = p * r + 0x1.555472p-3f;
+    p = p * r + 0x1.fffffap-2f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    /* bits(shifted) = 0x4b400000 + j, and 0x4b400000 << 23 wraps to 0 */
+    return (v8f)((v8i)p + ((v8i)shifted << 23));
+}
+
 /* 2^100 · exp(d + err) for d in [-151, 0], |err| <= 2^-24·|d| (see the top).
  * k = round(d/ln 2) comes from the magic-number addition, whose low mantissa
  * bits then hold k + 100 (the magic number carries the 100); exp(r) is a
@@ -243,15 +258,7 @@ INLINE v8f exp_scaled(v8f d, v8f err) {
     v8f r = d - kf * ln2_hi;
     r = r - kf * ln2_lo;
     r = r + err;
-    v8f p = splat(0x1.69fd9cp-10f);
-    p = p * r + 0x1.125132p-7f;
-    p = p * r + 0x1.555988p-5f;
-    p = p * r + 0x1.555472p-3f;
-    p = p * r + 0x1.fffffap-2f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    /* bits(shifted) = 0x4b400000 + k + 100, and 0x4b400000 << 23 wraps to 0 */
-    return (v8f)((v8i)p + ((v8i)shifted << 23));
+    return exp_poly_times_pow2(r, shifted);
 }
 
 /* The exact rounding error of fl(x - m) (Knuth's TwoSum on x + (-m)). */
@@ -364,14 +371,7 @@ INLINE v8f exp_direct(v8f x, v8f magic) {
     v8f kf = shifted - magic;
     v8f r = x - kf * ln2_hi;
     r = r - kf * ln2_lo;
-    v8f p = splat(0x1.69fd9cp-10f);
-    p = p * r + 0x1.125132p-7f;
-    p = p * r + 0x1.555988p-5f;
-    p = p * r + 0x1.555472p-3f;
-    p = p * r + 0x1.fffffap-2f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return (v8f)((v8i)p + ((v8i)shifted << 23));
+    return exp_poly_times_pow2(r, shifted);
 }
 
 /* exp_direct of one vector, entries below x_floor = fl(m - 150) taken there
