@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -64,7 +65,8 @@ def _close(fast: Any, generic: Any, *, rtol: float = 8 * F32, atol: float = 0.0)
 
 
 def _rng(*key: Any) -> np.random.Generator:
-    return np.random.default_rng(abs(hash(key)) % 2**32)
+    # crc32, not hash(): str hashes change with PYTHONHASHSEED (pytest-randomly sets it per run)
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
 def _logits(rng: np.random.Generator, shape: tuple[int, ...], scale: float = 4.0) -> Any:
@@ -151,7 +153,13 @@ def test_every_loss_family_has_a_jax_path() -> None:
 def test_values_and_gradients_equal_generic_kernel(x64: bool, name: str) -> None:
     fn, t, p = _case(name)
     loss = _summed(fn)
-    _close(*_both(lambda t, p: fn(t, p), t, p))
+    # Poisson's p - y·log(p) cancels: a float32 generic kernel is off by a few eps of the terms'
+    # size, not of the (near-zero) result, while the compiled CPU path computes in float64.
+    atol = 0.0
+    if name == "poisson":
+        terms = np.abs(np.asarray(p)) + np.abs(np.asarray(t) * np.log(np.asarray(p) + 1e-7))
+        atol = 8 * F32 * float(np.max(np.mean(terms, axis=-1)))
+    _close(*_both(lambda t, p: fn(t, p), t, p), atol=atol)
     _close(*_both(jax.grad(loss, argnums=1), t, p), atol=2 * F32)
     if jnp.issubdtype(t.dtype, jnp.floating) and float(jnp.min(t)) > 0:  # soft labels: the generic slope is right
         _close(*_both(jax.grad(loss, argnums=0), t, p), atol=4 * F32)
