@@ -687,3 +687,111 @@ def test_compiled_eager_paths_edge_cases(monkeypatch: pytest.MonkeyPatch) -> Non
         probloss.SparseCategoricalCrossentropy(from_logits=True)(tf.constant(d["labels"]), tf.constant(logits))
     with pytest.raises(ValueError, match="label value of 9"):
         probloss.SparseCategoricalCrossentropy(from_logits=True)(tf.constant(labels), tf.constant(d["logits"]))
+
+
+# ------------------------------------------------------------------ compiled kernels inside tf.function
+
+
+def _traced_value_grads(tf: Any, f: Callable[..., Any], target: Any, pred: Any, *, jit: bool = False,
+                        label_grad: bool = False) -> list[np.ndarray]:
+    """Value and gradients of ``f`` computed inside one freshly traced ``tf.function``."""
+    def run(t: Any, p: Any) -> Any:
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(p)
+            if label_grad:
+                tape.watch(t)
+            value = f(t, p)
+        grads = [tape.gradient(value, p)]
+        if label_grad:
+            grads.append(tape.gradient(value, t))
+        return [value, *grads]
+
+    outs = tf.function(run, jit_compile=jit)(tf.constant(target), tf.constant(pred))
+    return [o.numpy() for o in outs]
+
+
+def _count_graph_kernels(monkeypatch: pytest.MonkeyPatch, native: Any) -> list[str]:
+    ran: list[str] = []
+    for name in ("binary_crossentropy_graph", "sparse_categorical_crossentropy_graph"):
+        real = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, _real=real, _name=name: ran.append(_name) or _real(*a))
+    return ran
+
+
+def test_compiled_graph_paths_match_tf_ops_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside tf.function (not XLA) BCE and sparse CE run the C kernels through tf.numpy_function: the same
+    values and gradients as the TF-ops paths in the same graph mode and as the eager compiled paths."""
+    tf = _tf()
+    from probloss._backends import _tensorflow_native as native
+
+    ran = _count_graph_kernels(monkeypatch, native)
+    for case, f, target, pred in _compiled_cases(tf, _edge_data()):
+        ran.clear()
+        ours = _traced_value_grads(tf, f, target, pred)
+        assert ran, case  # the compiled kernel served it
+        with monkeypatch.context() as m:
+            m.setattr(native, "binary_graph_applies", lambda *a: False)
+            m.setattr(native, "softmax_graph_applies", lambda *a: False)
+            reference = _traced_value_grads(tf, f, target, pred)
+        eager = _value_grads(tf, f, tf.constant(target), tf.constant(pred))
+        for other in (reference, eager):
+            _same(ours[0], other[0], rtol=5e-7)
+            _same(ours[1], other[1], rtol=2e-6)
+    # Soft labels watched by the tape: their gradient -x/cols, as the TF-ops path gives it.
+    d = _edge_data()
+    bce = probloss.BinaryCrossentropy(from_logits=True, reduction="sum")
+    ours = _traced_value_grads(tf, bce, d["y"], d["x"], label_grad=True)
+    with monkeypatch.context() as m:
+        m.setattr(native, "binary_graph_applies", lambda *a: False)
+        reference = _traced_value_grads(tf, bce, d["y"], d["x"], label_grad=True)
+    for a, b in zip(ours, reference, strict=True):
+        _same(a, b, rtol=2e-6)
+
+
+def test_compiled_graph_paths_non_finite_and_xla(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN or infinite logit inside tf.function gets the TF-ops path's values and gradients; XLA
+    (jit_compile=True) never sees the Python call; an unknown batch size is served."""
+    tf = _tf()
+    from probloss._backends import _tensorflow_native as native
+
+    ran = _count_graph_kernels(monkeypatch, native)
+    d = _edge_data()
+    x = d["x"].copy()
+    x[1, 2, :3] = [np.inf, -np.inf, np.nan]
+    logits = d["logits"].copy()
+    logits[1, 0, 2], logits[1, 1, 0] = np.nan, np.inf
+    labels = d["labels"].copy()
+    labels[1, 2] = 9  # outside [0, 6): NaN in its slot
+    cases = ((probloss.BinaryCrossentropy(from_logits=True, reduction="none"), d["y"], x),
+             (probloss.SparseCategoricalCrossentropy(from_logits=True, reduction="none"), labels, logits))
+    with probloss.validation("off"):
+        for f, target, pred in cases:
+            ran.clear()
+            ours = _traced_value_grads(tf, f, target, pred)
+            assert ran
+            with monkeypatch.context() as m:
+                m.setattr(native, "binary_graph_applies", lambda *a: False)
+                m.setattr(native, "softmax_graph_applies", lambda *a: False)
+                reference = _traced_value_grads(tf, f, target, pred)
+            _same(ours[0], reference[0], rtol=5e-7)
+            rows = ~np.isnan(pred).any(axis=-1)
+            _same(ours[1][rows], reference[1][rows], rtol=2e-6)
+            assert np.isnan(ours[0][1, 2])  # a NaN logit (BCE), a label out of range (sparse CE)
+    # XLA: the TF-ops paths, no graph kernel
+    for f, target, pred in ((probloss.BinaryCrossentropy(from_logits=True), d["y"], d["x"]),
+                            (probloss.SparseCategoricalCrossentropy(from_logits=True), d["labels"], d["logits"])):
+        ran.clear()
+        xla = _traced_value_grads(tf, f, target, pred, jit=True)
+        assert not ran
+        plain = _traced_value_grads(tf, f, target, pred)
+        assert ran
+        _same(xla[0], plain[0], rtol=5e-7)
+        _same(xla[1], plain[1], rtol=2e-6)
+    # a batch size known only at run time
+    loss = probloss.SparseCategoricalCrossentropy(from_logits=True)
+    spec = (tf.TensorSpec([None, 3], tf.int64), tf.TensorSpec([None, 3, 6], tf.float32))
+    traced = tf.function(lambda t, p: loss(t, p), input_signature=spec)
+    ran.clear()
+    got = traced(tf.constant(d["labels"]), tf.constant(d["logits"])).numpy()
+    assert ran
+    _same(got, loss(tf.constant(d["labels"]), tf.constant(d["logits"])).numpy(), rtol=5e-7)

@@ -2,7 +2,8 @@
 
 The fast paths sum each row's non-negative terms in float32 blocks of 16 and only the block
 sums in float64 (``probloss/_backends/_tensorflow.py``, ``_row_sum``). Here every per-sample
-value and every gradient entry of ``tf.function`` and ``tf.function(jit_compile=True)``
+value and every gradient entry of ``tf.function`` (with the compiled C kernels through
+``tf.numpy_function``, and with them declined, as on an accelerator) and ``tf.function(jit_compile=True)``
 (batch size unknown while tracing) is compared with a reference computed in float64 NumPy in this
 file, on rows long enough to take many blocks (1001 classes: not a multiple of 16), with
 confident rows (the label's logit far above the rest: a loss of 1e-7 to 1e-17, kept to its
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import library
 
 import probloss
@@ -92,6 +94,18 @@ def _run(tf: Any, loss: Any, target: np.ndarray, pred: np.ndarray, weights: np.n
     return value.numpy(), grad.numpy()
 
 
+# (jit_compile, the compiled C kernels allowed): inside a plain tf.function on CPU the kernels run
+# through tf.numpy_function; with them declined (as on an accelerator) and under XLA the TF ops.
+MODES = ((False, True), (False, False), (True, False))
+
+
+def _decline_graph_kernels(m: pytest.MonkeyPatch) -> None:
+    from probloss._backends import _tensorflow_native as native
+
+    m.setattr(native, "binary_graph_applies", lambda *a: False)
+    m.setattr(native, "softmax_graph_applies", lambda *a: False)
+
+
 def _reduce(per_row: np.ndarray, weights: np.ndarray, reduction: str) -> tuple[np.ndarray, np.ndarray]:
     """Reduced float64 value and each row's factor in the gradient."""
     if reduction == "none":
@@ -113,46 +127,53 @@ def _check(value: np.ndarray, grad: np.ndarray, want_value: np.ndarray, want_gra
     np.testing.assert_allclose(grad[~normal], want_grad[~normal], rtol=0, atol=np.finfo(np.float32).tiny)
 
 
-def test_sparse_ce_graph_and_xla_against_float64() -> None:
+def test_sparse_ce_graph_and_xla_against_float64(monkeypatch: pytest.MonkeyPatch) -> None:
     tf = library("tensorflow").module
     labels, x = _sparse_data()
     per_row, per_row_grad = _sparse_reference(labels, x)
     assert per_row[:8].max() < 1e-5  # the confident rows are there
     assert per_row[:8].min() < 1e-15
     weights = np.linspace(0.25, 2.0, ROWS).astype(np.float32)
-    for jit in (False, True):
-        for reduction in ("none", "sum", "sum_over_batch_size", "mean_with_sample_weight"):
-            for w in (None, weights):
-                loss = probloss.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
-                value, grad = _run(tf, loss, labels, x, w, jit)
-                want, factor = _reduce(per_row, np.ones(ROWS) if w is None else w.astype(np.float64), reduction)
-                _check(value, grad, want, per_row_grad * factor[:, None],
-                       f"jit={jit} {reduction} weights={w is not None}",
-                       scaled=w is not None or reduction not in ("none", "sum"))
-        # ignore_class: those rows weigh 0 and get a zero gradient
-        ignored = labels.copy()
-        ignored[[3, 12, 20]] = -1
-        keep = (ignored != -1).astype(np.float64)
-        loss = probloss.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1, reduction="none")
-        value, grad = _run(tf, loss, ignored, x, None, jit)
-        _check(value, grad, per_row * keep, per_row_grad * keep[:, None], f"jit={jit} ignore_class")
+    for jit, kernels in MODES:
+        with monkeypatch.context() as m:
+            if not kernels:
+                _decline_graph_kernels(m)
+            for reduction in ("none", "sum", "sum_over_batch_size", "mean_with_sample_weight"):
+                for w in (None, weights):
+                    loss = probloss.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+                    value, grad = _run(tf, loss, labels, x, w, jit)
+                    want, factor = _reduce(per_row, np.ones(ROWS) if w is None else w.astype(np.float64), reduction)
+                    _check(value, grad, want, per_row_grad * factor[:, None],
+                           f"jit={jit} kernels={kernels} {reduction} weights={w is not None}",
+                           scaled=w is not None or reduction not in ("none", "sum"))
+            # ignore_class: those rows weigh 0 and get a zero gradient
+            ignored = labels.copy()
+            ignored[[3, 12, 20]] = -1
+            keep = (ignored != -1).astype(np.float64)
+            loss = probloss.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1, reduction="none")
+            value, grad = _run(tf, loss, ignored, x, None, jit)
+            _check(value, grad, per_row * keep, per_row_grad * keep[:, None],
+                   f"jit={jit} kernels={kernels} ignore_class")
 
 
-def test_bce_logits_graph_and_xla_against_float64() -> None:
+def test_bce_logits_graph_and_xla_against_float64(monkeypatch: pytest.MonkeyPatch) -> None:
     tf = library("tensorflow").module
     y, x = _bce_data()
     per_row, per_element_grad = _bce_reference(y, x)
     assert per_row[0] < 1e-8  # the confident row is there
     weights = np.linspace(0.25, 2.0, ROWS).astype(np.float32)
-    for jit in (False, True):
-        for reduction in ("none", "sum", "sum_over_batch_size", "mean_with_sample_weight"):
-            for w in (None, weights):
-                loss = probloss.BinaryCrossentropy(from_logits=True, reduction=reduction)
-                value, grad = _run(tf, loss, y, x, w, jit)
-                want, factor = _reduce(per_row, np.ones(ROWS) if w is None else w.astype(np.float64), reduction)
-                # BCE's per-row gradient is (sigmoid - y)/K: scaled by 1/K always
-                _check(value, grad, want, per_element_grad * factor[:, None],
-                       f"jit={jit} {reduction} weights={w is not None}", scaled=True)
+    for jit, kernels in MODES:
+        with monkeypatch.context() as m:
+            if not kernels:
+                _decline_graph_kernels(m)
+            for reduction in ("none", "sum", "sum_over_batch_size", "mean_with_sample_weight"):
+                for w in (None, weights):
+                    loss = probloss.BinaryCrossentropy(from_logits=True, reduction=reduction)
+                    value, grad = _run(tf, loss, y, x, w, jit)
+                    want, factor = _reduce(per_row, np.ones(ROWS) if w is None else w.astype(np.float64), reduction)
+                    # BCE's per-row gradient is (sigmoid - y)/K: scaled by 1/K always
+                    _check(value, grad, want, per_element_grad * factor[:, None],
+                           f"jit={jit} kernels={kernels} {reduction} weights={w is not None}", scaled=True)
 
 
 def test_row_sum_blocks_and_padding() -> None:

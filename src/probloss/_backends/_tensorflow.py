@@ -161,6 +161,8 @@ def _binary_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axi
         return values
     if observe is not None:  # only the compiled kernels report bounds: the caller checks first
         return NotImplemented
+    if _native.binary_graph_applies(y_true, y_pred):
+        return _native.binary_crossentropy_graph(y_true, y_pred, _bce_logits)
     return _bce_logits_run(y_true, y_pred)
 
 
@@ -222,6 +224,8 @@ def _sparse_categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logit
         loss = _native.sparse_categorical_crossentropy(clipped, y_pred, bounds, _sparse_logits_run)
         if observe is not None:
             observe.bounds[1] = (bounds[0], bounds[1])
+    elif _native.softmax_graph_applies(clipped, y_pred):
+        loss = _native.sparse_categorical_crossentropy_graph(clipped, y_pred, _sparse_logits)
     else:
         loss = _sparse_logits_run(clipped, y_pred)
     return mark_invalid_labels(loss, y_true, num_classes, xp=tnp)
