@@ -4,7 +4,10 @@ Each variant runs in a fresh process (``_memory.run_probe``: ``MALLOC_MMAP_THRES
 that freed memory is seen): it builds float32 ``hidden [N, D]``, ``weight [V, D]`` and integer
 labels, warms up (on small shapes for the eager libraries; JAX compiles the step ahead of time
 with ``jit(...).lower(...).compile()``, without running it), then times one step and reads
-the process's peak resident set size. Variants:
+the process's peak resident set size (the memory figures), then times ``--steps`` - 1 more
+steps. ``--rounds`` such processes run per variant, the variants interleaved so that a change
+in the machine's load falls on all of them; the table shows the fastest step and the largest
+peak of each variant. Variants:
 
 * ``torch_probloss``: ``probloss.linear_cross_entropy`` on torch tensors, ``loss.backward()``;
 * ``torch_unfused``: ``F.cross_entropy(hidden @ weight.T, labels)``;
@@ -53,6 +56,7 @@ def _data(n: int, d: int, v: int) -> tuple[Any, Any, Any]:
 
 
 CHUNK: dict[str, int | None] = {"size": None}  # --chunk-size for the probloss variants
+STEPS = {"count": 1}  # --steps: timed steps per process
 XLA_MIB: dict[str, float | None] = {"value": None}  # XLA's memory_analysis of the compiled JAX step
 
 
@@ -147,13 +151,34 @@ def probe(variant: str, n: int, d: int, v: int) -> dict[str, Any]:
     start, cpu = time.perf_counter(), time.process_time()
     result = step(*arrays)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    peak = _status_kib("VmHWM")
-    row = {"variant": variant, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak / 1024,
-           "peak_extra_mib": max(0, peak - before) / 1024, "loss": result[0],
+    peak = _status_kib("VmHWM")  # the memory figures: the first step's
+    times = [seconds]
+    for _ in range(STEPS["count"] - 1):  # more steps in this process, for the time only
+        loss = result[0]
+        result = None
+        gc.collect()
+        start = time.perf_counter()
+        result = step(*arrays)
+        times.append(time.perf_counter() - start)
+        assert result[0] == loss, (result[0], loss)
+    row = {"variant": variant, "seconds": min(times), "step_seconds": times, "cpu_seconds": cpu,
+           "peak_rss_mib": peak / 1024, "peak_extra_mib": max(0, peak - before) / 1024, "loss": result[0],
            "load_average": list(os.getloadavg())}
     if XLA_MIB["value"] is not None:
         row["xla_temp_and_output_mib"] = XLA_MIB["value"]
     return row
+
+
+def _combined(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One variant's figures over its rounds: the fastest step, the largest peak memory."""
+    if any("error" in row or "seconds" not in row for row in rows):
+        return next(row for row in rows if "error" in row or "seconds" not in row)
+    out = dict(max(rows, key=lambda row: row["peak_extra_mib"]))
+    fastest = min(rows, key=lambda row: row["seconds"])
+    out.update(seconds=fastest["seconds"], cpu_seconds=fastest["cpu_seconds"],
+               round_seconds=[row["step_seconds"] for row in rows],
+               round_peak_extra_mib=[row["peak_extra_mib"] for row in rows])
+    return out
 
 
 def _table(rows: list[dict[str, Any]], shapes: tuple[int, int, int]) -> str:
@@ -210,23 +235,29 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--chunk-size", type=int, default=None, help="probloss's chunk_size (default: automatic)")
     parser.add_argument("--out", type=Path, default=None, help="folder for linear_ce.json and linear_ce.md")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per process (time: the fastest)")
+    parser.add_argument("--rounds", type=int, default=2, help="fresh processes per variant, interleaved")
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     n, d, v = (1024, 256, 16000) if args.quick else (4096, 1024, 64000)
     n, d, v = args.n or n, args.d or d, args.v or v
     CHUNK["size"] = args.chunk_size
+    STEPS["count"] = args.steps
     if args.probe:
         print(json.dumps(probe(args.probe, n, d, v)))
         return
-    rows = []
-    for variant in args.variants.split(","):
-        # One variant at a time: the full-size unfused ones take several GB.
-        extra = [] if args.chunk_size is None else ["--chunk-size", str(args.chunk_size)]
-        row = run_probe(Path(__file__), ["--probe", variant, "--n", str(n), "--d", str(d), "--v", str(v), *extra],
-                        timeout_s=1800)
-        row.setdefault("variant", variant)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in args.variants.split(",")}
+    for _ in range(args.rounds):
+        # Every variant once per round, so that a change in the machine's load falls on all of them;
+        # one at a time: the full-size unfused ones take several GB.
+        for variant in runs:
+            extra = [] if args.chunk_size is None else ["--chunk-size", str(args.chunk_size)]
+            row = run_probe(Path(__file__), ["--probe", variant, "--n", str(n), "--d", str(d), "--v", str(v),
+                                             "--steps", str(args.steps), *extra], timeout_s=1800)
+            row.setdefault("variant", variant)
+            runs[variant].append(row)
+            print(json.dumps(row), flush=True)
+    rows = [_combined(variant_rows) for variant_rows in runs.values()]
     table = _table(rows, (n, d, v))
     print(table)
     if args.out is not None:

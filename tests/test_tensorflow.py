@@ -559,6 +559,17 @@ def _edge_data() -> dict[str, np.ndarray]:
     return {"y": y, "x": x, "labels": labels, "logits": logits}
 
 
+def _non_finite_data(d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BCE logits with +-inf and NaN, sparse labels with one out of range, sparse logits with NaN and inf."""
+    x = d["x"].copy()
+    x[1, 2, :3] = [np.inf, -np.inf, np.nan]
+    logits = d["logits"].copy()
+    logits[1, 0, 2], logits[1, 1, 0] = np.nan, np.inf
+    labels = d["labels"].copy()
+    labels[1, 2] = 9  # outside [0, 6): NaN in its slot
+    return x, labels, logits
+
+
 def _compiled_cases(tf: Any, d: dict[str, np.ndarray]) -> list[tuple[str, Callable[..., Any], Any, Any]]:
     """(id, f(target, pred) -> value, target, pred): every option the compiled paths serve."""
     weights = tf.constant(np.linspace(0.5, 2.0, 6).reshape(2, 3).astype(np.float32))
@@ -664,12 +675,7 @@ def test_compiled_eager_paths_edge_cases(monkeypatch: pytest.MonkeyPatch) -> Non
     ours, ref = both(probloss.BinaryCrossentropy(from_logits=True), d["y"], d["x"], label_grad=True)
     for a, b in zip(ours, ref, strict=True):
         _same(a, b, rtol=2e-6)
-    x = d["x"].copy()
-    x[1, 2, :3] = [np.inf, -np.inf, np.nan]
-    logits = d["logits"].copy()
-    logits[1, 0, 2], logits[1, 1, 0] = np.nan, np.inf
-    labels = d["labels"].copy()
-    labels[1, 2] = 9  # outside [0, 6): NaN in its slot
+    x, labels, logits = _non_finite_data(d)
     with probloss.validation("off"):
         for f, target, pred in ((probloss.BinaryCrossentropy(from_logits=True, reduction="none"), d["y"], x),
                                 (probloss.SparseCategoricalCrossentropy(from_logits=True, reduction="none"),
@@ -756,12 +762,7 @@ def test_compiled_graph_paths_non_finite_and_xla(monkeypatch: pytest.MonkeyPatch
 
     ran = _count_graph_kernels(monkeypatch, native)
     d = _edge_data()
-    x = d["x"].copy()
-    x[1, 2, :3] = [np.inf, -np.inf, np.nan]
-    logits = d["logits"].copy()
-    logits[1, 0, 2], logits[1, 1, 0] = np.nan, np.inf
-    labels = d["labels"].copy()
-    labels[1, 2] = 9  # outside [0, 6): NaN in its slot
+    x, labels, logits = _non_finite_data(d)
     cases = ((probloss.BinaryCrossentropy(from_logits=True, reduction="none"), d["y"], x),
              (probloss.SparseCategoricalCrossentropy(from_logits=True, reduction="none"), labels, logits))
     with probloss.validation("off"):

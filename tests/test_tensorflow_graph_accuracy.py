@@ -106,6 +106,15 @@ def _decline_graph_kernels(m: pytest.MonkeyPatch) -> None:
     m.setattr(native, "softmax_graph_applies", lambda *a: False)
 
 
+def _modes(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Each of :data:`MODES` as ``(jit, kernels)``, the graph kernels declined inside the step where asked."""
+    for jit, kernels in MODES:
+        with monkeypatch.context() as m:
+            if not kernels:
+                _decline_graph_kernels(m)
+            yield jit, kernels
+
+
 def _reduce(per_row: np.ndarray, weights: np.ndarray, reduction: str) -> tuple[np.ndarray, np.ndarray]:
     """Reduced float64 value and each row's factor in the gradient."""
     if reduction == "none":
@@ -134,26 +143,23 @@ def test_sparse_ce_graph_and_xla_against_float64(monkeypatch: pytest.MonkeyPatch
     assert per_row[:8].max() < 1e-5  # the confident rows are there
     assert per_row[:8].min() < 1e-15
     weights = np.linspace(0.25, 2.0, ROWS).astype(np.float32)
-    for jit, kernels in MODES:
-        with monkeypatch.context() as m:
-            if not kernels:
-                _decline_graph_kernels(m)
-            for reduction in ("none", "sum", "sum_over_batch_size", "mean_with_sample_weight"):
-                for w in (None, weights):
-                    loss = probloss.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
-                    value, grad = _run(tf, loss, labels, x, w, jit)
-                    want, factor = _reduce(per_row, np.ones(ROWS) if w is None else w.astype(np.float64), reduction)
-                    _check(value, grad, want, per_row_grad * factor[:, None],
-                           f"jit={jit} kernels={kernels} {reduction} weights={w is not None}",
-                           scaled=w is not None or reduction not in ("none", "sum"))
-            # ignore_class: those rows weigh 0 and get a zero gradient
-            ignored = labels.copy()
-            ignored[[3, 12, 20]] = -1
-            keep = (ignored != -1).astype(np.float64)
-            loss = probloss.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1, reduction="none")
-            value, grad = _run(tf, loss, ignored, x, None, jit)
-            _check(value, grad, per_row * keep, per_row_grad * keep[:, None],
-                   f"jit={jit} kernels={kernels} ignore_class")
+    for jit, kernels in _modes(monkeypatch):
+        for reduction in ("none", "sum", "sum_over_batch_size", "mean_with_sample_weight"):
+            for w in (None, weights):
+                loss = probloss.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+                value, grad = _run(tf, loss, labels, x, w, jit)
+                want, factor = _reduce(per_row, np.ones(ROWS) if w is None else w.astype(np.float64), reduction)
+                _check(value, grad, want, per_row_grad * factor[:, None],
+                       f"jit={jit} kernels={kernels} {reduction} weights={w is not None}",
+                       scaled=w is not None or reduction not in ("none", "sum"))
+        # ignore_class: those rows weigh 0 and get a zero gradient
+        ignored = labels.copy()
+        ignored[[3, 12, 20]] = -1
+        keep = (ignored != -1).astype(np.float64)
+        loss = probloss.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1, reduction="none")
+        value, grad = _run(tf, loss, ignored, x, None, jit)
+        _check(value, grad, per_row * keep, per_row_grad * keep[:, None],
+               f"jit={jit} kernels={kernels} ignore_class")
 
 
 def test_bce_logits_graph_and_xla_against_float64(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,18 +168,15 @@ def test_bce_logits_graph_and_xla_against_float64(monkeypatch: pytest.MonkeyPatc
     per_row, per_element_grad = _bce_reference(y, x)
     assert per_row[0] < 1e-8  # the confident row is there
     weights = np.linspace(0.25, 2.0, ROWS).astype(np.float32)
-    for jit, kernels in MODES:
-        with monkeypatch.context() as m:
-            if not kernels:
-                _decline_graph_kernels(m)
-            for reduction in ("none", "sum", "sum_over_batch_size", "mean_with_sample_weight"):
-                for w in (None, weights):
-                    loss = probloss.BinaryCrossentropy(from_logits=True, reduction=reduction)
-                    value, grad = _run(tf, loss, y, x, w, jit)
-                    want, factor = _reduce(per_row, np.ones(ROWS) if w is None else w.astype(np.float64), reduction)
-                    # BCE's per-row gradient is (sigmoid - y)/K: scaled by 1/K always
-                    _check(value, grad, want, per_element_grad * factor[:, None],
-                           f"jit={jit} kernels={kernels} {reduction} weights={w is not None}", scaled=True)
+    for jit, kernels in _modes(monkeypatch):
+        for reduction in ("none", "sum", "sum_over_batch_size", "mean_with_sample_weight"):
+            for w in (None, weights):
+                loss = probloss.BinaryCrossentropy(from_logits=True, reduction=reduction)
+                value, grad = _run(tf, loss, y, x, w, jit)
+                want, factor = _reduce(per_row, np.ones(ROWS) if w is None else w.astype(np.float64), reduction)
+                # BCE's per-row gradient is (sigmoid - y)/K: scaled by 1/K always
+                _check(value, grad, want, per_element_grad * factor[:, None],
+                       f"jit={jit} kernels={kernels} {reduction} weights={w is not None}", scaled=True)
 
 
 def test_row_sum_blocks_and_padding() -> None:
