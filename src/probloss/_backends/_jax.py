@@ -38,7 +38,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from .._dispatch import GENERIC, fast_path
 from .._kernels._crossentropy import mark_invalid_labels
-from .._numerics import clip_bounds
+from .._numerics import clip_bounds, neg_log_normalized
 from . import _jax_ffi as _ffi
 
 Array = Any
@@ -340,10 +340,78 @@ def sparse_categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits
 @fast_path("categorical_crossentropy", backend="jax")
 def categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int,
                              epsilon: float, xp: Any) -> Array:
-    """Softmax cross-entropy with dense (soft) labels, from logits."""
-    if not from_logits or not _handled(y_pred):
+    """Softmax cross-entropy with dense (soft) labels, from logits; from probabilities on CPU (compiled)."""
+    if not _handled(y_pred):
         return NotImplemented
+    if not from_logits:
+        low, high = _probs_bounds(epsilon)
+        # No XLA formula of its own: the compiled kernel for float32 on CPU, else the generic kernel.
+        if not (_compiled(y_pred) and y_true.dtype == jnp.float32 and y_true.shape == y_pred.shape
+                and np.finfo(np.float32).tiny <= low <= high):
+            return NotImplemented
+        return _dense_from_probs(y_true, y_pred, axis, float(epsilon))
     return _dense_from_logits(y_true, y_pred, axis)
+
+
+# ------------------------------------------------------------------ categorical CE from probabilities
+
+
+def _probs_bounds(epsilon: float) -> tuple[float, float]:
+    """Keras's clip bounds ``[ε, 1-ε]`` made in float32, as the generic kernel's clip makes them."""
+    return float(np.float32(epsilon)), float(np.float32(1.0 - epsilon))
+
+
+def _cce_probs_plain(t: Array, y: Array, axis: int, epsilon: float) -> Array:
+    return GENERIC["categorical_crossentropy"](t, y, from_logits=False, axis=axis, epsilon=epsilon, xp=jnp)
+
+
+def _cce_probs_formula(t: Array, y: Array, epsilon: float) -> tuple[Array, Array]:
+    """The generic kernel's categorical CE from probabilities (classes last), and its autodiff gradient."""
+    value, pullback = jax.vjp(lambda q: _cce_probs_plain(t, q, -1, epsilon), y)
+    return value, pullback(jnp.ones_like(value))[0]
+
+
+def _cce_probs_kernel(epsilon: float, t: Array, y: Array) -> tuple[Array, Array]:
+    low, high = _probs_bounds(epsilon)
+    return _ffi.normalized_rows(t, y, low=low, high=high, want_grad=True)
+
+
+def _cce_probs_primal(t: Array, y: Array, axis: int, epsilon: float) -> Array:
+    """The loss alone: the compiled kernel on CPU (rows it leaves NaN: the generic kernel), else the generic kernel."""
+    plain = functools.partial(_cce_probs_plain, axis=axis, epsilon=epsilon)
+    low, high = _probs_bounds(epsilon)
+
+    def on_cpu(t: Array, y: Array) -> Array:
+        (loss,) = _ffi.normalized_rows(_last(t, axis), _last(y, axis), low=low, high=high, want_grad=False)
+        ok = jnp.isfinite(loss)
+        return lax.cond(jnp.all(ok), lambda: loss, lambda: jnp.where(ok, loss, plain(t, y)))
+
+    return lax.platform_dependent(t, y, cpu=on_cpu, default=plain)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _dense_from_probs(t: Array, y: Array, axis: int, epsilon: float) -> Array:
+    """Categorical CE of float32 probabilities (float32 labels of their shape; CPU: compiled)."""
+    return _cce_probs_primal(t, y, axis, epsilon)
+
+
+@functools.partial(_dense_from_probs.defjvp, symbolic_zeros=True)
+def _dense_from_probs_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
+                          tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+    t, y = primals
+    if _is_zero(tangents[1]):
+        value = _cce_probs_primal(t, y, axis, epsilon)
+        terms = []
+    else:
+        # The kernel's loss and gradient in one call (rows it leaves NaN: the generic kernel's
+        # autodiff); the pair's own derivative is that autodiff's, for the higher orders.
+        pair = _ffi.choose(functools.partial(_cce_probs_formula, epsilon=epsilon),
+                           functools.partial(_cce_probs_kernel, epsilon))
+        value, g = pair(_last(t, axis), _last(y, axis))
+        terms = [(jnp.moveaxis(g, -1, axis), tangents[1])]
+    if not _is_zero(tangents[0]):  # d/dt = -log(clip(y/sum(y))), the generic kernel's own term
+        terms.append((neg_log_normalized(y, epsilon, 1.0 - epsilon, axis=axis, xp=jnp), tangents[0]))
+    return value, _linear(terms, lambda u: jnp.sum(u, axis=axis), value)
 
 
 # ------------------------------------------------------------------ binary CE
