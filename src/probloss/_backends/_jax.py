@@ -400,7 +400,7 @@ def _dense_from_probs_jvp(axis: int, epsilon: float, primals: tuple[Array, Array
                           tangents: tuple[Any, Any]) -> tuple[Array, Array]:
     t, y = primals
     if _is_zero(tangents[1]):
-        value = _cce_probs_primal(t, y, axis, epsilon)
+        value = _dense_from_probs(t, y, axis, epsilon)  # differentiable again through this rule
         terms = []
     else:
         # The kernel's loss and gradient in one call (rows it leaves NaN: the generic kernel's
@@ -554,17 +554,12 @@ def binary_focal_crossentropy(y_true: Array, y_pred: Array, *, apply_class_balan
 # ------------------------------------------------------------------ Poisson and KL
 
 
-def _poisson_formula(t: Array, p: Array, epsilon: float) -> tuple[Array, Array]:
-    """Poisson ``mean(p - t·log(p + ε))`` along the last axis and its gradient (float64 inside where JAX has it)."""
+def _poisson_value(t: Array, p: Array, epsilon: float) -> Array:
+    """Poisson ``mean(p - t·log(p + ε))`` along the last axis (float64 inside where JAX has it)."""
     wide = _wide(p.dtype)
     eps = jnp.asarray(epsilon, p.dtype).astype(wide)
     tw, pw = t.astype(wide), p.astype(wide)
-    value = jnp.mean(pw - tw * jnp.log(pw + eps), axis=-1).astype(p.dtype)
-    # d/dp = 1 - t/(p + ε) = (p + ε - t)/(p + ε): the difference first, exact near t = p + ε.
-    # Its ε passes an optimization barrier: a p + ε shared with the value's pass would
-    # make XLA store it (and ε's broadcast) for both passes.
-    rate = pw + lax.optimization_barrier(eps)
-    return value, (((rate - tw) / rate) / p.shape[-1]).astype(p.dtype)
+    return jnp.mean(pw - tw * jnp.log(pw + eps), axis=-1).astype(p.dtype)
 
 
 def _binary_kernel(kind: int, params: tuple[float, ...], y: Array, x: Array) -> tuple[Array, Array]:
@@ -586,36 +581,57 @@ def _binary_primal(kind: int, params: tuple[float, ...], plain: Callable[[Array,
 
 
 def _poisson_plain(t: Array, p: Array, axis: int, epsilon: float) -> Array:
-    return _poisson_formula(_last(t, axis), _last(p, axis), epsilon)[0]
+    return _poisson_value(_last(t, axis), _last(p, axis), epsilon)
 
 
 def _poisson_params(epsilon: float) -> tuple[float, ...]:
     return (float(np.float32(epsilon)),)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _poisson(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+def _poisson_primal(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+    """The loss: the compiled kernel on CPU for float32 (float64 inside), else the XLA formula."""
     return _binary_primal(_native_kinds().KIND_POISSON if _compiled(p) else 0, _poisson_params(epsilon),
                           functools.partial(_poisson_plain, axis=axis, epsilon=epsilon), t, p, axis)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _poisson(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+    return _poisson_primal(t, p, axis, epsilon)
+
+
+def _poisson_slope(t: Array, p: Array, epsilon: float, n: int) -> Array:
+    """``d/dp mean(p - t·log(p + ε)) = ((p - t) + ε)/(p + ε)/n`` (float64 inside where JAX has it).
+
+    ``p - t`` first: where ``t`` is near ``p + ε`` it is exact (Sterbenz), so the
+    numerator carries one rounding, not the cancelled rounding error of ``p + ε``
+    (a few ulps in float32). Plain elementwise XLA, so that ``jax.grad`` fuses it
+    with the cotangent's scaling into one pass: the compiled kernel's own
+    gradient would need that pass on top of its own, and costs more than the
+    loss alone (measured in benchmarks/speed.py's JAX suite). The denominator's
+    ε passes an optimization barrier: a ``p + ε`` shared with the value's XLA
+    formula (off CPU) would make XLA store it for both passes.
+    """
+    wide = _wide(p.dtype)
+    eps = jnp.asarray(epsilon, p.dtype).astype(wide)
+    tw, pw = t.astype(wide), p.astype(wide)
+    return ((((pw - tw) + eps) / (pw + lax.optimization_barrier(eps))) / n).astype(p.dtype)
 
 
 @functools.partial(_poisson.defjvp, symbolic_zeros=True)
 def _poisson_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
                  tangents: tuple[Any, Any]) -> tuple[Array, Array]:
     t, p = primals
-    tm, pm = _last(t, axis), _last(p, axis)
-    formula = functools.partial(_poisson_formula, epsilon=epsilon)
-    if _compiled(p):
-        kernel = functools.partial(_binary_kernel, _native_kinds().KIND_POISSON, _poisson_params(epsilon))
-        value, g = _ffi.choose(formula, kernel)(tm, pm)
-    else:
-        value, g = formula(tm, pm)
-    # g is the slope of the row's mean (1/n included): the terms are summed.
-    terms = [(jnp.moveaxis(g, -1, axis), tangents[1])]
+    # The value by the custom_jvp function itself, so that differentiating this rule again
+    # (jax.hessian) goes through this rule, not into the compiled kernel's FFI call.
+    value = _poisson(t, p, axis, epsilon)
+    n = p.shape[axis]
+    terms = []
+    if not _is_zero(tangents[1]):
+        terms.append((_poisson_slope(t, p, epsilon, n), tangents[1]))
     if not _is_zero(tangents[0]):
         wide = _wide(p.dtype)
         eps = jnp.asarray(epsilon, p.dtype).astype(wide)
-        terms.append((-jnp.log(p.astype(wide) + eps) / p.shape[axis], tangents[0]))
+        terms.append((-jnp.log(p.astype(wide) + eps) / n, tangents[0]))
     return value, _linear(terms, lambda u: jnp.sum(u, axis=axis), value)
 
 
