@@ -14,11 +14,13 @@ differentiable, forward mode (``jax.jvp``, ``jax.jacfwd``) and higher orders
 Zero tangents stay symbolic (``symbolic_zeros=True``): the derivative with
 respect to a label is only formed when something differentiates the label.
 
-On CPU, float32 sparse and categorical cross-entropy from logits, binary
-cross-entropy from probabilities and Poisson compute the value and ``g`` with the
+On CPU, float32 sparse and categorical cross-entropy from logits, binary and
+categorical cross-entropy from probabilities compute the value and ``g`` with the
 compiled kernels, called as XLA FFI targets (:mod:`probloss._backends._jax_ffi`);
-the pair's own derivative is the ``jax.numpy`` formula's, so the higher orders
-above are unchanged.
+the pair's own derivative is the ``jax.numpy`` formula's (for the probability paths,
+the generic kernel's autodiff), so the higher orders above are unchanged. Poisson
+takes its value from the compiled kernel and ``g`` from its ``jax.numpy`` formula,
+which ``jax.grad`` fuses with the cotangent's scaling.
 
 Inputs arrive cast by the public layer (float16 and bfloat16 as float32); other
 dtypes, and the options without a path here, fall through to the generic kernel.
