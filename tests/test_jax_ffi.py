@@ -1,8 +1,9 @@
 """JAX's compiled CPU paths (XLA FFI calls of the C kernels, ``probloss._backends._jax_ffi``).
 
 On CPU the JAX fast paths of sparse and categorical cross-entropy from logits,
-binary cross-entropy from probabilities and Poisson compute the loss and its
-gradient with the compiled kernels. Checked here against the XLA formulas those
+categorical and binary cross-entropy from probabilities compute the loss and its
+gradient with the compiled kernels; Poisson computes its loss with them (its
+gradient is an XLA formula). Checked here against the XLA formulas those
 paths use on other platforms (the ``formula`` half of each pair, run directly),
 against the generic kernel through the public API (every option: sample
 weights, ``ignore_class``, label smoothing, reductions, axis, non-finite inputs,
@@ -56,7 +57,53 @@ def _data(kind: str, rng: np.random.Generator, shape: tuple[int, int]) -> tuple[
         return (u / u.sum(1, keepdims=True)).astype(np.float32), (4 * rng.normal(size=shape)).astype(np.float32)
     if kind == "bce":
         return rng.uniform(0, 1, shape).astype(np.float32), rng.uniform(1e-4, 1 - 1e-4, shape).astype(np.float32)
+    if kind == "cce_probs":
+        return _probability_rows(rng, shape)
     return rng.poisson(2.0, shape).astype(np.float32), rng.uniform(0.0, 4.0, shape).astype(np.float32)
+
+
+def _probability_rows(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Soft and one-hot labels; softmax rows (some unnormalised), zeros, a dominant class and clipped entries."""
+    z = 3 * rng.normal(size=shape)
+    y = np.exp(z - z.max(1, keepdims=True))
+    y /= y.sum(1, keepdims=True)
+    y[1::4] *= 7.5  # not normalised: Keras divides by the sum
+    t = rng.dirichlet(np.ones(shape[1]), shape[0])
+    t[0::3] = np.eye(shape[1])[rng.integers(0, shape[1], len(t[0::3]))]
+    if shape[0] >= 8 and shape[1] >= 4:
+        y[2, :] = 1e-9
+        y[2, 3] = 1.0  # a dominant class, -log p about rest/m = 3e-8 (clipped at -log(1-ε))
+        y[3, :] = 1e-6
+        y[3, 0] = 1.0  # p = 0.99997: its loss and slope from the rest, not from 1 - p
+        y[5, 1] = 0.0  # a zero probability under a positive label: clipped at ε, slope 0
+        y[6, 2] = 1e-12  # below ε after normalising: clipped
+        t[2], t[3] = np.eye(shape[1])[3], np.eye(shape[1])[0]
+        t[5, 1] = 0.5
+    return t.astype(np.float32), y.astype(np.float32)
+
+
+def _cce_probs_float64(t: np.ndarray, y: np.ndarray, eps: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
+    """Keras's ``sum t·-log(clip(y/sum(y), ε, 1-ε))`` and its slope in float64 (bounds made in float32).
+
+    Slope ``M/S - w_k/y_k``, ``w = t`` where the clip passes, ``M = sum(w)``; at a
+    maximum above half the sum, ``(M - w_a)/S - w_a·rest/(m·S)`` and ``-log p = log1p(rest/m)``,
+    ``rest`` summed without it (no cancellation).
+    """
+    t64, y64 = t.astype(np.float64), y.astype(np.float64)
+    lo, hi = float(np.float32(eps)), float(np.float32(1.0 - eps))
+    total = y64.sum(1, keepdims=True)
+    p = y64 / total
+    nll = -np.log(np.clip(p, lo, hi))
+    w = t64 * ((p > lo) & (p < hi))
+    big_m = w.sum(1, keepdims=True)
+    grad = big_m / total - np.divide(w, y64, out=np.zeros_like(w), where=w != 0)
+    for r in range(len(y64)):
+        a = int(np.argmax(y64[r]))
+        if 2 * y64[r, a] > total[r, 0]:
+            rest = np.delete(y64[r], a).sum()
+            nll[r, a] = np.clip(np.log1p(rest / y64[r, a]), -np.log(hi), -np.log(lo))
+            grad[r, a] = ((big_m[r, 0] - w[r, a]) - w[r, a] * rest / y64[r, a]) / total[r, 0]
+    return (t64 * nll).sum(1), grad
 
 
 def _pair(kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -67,18 +114,17 @@ def _pair(kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
         return _jax._sparse_pair, _jax._sparse_formula
     if kind == "dense":
         return _jax._dense_pair, _jax._dense_formula
+    if kind == "cce_probs":
+        formula = functools.partial(_jax._cce_probs_formula, epsilon=1e-7)
+        return _jax_ffi.choose(formula, functools.partial(_jax._cce_probs_kernel, 1e-7)), formula
     binary = _jax._native_kinds()
-    if kind == "bce":
-        formula = functools.partial(_jax._bce_probs_formula, epsilon=1e-7)
-        kernel = functools.partial(_jax._binary_kernel, binary.KIND_BCE_PROBS, _jax._bce_probs_params(1e-7))
-    else:
-        formula = functools.partial(_jax._poisson_formula, epsilon=1e-7)
-        kernel = functools.partial(_jax._binary_kernel, binary.KIND_POISSON, _jax._poisson_params(1e-7))
+    formula = functools.partial(_jax._bce_probs_formula, epsilon=1e-7)
+    kernel = functools.partial(_jax._binary_kernel, binary.KIND_BCE_PROBS, _jax._bce_probs_params(1e-7))
     return _jax_ffi.choose(formula, kernel), formula
 
 
 @pytest.mark.parametrize("x64", [False, True], ids=["float32-only", "x64"])
-@pytest.mark.parametrize("kind", ["sparse", "dense", "bce", "poisson"])
+@pytest.mark.parametrize("kind", ["sparse", "dense", "bce", "cce_probs"])
 def test_kernel_pair_equals_its_formula(jx: Any, kind: str, x64: bool) -> None:
     """Values and gradients of the compiled kernels against the XLA formula, non-finite rows included."""
     jnp = jx.numpy
@@ -88,11 +134,23 @@ def test_kernel_pair_equals_its_formula(jx: Any, kind: str, x64: bool) -> None:
             x[3, 5], x[7, :] = np.nan, -np.inf  # a NaN row and a row without a finite logit: the formula's rows
             x[9, 2], x[11, 4] = np.inf, -np.inf
             x[13, :] = x[13, 0]  # ties
+        elif kind == "cce_probs":  # the kernel leaves these rows to the formula (the generic kernel)
+            x[8, 5], x[9, 1], x[10, :], x[11, 2] = np.nan, -0.25, 0.0, np.inf
+            labels[12, 4] = np.nan
         else:
             x[3, 5], labels[6, 1] = np.nan, np.nan
         pair, formula = _pair(kind)
         fast = jx.jit(pair)(jnp.asarray(labels), jnp.asarray(x))
         ref = jx.jit(formula)(jnp.asarray(labels), jnp.asarray(x))
+        if kind == "cce_probs":  # the generic kernel's float32 autodiff: a few ulps of the terms' size
+            scale = np.abs(np.asarray(ref[1]))
+            _close(fast[0], ref[0], rtol=8 * F32)
+            _close(fast[1], ref[1], rtol=32 * F32, atol=32 * F32 * float(np.nanmax(scale)))
+            good = np.r_[0:8, 13:40]  # against float64: the kernel's loss and slope within 4 ulps
+            want_loss, want_grad = _cce_probs_float64(labels[good], x[good])
+            _close(np.asarray(fast[0])[good], want_loss, rtol=4 * F32)
+            _close(np.asarray(fast[1])[good], want_grad, rtol=4 * F32, atol=1e-30)
+            return
         tolerance = 8 * F32 if x64 or kind != "bce" else 64 * F32  # the formula runs in float32 there
         _close(fast[0], ref[0], rtol=tolerance, atol=F32)
         scale = float(np.nanmax(np.abs(np.asarray(ref[1]))))
@@ -108,6 +166,8 @@ def _public(kind: str, **options: Any) -> Callable[..., Any]:
         return functools.partial(probloss.categorical_crossentropy, from_logits=True, **options)
     if kind == "bce":
         return functools.partial(probloss.binary_crossentropy, from_logits=False, **options)
+    if kind == "cce_probs":
+        return functools.partial(probloss.categorical_crossentropy, from_logits=False, **options)
     return functools.partial(probloss.poisson, **options)
 
 
@@ -120,12 +180,15 @@ def _loss_class(kind: str, reduction: str, **options: Any) -> Any:
         return probloss.CategoricalCrossentropy(from_logits=True, reduction=reduction, **options)
     if kind == "bce":
         return probloss.BinaryCrossentropy(from_logits=False, reduction=reduction, **options)
+    if kind == "cce_probs":
+        return probloss.CategoricalCrossentropy(from_logits=False, reduction=reduction, **options)
     return probloss.Poisson(reduction=reduction, **options)
 
 
 _OPTIONS = [("sparse", {}), ("sparse", {"ignore_class": 2}), ("sparse", {"axis": 0}),
             ("dense", {}), ("dense", {"label_smoothing": 0.1}), ("dense", {"axis": 0}),
-            ("bce", {}), ("bce", {"label_smoothing": 0.1, "axis": 0}), ("poisson", {})]
+            ("bce", {}), ("bce", {"label_smoothing": 0.1, "axis": 0}), ("poisson", {}),
+            ("cce_probs", {}), ("cce_probs", {"label_smoothing": 0.1}), ("cce_probs", {"axis": 0})]
 
 
 @pytest.mark.parametrize("x64", [False, True], ids=["float32-only", "x64"])
@@ -173,7 +236,7 @@ def test_public_losses_equal_generic_kernel(jx: Any, kind: str, options: dict[st
         _close(fast, generic, rtol=tolerance, atol=4 * F32 * scale)
 
 
-@pytest.mark.parametrize("kind", ["sparse", "dense", "bce", "poisson"])
+@pytest.mark.parametrize("kind", ["sparse", "dense", "bce", "poisson", "cce_probs"])
 def test_forward_mode_and_hessian_equal_generic_kernel(jx: Any, kind: str) -> None:
     """``jax.jvp`` and ``jax.hessian`` go through the formulas' derivatives."""
     import probloss

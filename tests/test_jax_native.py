@@ -114,6 +114,13 @@ def _cases(rng: np.random.Generator) -> list[tuple[str, Callable[..., Any], Any,
     cases.append(("poisson", probloss.poisson, jnp.asarray(rng.poisson(2.0, (6, 5)).astype(np.float32)),
                   jnp.asarray(rng.uniform(0.0, 4.0, (6, 5)).astype(np.float32))))
     cases.append(("kl", probloss.kl_divergence, _soft(rng, (6, 5)), probs))
+    # Categorical CE from probabilities (compiled on CPU for float32): soft and one-hot labels,
+    # rows that do not sum to 1, and the label smoothing and axis options.
+    scaled = probs * jnp.asarray(rng.uniform(0.2, 1.0, (6, 1)).astype(np.float32))  # in [0, 1], sums below 1
+    cases.append(("cce-probs-soft", probloss.categorical_crossentropy, _soft(rng, (6, 5)), scaled))
+    cases.append(("cce-probs-onehot", probloss.categorical_crossentropy, one_hot, probs))
+    cases.append(("cce-probs-ls0.1-axis0", functools.partial(probloss.categorical_crossentropy, label_smoothing=0.1,
+                                                             axis=0), _soft(rng, (6, 5), 0), scaled))
     return cases
 
 
@@ -123,7 +130,7 @@ _CASE_NAMES = [name for name, *_ in _cases(np.random.default_rng(0))]
 # KL paths compute float32 inputs in float64 there; sparse labels arrive as int64. The
 # other paths are the same float32 code in both modes: checked once in x64 (one case each).
 _X64_CASES = ("focal-g0.5-bTrue", "focal-g2.0-bTrue", "focal-hard", "poisson", "kl", "sparse-ignore2",
-              "bce-ls0.1-axis0", "cce-onehot")
+              "bce-ls0.1-axis0", "cce-onehot", "cce-probs-soft")
 
 
 def _modes(names: list[str] | tuple[str, ...], x64_names: tuple[str, ...] = _X64_CASES) -> list[Any]:
@@ -185,7 +192,8 @@ def test_jit_vmap_and_jvp_equal_generic_kernel(x64: bool, name: str) -> None:
 
 @pytest.mark.parametrize(("x64", "name"),
                          _modes(["bce-ls0.1-axis0", "cce-ls0.0-axis-1", "focal-g2.0-bTrue", "sparse-ignoreNone",
-                                 "poisson", "kl"], ("focal-g2.0-bTrue", "poisson", "kl")), indirect=["x64"])
+                                 "poisson", "kl", "cce-probs-soft"], ("focal-g2.0-bTrue", "poisson", "kl")),
+                         indirect=["x64"])
 def test_second_derivatives_equal_generic_kernel(x64: bool, name: str) -> None:
     """The JVP rules are plain JAX: ``jax.hessian`` (forward over reverse) works, and agrees."""
     fn, t, p = _case(name)
@@ -240,8 +248,8 @@ def test_ties_give_softmax_minus_onehot(x64: bool) -> None:
         np.testing.assert_allclose(np.asarray(grad), p - one_hot, rtol=4 * F32, atol=1e-7)
 
 
-@pytest.mark.parametrize(("x64", "family"), _modes(["sparse", "cce", "bce", "focal"], ("sparse", "focal")),
-                         indirect=["x64"])
+@pytest.mark.parametrize(("x64", "family"), _modes(["sparse", "cce", "bce", "focal", "cce-probs"],
+                                                  ("sparse", "focal")), indirect=["x64"])
 def test_non_finite_logits_equal_generic_kernel(x64: bool, family: str) -> None:
     """-inf entries (masked classes), +inf and NaN: the same values; gradients where the generic one is finite.
 
@@ -260,6 +268,13 @@ def test_non_finite_logits_equal_generic_kernel(x64: bool, family: str) -> None:
     elif family == "bce":
         fn = functools.partial(probloss.binary_crossentropy, jnp.asarray(np.eye(4, dtype=np.float32)[labels]),
                                from_logits=True)
+    elif family == "cce-probs":
+        # probabilities: a NaN, an infinite, a negative entry and a zero row (the generic kernel's rows)
+        x = np.array([[0.5, 0.25, 0.25, 0.0], [np.inf, 0.1, 0.2, 0.3], [np.nan, 0.2, 0.3, 0.5],
+                      [0.2, -0.1, 0.4, 0.5], [0.0, 0.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4]], np.float32)
+        t = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 3]]
+        t[0] = [0.5, 0.0, 0.25, 0.25]
+        fn = functools.partial(probloss.categorical_crossentropy, jnp.asarray(t))
     else:
         fn = functools.partial(probloss.binary_focal_crossentropy, jnp.asarray(np.eye(4, dtype=np.float32)[labels]),
                                from_logits=True)
@@ -277,7 +292,8 @@ def test_non_finite_logits_equal_generic_kernel(x64: bool, family: str) -> None:
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize(("x64", "name"),
                          _modes(["bce-ls0.1-axis0", "cce-ls0.1-axis0", "focal-g2.0-bTrue", "sparse-ignore2",
-                                 "poisson", "kl"], ("focal-g2.0-bTrue", "poisson", "kl")), indirect=["x64"])
+                                 "poisson", "kl", "cce-probs-soft"], ("focal-g2.0-bTrue", "poisson", "kl")),
+                         indirect=["x64"])
 def test_low_precision_inputs_equal_generic_kernel(x64: bool, dtype: str, name: str) -> None:
     fn, t, p = _case(name)
     p = p.astype(dtype)
@@ -306,9 +322,12 @@ def test_loss_classes_with_sample_weights_equal_generic_kernel(x64: bool, reduct
          _soft(rng, (8, 5))),
         (probloss.Poisson(reduction=reduction), _soft(rng, (8, 5)) * 3),
         (probloss.KLDivergence(reduction=reduction), _soft(rng, (8, 5))),
+        (probloss.CategoricalCrossentropy(label_smoothing=0.1, reduction=reduction), _soft(rng, (8, 5))),
     ]
     for obj, y in objects:
-        pred = jax.nn.softmax(x) if isinstance(obj, probloss.KLDivergence | probloss.Poisson) else x
+        probabilities = isinstance(obj, probloss.KLDivergence | probloss.Poisson) or (
+            isinstance(obj, probloss.CategoricalCrossentropy) and not obj.get_config()["from_logits"])
+        pred = jax.nn.softmax(x) if probabilities else x
         call = jax.jit(lambda y, q, obj=obj: obj(y, q, sample_weight=weights))
         _close(*_both(call, y, pred))
         _close(*_both(jax.grad(lambda q, y=y, call=call: jnp.sum(call(y, q))), pred), atol=2 * F32)

@@ -14,11 +14,13 @@ differentiable, forward mode (``jax.jvp``, ``jax.jacfwd``) and higher orders
 Zero tangents stay symbolic (``symbolic_zeros=True``): the derivative with
 respect to a label is only formed when something differentiates the label.
 
-On CPU, float32 sparse and categorical cross-entropy from logits, binary
-cross-entropy from probabilities and Poisson compute the value and ``g`` with the
+On CPU, float32 sparse and categorical cross-entropy from logits, binary and
+categorical cross-entropy from probabilities compute the value and ``g`` with the
 compiled kernels, called as XLA FFI targets (:mod:`probloss._backends._jax_ffi`);
-the pair's own derivative is the ``jax.numpy`` formula's, so the higher orders
-above are unchanged.
+the pair's own derivative is the ``jax.numpy`` formula's (for the probability paths,
+the generic kernel's autodiff), so the higher orders above are unchanged. Poisson
+takes its value from the compiled kernel and ``g`` from its ``jax.numpy`` formula,
+which ``jax.grad`` fuses with the cotangent's scaling.
 
 Inputs arrive cast by the public layer (float16 and bfloat16 as float32); other
 dtypes, and the options without a path here, fall through to the generic kernel.
@@ -38,7 +40,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from .._dispatch import GENERIC, fast_path
 from .._kernels._crossentropy import mark_invalid_labels
-from .._numerics import clip_bounds
+from .._numerics import clip_bounds, neg_log_normalized
 from . import _jax_ffi as _ffi
 
 Array = Any
@@ -340,10 +342,78 @@ def sparse_categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits
 @fast_path("categorical_crossentropy", backend="jax")
 def categorical_crossentropy(y_true: Array, y_pred: Array, *, from_logits: bool, axis: int,
                              epsilon: float, xp: Any) -> Array:
-    """Softmax cross-entropy with dense (soft) labels, from logits."""
-    if not from_logits or not _handled(y_pred):
+    """Softmax cross-entropy with dense (soft) labels, from logits; from probabilities on CPU (compiled)."""
+    if not _handled(y_pred):
         return NotImplemented
+    if not from_logits:
+        low, high = _probs_bounds(epsilon)
+        # No XLA formula of its own: the compiled kernel for float32 on CPU, else the generic kernel.
+        if not (_compiled(y_pred) and y_true.dtype == jnp.float32 and y_true.shape == y_pred.shape
+                and np.finfo(np.float32).tiny <= low <= high):
+            return NotImplemented
+        return _dense_from_probs(y_true, y_pred, axis, float(epsilon))
     return _dense_from_logits(y_true, y_pred, axis)
+
+
+# ------------------------------------------------------------------ categorical CE from probabilities
+
+
+def _probs_bounds(epsilon: float) -> tuple[float, float]:
+    """Keras's clip bounds ``[ε, 1-ε]`` made in float32, as the generic kernel's clip makes them."""
+    return float(np.float32(epsilon)), float(np.float32(1.0 - epsilon))
+
+
+def _cce_probs_plain(t: Array, y: Array, axis: int, epsilon: float) -> Array:
+    return GENERIC["categorical_crossentropy"](t, y, from_logits=False, axis=axis, epsilon=epsilon, xp=jnp)
+
+
+def _cce_probs_formula(t: Array, y: Array, epsilon: float) -> tuple[Array, Array]:
+    """The generic kernel's categorical CE from probabilities (classes last), and its autodiff gradient."""
+    value, pullback = jax.vjp(lambda q: _cce_probs_plain(t, q, -1, epsilon), y)
+    return value, pullback(jnp.ones_like(value))[0]
+
+
+def _cce_probs_kernel(epsilon: float, t: Array, y: Array) -> tuple[Array, Array]:
+    low, high = _probs_bounds(epsilon)
+    return _ffi.normalized_rows(t, y, low=low, high=high, want_grad=True)
+
+
+def _cce_probs_primal(t: Array, y: Array, axis: int, epsilon: float) -> Array:
+    """The loss alone: the compiled kernel on CPU (rows it leaves NaN: the generic kernel), else the generic kernel."""
+    plain = functools.partial(_cce_probs_plain, axis=axis, epsilon=epsilon)
+    low, high = _probs_bounds(epsilon)
+
+    def on_cpu(t: Array, y: Array) -> Array:
+        (loss,) = _ffi.normalized_rows(_last(t, axis), _last(y, axis), low=low, high=high, want_grad=False)
+        ok = jnp.isfinite(loss)
+        return lax.cond(jnp.all(ok), lambda: loss, lambda: jnp.where(ok, loss, plain(t, y)))
+
+    return lax.platform_dependent(t, y, cpu=on_cpu, default=plain)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _dense_from_probs(t: Array, y: Array, axis: int, epsilon: float) -> Array:
+    """Categorical CE of float32 probabilities (float32 labels of their shape; CPU: compiled)."""
+    return _cce_probs_primal(t, y, axis, epsilon)
+
+
+@functools.partial(_dense_from_probs.defjvp, symbolic_zeros=True)
+def _dense_from_probs_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
+                          tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+    t, y = primals
+    if _is_zero(tangents[1]):
+        value = _dense_from_probs(t, y, axis, epsilon)  # differentiable again through this rule
+        terms = []
+    else:
+        # The kernel's loss and gradient in one call (rows it leaves NaN: the generic kernel's
+        # autodiff); the pair's own derivative is that autodiff's, for the higher orders.
+        pair = _ffi.choose(functools.partial(_cce_probs_formula, epsilon=epsilon),
+                           functools.partial(_cce_probs_kernel, epsilon))
+        value, g = pair(_last(t, axis), _last(y, axis))
+        terms = [(jnp.moveaxis(g, -1, axis), tangents[1])]
+    if not _is_zero(tangents[0]):  # d/dt = -log(clip(y/sum(y))), the generic kernel's own term
+        terms.append((neg_log_normalized(y, epsilon, 1.0 - epsilon, axis=axis, xp=jnp), tangents[0]))
+    return value, _linear(terms, lambda u: jnp.sum(u, axis=axis), value)
 
 
 # ------------------------------------------------------------------ binary CE
@@ -486,17 +556,12 @@ def binary_focal_crossentropy(y_true: Array, y_pred: Array, *, apply_class_balan
 # ------------------------------------------------------------------ Poisson and KL
 
 
-def _poisson_formula(t: Array, p: Array, epsilon: float) -> tuple[Array, Array]:
-    """Poisson ``mean(p - t·log(p + ε))`` along the last axis and its gradient (float64 inside where JAX has it)."""
+def _poisson_value(t: Array, p: Array, epsilon: float) -> Array:
+    """Poisson ``mean(p - t·log(p + ε))`` along the last axis (float64 inside where JAX has it)."""
     wide = _wide(p.dtype)
     eps = jnp.asarray(epsilon, p.dtype).astype(wide)
     tw, pw = t.astype(wide), p.astype(wide)
-    value = jnp.mean(pw - tw * jnp.log(pw + eps), axis=-1).astype(p.dtype)
-    # d/dp = 1 - t/(p + ε) = (p + ε - t)/(p + ε): the difference first, exact near t = p + ε.
-    # Its ε passes an optimization barrier: a p + ε shared with the value's pass would
-    # make XLA store it (and ε's broadcast) for both passes.
-    rate = pw + lax.optimization_barrier(eps)
-    return value, (((rate - tw) / rate) / p.shape[-1]).astype(p.dtype)
+    return jnp.mean(pw - tw * jnp.log(pw + eps), axis=-1).astype(p.dtype)
 
 
 def _binary_kernel(kind: int, params: tuple[float, ...], y: Array, x: Array) -> tuple[Array, Array]:
@@ -518,36 +583,57 @@ def _binary_primal(kind: int, params: tuple[float, ...], plain: Callable[[Array,
 
 
 def _poisson_plain(t: Array, p: Array, axis: int, epsilon: float) -> Array:
-    return _poisson_formula(_last(t, axis), _last(p, axis), epsilon)[0]
+    return _poisson_value(_last(t, axis), _last(p, axis), epsilon)
 
 
 def _poisson_params(epsilon: float) -> tuple[float, ...]:
     return (float(np.float32(epsilon)),)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _poisson(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+def _poisson_primal(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+    """The loss: the compiled kernel on CPU for float32 (float64 inside), else the XLA formula."""
     return _binary_primal(_native_kinds().KIND_POISSON if _compiled(p) else 0, _poisson_params(epsilon),
                           functools.partial(_poisson_plain, axis=axis, epsilon=epsilon), t, p, axis)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _poisson(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+    return _poisson_primal(t, p, axis, epsilon)
+
+
+def _poisson_slope(t: Array, p: Array, epsilon: float, n: int) -> Array:
+    """``d/dp mean(p - t·log(p + ε)) = ((p - t) + ε)/(p + ε)/n`` (float64 inside where JAX has it).
+
+    ``p - t`` first: where ``t`` is near ``p + ε`` it is exact (Sterbenz), so the
+    numerator carries one rounding, not the cancelled rounding error of ``p + ε``
+    (a few ulps in float32). Plain elementwise XLA, so that ``jax.grad`` fuses it
+    with the cotangent's scaling into one pass: the compiled kernel's own
+    gradient would need that pass on top of its own, and costs more than the
+    loss alone (measured in benchmarks/speed.py's JAX suite). The denominator's
+    ε passes an optimization barrier: a ``p + ε`` shared with the value's XLA
+    formula (off CPU) would make XLA store it for both passes.
+    """
+    wide = _wide(p.dtype)
+    eps = jnp.asarray(epsilon, p.dtype).astype(wide)
+    tw, pw = t.astype(wide), p.astype(wide)
+    return ((((pw - tw) + eps) / (pw + lax.optimization_barrier(eps))) / n).astype(p.dtype)
 
 
 @functools.partial(_poisson.defjvp, symbolic_zeros=True)
 def _poisson_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
                  tangents: tuple[Any, Any]) -> tuple[Array, Array]:
     t, p = primals
-    tm, pm = _last(t, axis), _last(p, axis)
-    formula = functools.partial(_poisson_formula, epsilon=epsilon)
-    if _compiled(p):
-        kernel = functools.partial(_binary_kernel, _native_kinds().KIND_POISSON, _poisson_params(epsilon))
-        value, g = _ffi.choose(formula, kernel)(tm, pm)
-    else:
-        value, g = formula(tm, pm)
-    # g is the slope of the row's mean (1/n included): the terms are summed.
-    terms = [(jnp.moveaxis(g, -1, axis), tangents[1])]
+    # The value by the custom_jvp function itself, so that differentiating this rule again
+    # (jax.hessian) goes through this rule, not into the compiled kernel's FFI call.
+    value = _poisson(t, p, axis, epsilon)
+    n = p.shape[axis]
+    terms = []
+    if not _is_zero(tangents[1]):
+        terms.append((_poisson_slope(t, p, epsilon, n), tangents[1]))
     if not _is_zero(tangents[0]):
         wide = _wide(p.dtype)
         eps = jnp.asarray(epsilon, p.dtype).astype(wide)
-        terms.append((-jnp.log(p.astype(wide) + eps) / p.shape[axis], tangents[0]))
+        terms.append((-jnp.log(p.astype(wide) + eps) / n, tangents[0]))
     return value, _linear(terms, lambda u: jnp.sum(u, axis=axis), value)
 
 

@@ -32,7 +32,7 @@ from jax import lax
 
 from .. import _native
 
-__all__ = ["AVAILABLE", "binary_rows", "choose", "native_binary", "softmax_rows"]
+__all__ = ["AVAILABLE", "binary_rows", "choose", "native_binary", "normalized_rows", "softmax_rows"]
 
 Array = Any
 
@@ -78,6 +78,21 @@ def softmax_rows(x: Array, labels: Array, *, sparse: bool, want_grad: bool) -> t
     target = "probloss_softmax_ce_sparse" if sparse else "probloss_softmax_ce"
     call = jax.ffi.ffi_call(target, tuple(shapes), vmap_method="broadcast_all")
     return tuple(call(x, labels, threads=_threads()))
+
+
+def normalized_rows(t: Array, y: Array, *, low: float, high: float, want_grad: bool) -> tuple[Array, ...]:
+    """Per-row categorical cross-entropy of float32 probabilities ``y`` (classes last), and its gradient.
+
+    ``sum_j t_j·-log(clip(y_j / sum(y), low, high))`` with float32 labels ``t`` of
+    ``y``'s shape; ``low`` a positive normal number. Returns ``(loss,)`` or
+    ``(loss, grad)``, ``grad = d loss[r] / d y[r, j]``; NaN rows (a negative,
+    NaN or infinite probability, a zero row) for the caller.
+    """
+    shapes = [jax.ShapeDtypeStruct(y.shape[:-1], jnp.float32)]
+    if want_grad:
+        shapes.append(jax.ShapeDtypeStruct(y.shape, jnp.float32))
+    call = jax.ffi.ffi_call("probloss_normalized_ce", tuple(shapes), vmap_method="broadcast_all")
+    return tuple(call(y, t, threads=_threads(), lo=np.float64(low), hi=np.float64(high)))
 
 
 def binary_rows(kind: int, y: Array, x: Array, *, divisor: float, params: tuple[float, ...] = (),

@@ -275,10 +275,11 @@ static PyObject *py_openmp(PyObject *self, PyObject *args) {
  *     -> loss f32[...] [, grad f32[..., k]]
  * probloss_softmax_ce(logits f32[..., k], labels f32[..., k] [, row_scale f32[...]])
  *     -> loss f32[...] [, grad f32[..., k]]
- * probloss_normalized_ce(probs f32[..., k], labels f32[..., k]; lo, hi) -> loss f32[...]
+ * probloss_normalized_ce(probs f32[..., k], labels f32[..., k]; lo, hi) -> loss f32[...] [, grad f32[..., k]]
  * Every leading axis is a row (JAX's vmap adds them in front); attribute
  * `threads` (the most threads). The gradient, where a second result is asked
- * for, is s_r (softmax(x) sum(t) - t) per row, s_r = row_scale[r] (1 without it). */
+ * for, is s_r (softmax(x) sum(t) - t) per row, s_r = row_scale[r] (1 without it);
+ * from probabilities, d loss[r] / d probs[r, j] (pl_normalized_ce_grad_rows). */
 
 static XLA_FFI_Error *xla_logits(XLA_FFI_CallFrame *frame, int sparse) {
     PL_XLA_PROLOGUE(frame);
@@ -333,24 +334,34 @@ static XLA_FFI_Error *xla_softmax_ce(XLA_FFI_CallFrame *frame) { return xla_logi
 static XLA_FFI_Error *xla_normalized_ce(XLA_FFI_CallFrame *frame) {
     PL_XLA_PROLOGUE(frame);
     XLA_FFI_Buffer *by = pl_xla_arg(frame, 0), *bt = pl_xla_arg(frame, 1), *bl = pl_xla_ret(frame, 0);
+    XLA_FFI_Buffer *bg = frame->rets.size > 1 ? pl_xla_ret(frame, 1) : NULL;
     int64_t threads;
     double lo, hi;
-    if (!by || !bt || !bl || pl_xla_attr_i64(frame, "threads", &threads) < 0 || pl_xla_attr_f64(frame, "lo", &lo) < 0 ||
-        pl_xla_attr_f64(frame, "hi", &hi) < 0)
-        return pl_xla_error(frame, "probloss normalized FFI: expected 2 buffers, 1 result, `threads`, `lo`, `hi`");
+    if (!by || !bt || !bl || (frame->rets.size > 1 && !bg) || pl_xla_attr_i64(frame, "threads", &threads) < 0 ||
+        pl_xla_attr_f64(frame, "lo", &lo) < 0 || pl_xla_attr_f64(frame, "hi", &hi) < 0)
+        return pl_xla_error(frame,
+                            "probloss normalized FFI: expected 2 buffers, 1 or 2 results, `threads`, `lo`, `hi`");
     const int64_t k = pl_xla_last(by), n = k ? pl_xla_numel(by) / k : pl_xla_numel(bl);
     if (by->dtype != XLA_FFI_DataType_F32 || bt->dtype != XLA_FFI_DataType_F32 || pl_xla_numel(bt) != n * k ||
-        bl->dtype != XLA_FFI_DataType_F32 || pl_xla_numel(bl) != n)
+        bl->dtype != XLA_FFI_DataType_F32 || pl_xla_numel(bl) != n ||
+        (bg && (bg->dtype != XLA_FFI_DataType_F32 || pl_xla_numel(bg) != n * k)))
         return pl_xla_error(frame, "probloss normalized FFI: unexpected dtypes or shapes");
     if (n == 0) return NULL;
     if (k < 1 || k > INT32_MAX - 16) return pl_xla_error(frame, "probloss normalized FFI: classes out of range");
+    /* log of a clipped probability: lo must be a positive normal number (Keras's ε is) */
+    if (!(lo >= 0x1p-1022) || !(hi >= lo))
+        return pl_xla_error(frame, "probloss normalized FFI: `lo` must be a positive normal number <= `hi`");
     const float *y = (const float *)by->data, *t = (const float *)bt->data;
-    float *out = (float *)bl->data;
+    float *out = (float *)bl->data, *g = bg ? (float *)bg->data : NULL;
+    if (g) pl_xla_huge_pages(g, (size_t)(n * k) * sizeof(float));
     const int nthreads = threads < 1 ? 1 : (int)threads;
     const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
     PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
         int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
-        pl_normalized_ce_rows(y, t, k, lo, hi, out, NULL, NULL, r0, r1);
+        if (g)
+            pl_normalized_ce_grad_rows(y, t, k, lo, hi, out, g, r0, r1);
+        else
+            pl_normalized_ce_rows(y, t, k, lo, hi, out, NULL, NULL, r0, r1);
     }
     return NULL;
 }

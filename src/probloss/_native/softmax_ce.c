@@ -80,7 +80,9 @@
     void pl_sparse_normalized_ce_rows##suffix(const float *, int64_t, const int64_t *, double, double, float *, \
                                               float *, int64_t, int64_t);                                      \
     void pl_normalized_ce_rows##suffix(const float *, const float *, int64_t, double, double, float *, float *, \
-                                       float *, int64_t, int64_t);
+                                       float *, int64_t, int64_t);                                               \
+    void pl_normalized_ce_grad_rows##suffix(const float *, const float *, int64_t, double, double, float *,    \
+                                            float *, int64_t, int64_t);
 DECLARE(_base)
 #if PL_HAVE_AVX2_BUILD
 DECLARE(_avx2)
@@ -122,6 +124,11 @@ void pl_sparse_normalized_ce_rows(const float *probs, int64_t k, const int64_t *
 void pl_normalized_ce_rows(const float *probs, const float *labels, int64_t k, double lo, double hi, float *loss,
                            float *bounds, float *label_bounds, int64_t row_begin, int64_t row_end) {
     PICK(pl_normalized_ce_rows)(probs, labels, k, lo, hi, loss, bounds, label_bounds, row_begin, row_end);
+}
+
+void pl_normalized_ce_grad_rows(const float *probs, const float *labels, int64_t k, double lo, double hi,
+                                float *loss, float *grad, int64_t row_begin, int64_t row_end) {
+    PICK(pl_normalized_ce_grad_rows)(probs, labels, k, lo, hi, loss, grad, row_begin, row_end);
 }
 
 #endif /* PL_SOFTMAX_AVAILABLE */

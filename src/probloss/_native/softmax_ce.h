@@ -76,5 +76,10 @@ void pl_sparse_normalized_ce_rows(const float *probs, int64_t k, const int64_t *
 void pl_normalized_ce_rows(const float *probs, const float *labels, int64_t k, double lo, double hi, float *loss,
                            float *bounds, float *label_bounds, int64_t row_begin, int64_t row_end);
 
+/* pl_normalized_ce_rows's loss and its gradient d loss[r] / d probs[r, j] (grad, the
+ * probabilities' shape; a NaN row where the loss is left to the caller). */
+void pl_normalized_ce_grad_rows(const float *probs, const float *labels, int64_t k, double lo, double hi,
+                                float *loss, float *grad, int64_t row_begin, int64_t row_end);
+
 #endif /* PL_SOFTMAX_AVAILABLE */
 #endif /* PROBLOSS_SOFTMAX_CE_H */

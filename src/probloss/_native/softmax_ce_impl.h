@@ -795,3 +795,132 @@ void PL_NAME(pl_normalized_ce_rows)(const float *probs, const float *labels, int
         loss[r] = (float)total(acc);
     }
 }
+
+/* The slope of clip(p, lo, hi) as JAX's autodiff of minimum(maximum(p, lo), hi)
+ * takes it (the generic kernel's clip): 1 inside, 1/2 at a bound, 0 outside. */
+INLINE v4d clip_slope_pd(v4d p, v4d lo, v4d hi) {
+    const v4d one = splat_d(1.0), half = splat_d(0.5), zero = splat_d(0.0);
+    v4d above = select_d(p > lo, one, select_d(p == lo, half, zero));
+    v4d below = select_d(p < hi, one, select_d(p == hi, half, zero));
+    return above * below;
+}
+
+INLINE v8f join_halves(v4d lo, v4d hi) {
+    v4f a = __builtin_convertvector(lo, v4f), b = __builtin_convertvector(hi, v4f);
+    return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7);
+}
+
+/* pl_normalized_ce_rows's loss (the same operations, so the same bits) and its
+ * gradient with respect to the probabilities, for JAX's CPU path:
+ *
+ *   d loss / d y_k = M/S - w_k/y_k,  w = t·slope(clip at p = y/S), M = sum_j w_j,
+ *
+ * in float64 and rounded once (w_k = 0 gives M/S, also where y_k = 0). At a
+ * maximum m above half the sum (a unique one, y_a = m) the generic kernel takes
+ * -log p_a as log1p(rest/m), rest the sum of the other entries, whose slope
+ * there is (M - w_a)/S - w_a·rest/(m·S), the same number without the
+ * cancellation of M/S - w_a/m when p_a is near 1: rest is summed on its own
+ * (S - m would carry S's rounding, relative to rest). Pass 1 and 2 are those
+ * of pl_normalized_ce_rows (M taken with the loss, from the vectors of non-zero
+ * labels); pass 3 writes the gradient, a splat of M/S for a vector of zero
+ * labels (most of a one-hot row). Rows left to the caller (NaN loss) get a
+ * NaN gradient. */
+void PL_NAME(pl_normalized_ce_grad_rows)(const float *probs, const float *labels, int64_t k, double lo, double hi,
+                                         float *loss, float *grad, int64_t row_begin, int64_t row_end) {
+    const v4d lo64 = splat_d(lo), hi64 = splat_d(hi);
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const float *y = probs + r * k;
+        const float *t = labels + r * k;
+        float *g = grad + r * k;
+        Acc sum_acc = {{0}, {0}};
+        Range range = range_start();
+        int64_t i = 0;
+        for (; i + W <= k; i += W) {
+            v8f v = load(y + i);
+            range_add(&range, v);
+            add_to(&sum_acc, v);
+        }
+        if (i < k) {
+            range_add(&range, load_partial(y + i, k - i, y[i]));
+            add_to(&sum_acc, load_partial(y + i, k - i, 0.0f));
+        }
+        double sum = total(sum_acc);
+        uint32_t top_bits = range_high(range);
+        if (top_bits >= FINITE_LIMIT || !(sum > 0.0)) {
+            loss[r] = NAN;
+            for (i = 0; i < k; i++) g[i] = NAN;
+            continue;
+        }
+        const double inv = 1.0 / sum;
+        Acc acc = {{0}, {0}}, m_acc = {{0}, {0}};
+        for (i = 0; i < k; i += W) {
+            int64_t n = k - i < W ? k - i : W;
+            v8f tv = n == W ? load(t + i) : load_partial(t + i, n, 0.0f);
+            if (!any_bits(tv)) continue;
+            v8f v = n == W ? load(y + i) : load_partial(y + i, n, 1.0f);
+            for (int h = 0; h < 2; h++) {
+                v4d p = (h ? half_hi(v) : half_lo(v)) * inv;
+                v4d th = h ? half_hi(tv) : half_lo(tv);
+                v4d w = th * clip_slope_pd(p, lo64, hi64);
+                p = select_d(p < lo64, lo64, select_d(p > hi64, hi64, p));
+                v4d term = th * log_pd(p);
+                if (h) {
+                    acc.hi -= term;
+                    m_acc.hi += w;
+                } else {
+                    acc.lo -= term;
+                    m_acc.lo += w;
+                }
+            }
+        }
+        loss[r] = (float)total(acc);
+        const double big_m = total(m_acc);
+        const double base = big_m * inv;
+        const v4d base64 = splat_d(base);
+        const v8f base32 = splat((float)base);
+        for (i = 0; i < k; i += W) {
+            int64_t n = k - i < W ? k - i : W;
+            v8f tv = n == W ? load(t + i) : load_partial(t + i, n, 0.0f);
+            v8f out = base32;
+            if (any_bits(tv)) {
+                v8f v = n == W ? load(y + i) : load_partial(y + i, n, 1.0f);
+                v4d gh[2];
+                for (int h = 0; h < 2; h++) {
+                    v4d yh = h ? half_hi(v) : half_lo(v);
+                    v4d w = (h ? half_hi(tv) : half_lo(tv)) * clip_slope_pd(yh * inv, lo64, hi64);
+                    v4d q = select_d(w == 0.0, splat_d(0.0), w / yh); /* 0/0 where y = 0 (then w = 0) */
+                    gh[h] = base64 - q;
+                }
+                out = join_halves(gh[0], gh[1]);
+            }
+            if (n == W)
+                store(g + i, out);
+            else
+                store_partial(g + i, out, n);
+        }
+        float m;
+        memcpy(&m, &top_bits, sizeof m);
+        if (!(2.0 * (double)m > sum)) continue;
+        /* a unique maximum above half the sum: its entry from rest (see above) */
+        int64_t a = 0;
+        while (y[a] != m) a++;
+        const double p_a = (double)m * inv;
+        const double slope = (p_a > lo ? 1.0 : (p_a == lo ? 0.5 : 0.0)) * (p_a < hi ? 1.0 : (p_a == hi ? 0.5 : 0.0));
+        const double w_a = (double)t[a] * slope;
+        if (w_a == 0.0) continue; /* then M/S, as written */
+        Acc rest_acc = {{0}, {0}};
+        const int64_t a_block = a - a % W;
+        for (i = 0; i + W <= k; i += W) {
+            v8f v = load(y + i);
+            if (i == a_block) v = select_f(lane_index() == (int32_t)(a - i), splat(0.0f), v);
+            add_to(&rest_acc, v);
+        }
+        if (i < k) {
+            v8f v = load_partial(y + i, k - i, 0.0f);
+            if (i == a_block) v = select_f(lane_index() == (int32_t)(a - i), splat(0.0f), v);
+            add_to(&rest_acc, v);
+        }
+        const double rest = total(rest_acc);
+        g[a] = (float)(((big_m - w_a) - w_a * (rest / (double)m)) * inv);
+    }
+}
