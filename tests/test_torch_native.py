@@ -280,6 +280,36 @@ def test_focal_parity_class_axis_first_and_uses_the_kernel(monkeypatch):
     assert calls == [1]
 
 
+@pytest.mark.parametrize("classes", [37, 100, 1000])
+@pytest.mark.parametrize("labels_kind", ["one_hot", "two_hot", "soft"])
+def test_focal_parity_wide_rows(classes, labels_kind):
+    """Rows of many vectors: the kernel's list of label blocks (one-hot, two labels per row, labels
+    in the tail after the last group of four vectors) and its every-block fallback (soft labels:
+    more blocks than the list holds), against the generic kernel with autograd."""
+    rows = 12
+    logits = _logits((rows, classes), 58, scale=3.0)
+    logits[0, 5] = 30.0  # a confident row whose label is the maximum
+    picks = torch.randint(0, classes, (rows,), generator=_gen(59))
+    picks[1] = classes - 1  # a label in the last, partial block
+    labels = torch.nn.functional.one_hot(picks, classes).float()
+    labels[0] = torch.eye(classes)[5]
+    if labels_kind == "two_hot":
+        labels = 0.7 * labels + 0.3 * torch.nn.functional.one_hot(torch.flip(picks, (0,)), classes).float()
+    elif labels_kind == "soft":
+        labels = _distribution((rows, classes), -1, 60)
+    for gamma, alpha in ((2.0, 0.25), (1.5, 0.6)):
+        _compare(probloss.categorical_focal_crossentropy, labels, logits, from_logits=True, gamma=gamma,
+                 alpha=alpha)
+    # Through the Loss class (the fused forward, whose gradient backward hands over as it is).
+    grads = []
+    for fast in (True, False):
+        x = logits.clone().requires_grad_()
+        with probloss.fast_paths(fast):
+            probloss.CategoricalFocalCrossentropy(from_logits=True, validate="off")(labels, x).backward()
+        grads.append(x.grad)
+    _close(grads[0], grads[1], rtol=8 * EPS32, what="Loss class gradient")
+
+
 def test_focal_non_finite_logits():
     inf, nan = float("inf"), float("nan")
     logits = torch.tensor([[2.0, -inf, 0.5, 1.0], [-inf, -inf, -inf, -inf], [inf, 0.0, 1.0, 2.0],

@@ -71,15 +71,39 @@ INLINE void focal_grad_block(const float *x, const float *t, const double *alpha
 
 /* Whether entries [i, i + n) hold a nonzero label. */
 INLINE int block_has_label(const float *t, int64_t i, int64_t n) {
-    if (n == W) {
-        v8i nz = load(t + i) != splat(0.0f);
-        int any = 0;
-        for (int l = 0; l < W; l++) any |= nz[l] != 0;
-        return any;
-    }
+    /* one compare and a mask test per full block (a loop over the lanes costs more than the
+     * rest of the pass on a one-hot row): -0.0 compares equal to 0, as t != 0 in the terms */
+    if (n == W) return any_lane(load(t + i) != splat(0.0f));
     for (int64_t l = 0; l < n; l++)
         if (t[i + l] != 0.0f) return 1;
     return 0;
+}
+
+/* The starts of the blocks of W entries that hold a nonzero label, ascending, into idx (room for
+ * cap); their count, or -1 where there are more than cap (the caller then tests every block).
+ * Four vectors are tested at once: a one-hot row is mostly zero vectors, and one scan of them
+ * here replaces the per-block tests of passes 3 and 4. */
+#define LABEL_BLOCKS 32
+INLINE int64_t label_blocks(const float *t, int64_t k, int64_t *idx, int64_t cap) {
+    const v8f zero = splat(0.0f);
+    int64_t count = 0, i = 0;
+    for (; i + 4 * W <= k; i += 4 * W) {
+        v8i any = (load(t + i) != zero) | (load(t + i + W) != zero) | (load(t + i + 2 * W) != zero)
+                  | (load(t + i + 3 * W) != zero);
+        if (!any_lane(any)) continue;
+        for (int64_t j = i; j < i + 4 * W; j += W) {
+            if (!block_has_label(t, j, W)) continue;
+            if (count == cap) return -1;
+            idx[count++] = j;
+        }
+    }
+    for (; i < k; i += W) {
+        int64_t n = k - i < W ? k - i : W;
+        if (!block_has_label(t, i, n)) continue;
+        if (count == cap) return -1;
+        idx[count++] = i;
+    }
+    return count;
 }
 
 void PL_NAME(pl_focal_softmax_ce_grad_rows)(const float *logits, const float *labels, int64_t k,
@@ -98,12 +122,20 @@ void PL_NAME(pl_focal_softmax_ce_grad_rows)(const float *logits, const float *la
             continue;
         }
         const float *next = r + 1 < row_end ? x + k : NULL;
-        double rest = row_rest(x, k, &rm, g, next, NULL, NULL, 0) * TWO_M100; /* also finds rm.argmax */
+        /* The labels go through pass 2 too (their sums are not needed): there their loads overlap
+         * the exps' arithmetic, while in pass 3 alone a one-hot row's labels come from memory with
+         * nothing to hide them (a fifth of the kernel's time, measured), and from cache after. */
+        LabelSums unused = {{{0}, {0}}, {{0}, {0}}, range_start()};
+        double rest = row_rest(x, k, &rm, g, next, t, &unused, 0) * TWO_M100; /* also finds rm.argmax */
         double lse = log1p(rest), denominator = 1.0 + rest, inv_total = 1.0 / denominator;
         double loss_sum = 0.0, c_rest = 0.0;
-        for (int64_t i = 0; i < k; i += W) {
+        int64_t blocks[LABEL_BLOCKS];
+        const int64_t n_blocks = label_blocks(t, k, blocks, LABEL_BLOCKS);
+        /* the same blocks in the same order either way: the same sums */
+        for (int64_t b = 0, i = 0; n_blocks >= 0 ? b < n_blocks : i < k; b++, i += W) {
+            if (n_blocks >= 0) i = blocks[b];
             int64_t n = k - i < W ? k - i : W;
-            if (block_has_label(t, i, n))
+            if (n_blocks >= 0 || block_has_label(t, i, n))
                 focal_grad_block(x, t, alpha, n_alpha, i, n, rm, lse, inv_total, gamma, &loss_sum, &c_rest, NULL,
                                  0.0, 0.0);
         }
@@ -122,9 +154,10 @@ void PL_NAME(pl_focal_softmax_ce_grad_rows)(const float *logits, const float *la
         double s = scale * (row_scale ? (double)row_scale[r] : 1.0), big_c = c_rest + c_top;
         /* every entry: s·C·p_j from the float32 exps; then the label blocks in float64 */
         scale_exps(g, k, s * big_c * inv_total * rm.scale, NULL, 0.0f);
-        for (int64_t i = 0; i < k; i += W) {
+        for (int64_t b = 0, i = 0; n_blocks >= 0 ? b < n_blocks : i < k; b++, i += W) {
+            if (n_blocks >= 0) i = blocks[b];
             int64_t n = k - i < W ? k - i : W;
-            if (block_has_label(t, i, n))
+            if (n_blocks >= 0 || block_has_label(t, i, n))
                 focal_grad_block(x, t, alpha, n_alpha, i, n, rm, lse, inv_total, gamma, NULL, NULL, g, s, big_c);
         }
         g[rm.argmax] = (float)(s * (inv_total * c_rest - q_top * c_top));
