@@ -35,8 +35,8 @@
  * handler resets the pool's lock and counters so that the child can start its
  * own workers. Workers are detached threads started on first use and kept for
  * the life of the process, asleep on a condition variable between calls after
- * a short spin (PL_POOL_SPIN checks of the job counter, a few microseconds, so
- * that back-to-back calls do not pay a wake-up each).
+ * polling for the next job for PL_POOL_SPIN_NS (0.2 ms), so that back-to-back
+ * calls do not pay a wake-up each.
  */
 #ifndef PL_POOL_H
 #define PL_POOL_H
@@ -52,11 +52,17 @@ typedef void (*pl_task_fn)(void *ctx, long long task);
 #ifdef PL_HAVE_POOL
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
 #define PL_POOL_MAX_WORKERS 255
-#define PL_POOL_SPIN 2000
+/* How long an idle worker polls for the next job before it sleeps: a wake-up
+ * through the condition variable costs tens of microseconds (more in a VM whose
+ * idle vCPU halts), so back-to-back calls find their workers awake; libgomp
+ * polls for milliseconds by default (GOMP_SPINCOUNT), which takes a core from
+ * whatever runs next. */
+#define PL_POOL_SPIN_NS 200000
 
 /* The claim word: job generation (24 bits) | number of claims (20 bits) | next
  * claim (20 bits). One compare-and-swap claims a task of one job only, so a
@@ -107,6 +113,13 @@ static inline void pl_cpu_relax(void)
 #endif
 }
 
+static inline long long pl_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Claim and run tasks of the current job until none is left. The caller of
  * pl_run_tasks and the workers all run this. */
 static void pl_pool_work(void)
@@ -134,11 +147,11 @@ static void *pl_pool_worker(void *unused)
     seen = pl_pool.posted - 1; /* started for a job that is posted right after */
     pthread_mutex_unlock(&pl_pool.lock);
     for (;;) {
-        /* spin briefly, then sleep until a job is posted */
-        int spins = 0;
-        while (atomic_load_explicit(&pl_pool.posted_seen, memory_order_acquire) == seen && spins < PL_POOL_SPIN) {
+        /* poll briefly, then sleep until a job is posted */
+        const long long until = pl_now_ns() + PL_POOL_SPIN_NS;
+        for (int spins = 1; atomic_load_explicit(&pl_pool.posted_seen, memory_order_acquire) == seen; spins++) {
             pl_cpu_relax();
-            spins++;
+            if (spins % 64 == 0 && pl_now_ns() > until) break;
         }
         pthread_mutex_lock(&pl_pool.lock);
         while (pl_pool.posted == seen) pthread_cond_wait(&pl_pool.wake, &pl_pool.lock);
