@@ -206,6 +206,54 @@ def test_results_are_bit_identical_for_any_thread_count(shape):
     _close(results[2][0], generic, ulps=16 if shape[-1] > 10_000 else 4)  # float32 sums of 1e5 terms
 
 
+def test_concurrent_calls_from_python_threads_are_exact():
+    """Calls from several Python threads at once (the GIL is released): one owns the
+    task pool, the others run on their own thread; every result is the serial one."""
+    import concurrent.futures
+
+    logits, probs, _, soft = _data((64, 4096), seed=21)
+    probloss.set_num_threads(1)
+    expected = [probloss.binary_crossentropy(soft, logits, from_logits=True), probloss.kl_divergence(soft, probs),
+                probloss.poisson(soft, probs)]
+    probloss.set_num_threads(3)
+
+    def run(_: int) -> list[np.ndarray]:
+        return [probloss.binary_crossentropy(soft, logits, from_logits=True), probloss.kl_divergence(soft, probs),
+                probloss.poisson(soft, probs)]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for got in pool.map(run, range(24)):
+            for one, many in zip(expected, got, strict=True):
+                np.testing.assert_array_equal(one, many)
+
+
+def test_task_pool_in_a_forked_child():
+    """The compiled task pool itself after fork(), asked for threads (the Python layer
+    would pass 1): the child has no workers, runs every task on its own thread, and
+    can start workers of its own; the values are the parent's."""
+    result = _run_python("""
+        import os, numpy as np
+        from probloss import _native
+        B = _native.binary
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((256, 4096)).astype(np.float32)
+        y = (x > 0).astype(np.float32)
+        def run(threads):
+            out = np.empty(256, np.float32)
+            B.row_losses(B.KIND_BCE_LOGITS, y, x, out, 4096.0, threads, None, ())
+            return out
+        before = run(2)
+        pid = os.fork()
+        if pid == 0:
+            ok = all(np.array_equal(before, run(t)) for t in (2, 3, 1, 2))
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), np.array_equal(before, run(1)))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "True"]
+
+
 def test_thread_setting():
     probloss.set_num_threads(3)
     assert probloss.get_num_threads() == 3

@@ -29,7 +29,8 @@
  *       out[r] = (sum_c term(y[r,c], x[r,c])) / divisor, rounded once to float32;
  *       grad (C-contiguous rows x cols, or NULL) receives the block function's
  *       gradient. *nonfinite counts the rows whose out is NaN or inf. Returns 0,
- *       or -1 when memory ran out. Call it with the GIL released.
+ *       or -1 when memory ran out. Call it with the GIL released. Threads:
+ *       pl_pool.h (the caller never waits for a worker that has not started).
  *
  * Blocking: a row of up to PL_TASK elements is one unit, rows are grouped into
  * tasks of about PL_TASK elements; a longer row is cut into chunks of PL_TASK
@@ -44,7 +45,7 @@
 #include <string.h>
 
 #include "pl_math.h"
-#include "pl_parallel.h"
+#include "pl_pool.h"
 
 #define PL_BLOCK 1024
 #define PL_TASK 16384
@@ -156,6 +157,48 @@ static void pl_run_span(pl_block_fn fn, const void *params, pl_view y, pl_view x
     }
 }
 
+/* One call's arguments, for the task function (pl_pool.h). */
+typedef struct {
+    pl_block_fn fn;
+    const void *params;
+    pl_view y, x;
+    Py_ssize_t rows, cols, chunks, rows_per_task;
+    int chunked;
+    double divisor;
+    float *out, *grad;
+    pl_bounds *task_bounds;
+    Py_ssize_t *task_bad;
+    double *partial;
+} pl_row_job;
+
+/* Task t of a pl_row_reduce call: its rows (or its chunk of one long row), its
+ * own result slots. */
+static void pl_row_task(void *ctx, long long t)
+{
+    const pl_row_job *J = (const pl_row_job *)ctx;
+    pl_bounds b = pl_bounds_empty;
+    if (J->chunked) {
+        Py_ssize_t r = (Py_ssize_t)(t / J->chunks), k = (Py_ssize_t)(t % J->chunks);
+        double acc[PL_LANES] = {0};
+        Py_ssize_t c1 = (k + 1) * PL_TASK < J->cols ? (k + 1) * PL_TASK : J->cols;
+        pl_run_span(J->fn, J->params, J->y, J->x, r, k * PL_TASK, c1, J->cols, acc, J->grad, &b);
+        J->partial[t] = pl_lanes_total(acc);
+    } else {
+        Py_ssize_t r0 = (Py_ssize_t)t * J->rows_per_task;
+        Py_ssize_t r1 = r0 + J->rows_per_task < J->rows ? r0 + J->rows_per_task : J->rows;
+        Py_ssize_t bad = 0;
+        for (Py_ssize_t r = r0; r < r1; r++) {
+            double acc[PL_LANES] = {0};
+            pl_run_span(J->fn, J->params, J->y, J->x, r, 0, J->cols, J->cols, acc, J->grad, &b);
+            float v = (float)(pl_lanes_total(acc) / J->divisor);
+            J->out[r] = v;
+            bad += !(v - v == 0.0f); /* NaN or inf */
+        }
+        J->task_bad[t] = bad;
+    }
+    J->task_bounds[t] = b;
+}
+
 static int pl_row_reduce(pl_block_fn fn, const void *params, pl_view y, pl_view x, Py_ssize_t rows,
                          Py_ssize_t cols, double divisor, float *out, float *grad, int nthreads,
                          pl_bounds *bounds, Py_ssize_t *nonfinite)
@@ -177,29 +220,9 @@ static int pl_row_reduce(pl_block_fn fn, const void *params, pl_view y, pl_view 
         free(partial);
         return -1;
     }
-    PL_PARALLEL_FOR(nthreads, work, ntasks, t) {
-        pl_bounds b = pl_bounds_empty;
-        if (chunked) {
-            Py_ssize_t r = (Py_ssize_t)(t / chunks), k = (Py_ssize_t)(t % chunks);
-            double acc[PL_LANES] = {0};
-            Py_ssize_t c1 = (k + 1) * PL_TASK < cols ? (k + 1) * PL_TASK : cols;
-            pl_run_span(fn, params, y, x, r, k * PL_TASK, c1, cols, acc, grad, &b);
-            partial[t] = pl_lanes_total(acc);
-        } else {
-            Py_ssize_t r0 = (Py_ssize_t)t * rows_per_task;
-            Py_ssize_t r1 = r0 + rows_per_task < rows ? r0 + rows_per_task : rows;
-            Py_ssize_t bad = 0;
-            for (Py_ssize_t r = r0; r < r1; r++) {
-                double acc[PL_LANES] = {0};
-                pl_run_span(fn, params, y, x, r, 0, cols, cols, acc, grad, &b);
-                float v = (float)(pl_lanes_total(acc) / divisor);
-                out[r] = v;
-                bad += !(v - v == 0.0f); /* NaN or inf */
-            }
-            task_bad[t] = bad;
-        }
-        task_bounds[t] = b;
-    }
+    pl_row_job job = {fn, params, y, x, rows, cols, chunks, rows_per_task, chunked, divisor, out, grad,
+                      task_bounds, task_bad, partial};
+    pl_run_tasks(nthreads, (long long)work, (long long)ntasks, pl_row_task, &job);
     Py_ssize_t bad = 0;
     if (chunked) {
         for (Py_ssize_t r = 0; r < rows; r++) {
