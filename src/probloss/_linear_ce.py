@@ -125,6 +125,11 @@ def _prepare(hidden: Any, weight: Any, labels: Any, bias: Any, ignore_class: Any
 
         chunk_size = chunk_size or _jax_linear_ce.default_chunk_rows(n, d, v)
         block = _jax_linear_ce.vocab_block(chunk_size, d, v)
+    elif library == "torch" and not chunk_size:
+        # Taller chunks make faster matmuls (N=4096, D=1024, V=64000 on 2 CPU cores: 682 rows
+        # 13.0 s, 131 rows 14.7 s): a chunk's logits may take up to 2/3 of the weight's size,
+        # so the step's extra memory (the weight's gradient and one chunk) stays below twice it.
+        chunk_size = default_chunk_rows(v, n, max(CHUNK_ELEMENTS, 2 * v * d // 3))
     options = LinearCEOptions(smoothing, zl, cap, chunk_size or default_chunk_rows(v, n, CHUNK_ELEMENTS), block)
     return _Plan(xp, library, xp.reshape(hidden, (n, d)), weight, bias, xp.reshape(labels, (n,)),
                  None if valid is None else xp.reshape(valid, (n,)), xp.reshape(coef, (n,)), reducing, shape,
