@@ -735,6 +735,23 @@ void PL_NAME(pl_sparse_normalized_ce_rows)(const float *probs, int64_t k, const 
     }
 }
 
+/* A probability row's sum (the pairwise float32 lanes, then float64) and its range of bits. */
+INLINE double sum_and_range(const float *y, int64_t k, Range *range) {
+    Acc sum_acc = {{0}, {0}};
+    *range = range_start();
+    int64_t i = 0;
+    for (; i + W <= k; i += W) {
+        v8f v = load(y + i);
+        range_add(range, v);
+        add_to(&sum_acc, v);
+    }
+    if (i < k) {
+        range_add(range, load_partial(y + i, k - i, y[i]));
+        add_to(&sum_acc, load_partial(y + i, k - i, 0.0f));
+    }
+    return total(sum_acc);
+}
+
 /* Categorical cross-entropy from probabilities (probloss._numerics.neg_log_normalized):
  * sum_j t_j -log(clip(y_j / total, lo, hi)), all in float64. The generic kernel
  * takes -log p of a probability near 1 as log1p(rest / max) because float32
@@ -753,20 +770,10 @@ void PL_NAME(pl_normalized_ce_rows)(const float *probs, const float *labels, int
     for (int64_t r = row_begin; r < row_end; r++) {
         const float *y = probs + r * k;
         const float *t = labels + r * k;
-        Acc sum_acc = {{0}, {0}};
-        Range range = range_start();
-        int64_t i = 0;
-        for (; i + W <= k; i += W) {
-            v8f v = load(y + i);
-            range_add(&range, v);
-            add_to(&sum_acc, v);
-        }
-        if (i < k) {
-            range_add(&range, load_partial(y + i, k - i, y[i]));
-            add_to(&sum_acc, load_partial(y + i, k - i, 0.0f));
-        }
+        Range range;
+        double sum = sum_and_range(y, k, &range);
+        int64_t i;
         if (bounds) range_put(bounds + 2 * r, range);
-        double sum = total(sum_acc);
         if (range_high(range) >= FINITE_LIMIT || !(sum > 0.0)) { /* a zero row has no distribution */
             loss[r] = NAN;
             if (label_bounds) put_row_range(label_bounds + 2 * r, t, k);
@@ -832,19 +839,9 @@ void PL_NAME(pl_normalized_ce_grad_rows)(const float *probs, const float *labels
         const float *y = probs + r * k;
         const float *t = labels + r * k;
         float *g = grad + r * k;
-        Acc sum_acc = {{0}, {0}};
-        Range range = range_start();
-        int64_t i = 0;
-        for (; i + W <= k; i += W) {
-            v8f v = load(y + i);
-            range_add(&range, v);
-            add_to(&sum_acc, v);
-        }
-        if (i < k) {
-            range_add(&range, load_partial(y + i, k - i, y[i]));
-            add_to(&sum_acc, load_partial(y + i, k - i, 0.0f));
-        }
-        double sum = total(sum_acc);
+        Range range;
+        double sum = sum_and_range(y, k, &range);
+        int64_t i;
         uint32_t top_bits = range_high(range);
         if (top_bits >= FINITE_LIMIT || !(sum > 0.0)) {
             loss[r] = NAN;
