@@ -56,6 +56,9 @@ class Contender:
         role: ``probloss``, ``peer`` or ``comparator`` (not checked: a different quantity).
         skip: why the contender is not timed, or "" when it is.
         times: the seconds of each timed call.
+        max_rounds: time this contender in at most this many rounds (None: every round). For a
+            slow reference (such as a generic kernel 80x slower than the rest) that would
+            otherwise use up the case's time budget and leave the others 3 rounds each.
     """
 
     key: str
@@ -66,6 +69,7 @@ class Contender:
     skip: str = ""
     times: list[float] = field(default_factory=list)
     first_s: float | None = None  # seconds of the checking call, which is also the first warm-up
+    max_rounds: int | None = None
 
     @property
     def peer(self) -> bool:
@@ -154,8 +158,10 @@ def time_rounds(contenders: list[Contender], repeats: int, budget_s: float | Non
     default validation, and 2.1x slower on the 10M binary CE of headline.py). The number of rounds is ``repeats``,
     cut down so that the rounds take about ``budget_s`` seconds (estimated from the warm-up
     calls), but never below ``min_rounds``: slow cases stay affordable without dropping the
-    interleaving. Warm-up: the checking call (:func:`check`) was the first; one more call
-    follows unless the first took over a second, and a second one where a call is cheap.
+    interleaving. A contender with ``max_rounds`` takes part in the first ``max_rounds``
+    rounds only, and its time is taken out of the budget before the rounds are counted.
+    Warm-up: the checking call (:func:`check`) was the first; one more call follows unless
+    the first took over a second, and a second one where a call is cheap.
 
     Returns:
         The number of rounds timed.
@@ -163,7 +169,8 @@ def time_rounds(contenders: list[Contender], repeats: int, budget_s: float | Non
     live = [c for c in contenders if c.run is not None]
     if not live:
         return 0
-    round_s = 0.0
+    round_s = 0.0  # one round of the contenders timed in every round
+    capped_s = 0.0  # all the rounds of the contenders with max_rounds
     for c in live:
         last = c.first_s
         for _ in range(2 if last is None else 1):
@@ -172,14 +179,17 @@ def time_rounds(contenders: list[Contender], repeats: int, budget_s: float | Non
             start = time.perf_counter()
             c.run()  # type: ignore[misc]  # compiled, allocated, caches filled
             last = time.perf_counter() - start
-        round_s += last or 0.0
+        if c.max_rounds is None:
+            round_s += last or 0.0
+        else:
+            capped_s += (last or 0.0) * c.max_rounds
     rounds = repeats
     if budget_s is not None and round_s > 0:
-        rounds = max(min_rounds, min(repeats, int(budget_s / round_s)))
+        rounds = max(min_rounds, min(repeats, int(max(budget_s - capped_s, 0.0) / round_s)))
     gc.collect()
     shuffler = random.Random(0)
-    for _ in range(rounds):
-        order = list(live)
+    for index in range(rounds):
+        order = [c for c in live if c.max_rounds is None or index < c.max_rounds]
         shuffler.shuffle(order)
         for c in order:
             start = time.perf_counter()
