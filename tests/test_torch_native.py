@@ -131,6 +131,70 @@ def test_dense_softmax_one_hot_labels_with_zeros():
     _compare(probloss.categorical_crossentropy, labels, logits, from_logits=True, label_grad=True)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("backward", [False, True])
+def test_softmax_checks_read_the_kernels_bounds(sparse, backward, monkeypatch):
+    """On CPU tensors the data checks take y_pred's bounds, and dense labels' range, from the kernel's passes.
+
+    Bad data is still caught, with the first offending position, before any
+    result is returned; rows the kernel does not vouch for (a -0.0 label) are
+    checked by reading the labels, and pass.
+    """
+    from probloss._validation import DataChecker
+
+    learned = []
+    original = DataChecker.learn_bounds
+
+    def spy(self, x, low, high):
+        learned.append((low, high))
+        original(self, x, low, high)
+
+    monkeypatch.setattr(DataChecker, "learn_bounds", spy)
+    logits = _logits((40, 9), 30)
+    logits[5, 2] = -np.inf
+    labels = torch.softmax(_logits((40, 9), 31), dim=1)
+    labels[::3] = torch.nn.functional.one_hot(torch.randint(0, 9, (14,), generator=_gen(32)), 9).float()
+    indices = torch.randint(0, 9, (40,), generator=_gen(33))
+
+    def run(t, x, **kwargs):
+        x = x.clone().requires_grad_(backward)
+        if sparse:
+            loss = probloss.SparseCategoricalCrossentropy(from_logits=True, **kwargs)(indices, x)
+        else:
+            loss = probloss.CategoricalCrossentropy(from_logits=True, **kwargs)(t, x)
+        if backward:
+            loss.backward()
+            return loss.detach(), x.grad
+        return loss, None
+
+    value, grad = run(labels, logits)
+    from_labels = [] if sparse else [(float(labels.min()), float(labels.max()))]
+    assert sorted(learned) == sorted([(-np.inf, float(logits.max())), *from_labels])
+    unchecked = run(labels, logits, validate="off")
+    torch.testing.assert_close(value, unchecked[0], rtol=0, atol=0)
+    if backward:
+        torch.testing.assert_close(grad, unchecked[1], rtol=0, atol=0)
+    if not sparse:
+        for bad_value, where in ((1.5, (3, 4)), (np.nan, (8, 0)), (-0.25, (39, 8)), (np.inf, (12, 3))):
+            wrong = labels.clone()
+            wrong[where] = bad_value
+            with pytest.raises(ValueError, match=rf"`y_true` must be .*position \({where[0]}, {where[1]}\)"):
+                run(wrong, logits)
+        signed_zero = labels.clone()
+        signed_zero[signed_zero == 0] = -0.0  # valid, though the kernel does not vouch for it
+        learned.clear()
+        torch.testing.assert_close(run(signed_zero, logits)[0], value, rtol=0, atol=0)
+        assert (-np.inf, float(logits.max())) in learned  # the logits' bounds, from the kernel still
+    bad = logits.clone()
+    bad[7, 3] = np.nan
+    with pytest.raises(ValueError, match=r"position \(7, 3\)"):
+        run(labels, bad)
+    masked = logits.clone()
+    masked[11] = -np.inf
+    with pytest.raises(ValueError, match=r"-inf for every class.*position \(11,\)"):
+        run(labels, masked)
+
+
 def test_softmax_dominant_label_keeps_its_tiny_gradient():
     # The label is the maximum by 30..90: loss and gradient ~1e-13..1e-39, not rounded to 0.
     gaps = torch.linspace(30.0, 90.0, 13)
