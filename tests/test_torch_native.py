@@ -84,8 +84,8 @@ def test_calls_go_through_the_fast_path(monkeypatch):
     from probloss._backends import _torch
 
     calls = []
-    original = _torch.SoftmaxCrossEntropy.apply
-    monkeypatch.setattr(_torch.SoftmaxCrossEntropy, "apply", lambda *a: calls.append(1) or original(*a))
+    original = _torch.SoftmaxCrossEntropy.forward  # run by both Function classes (eager CPU and the rest)
+    monkeypatch.setattr(_torch.SoftmaxCrossEntropy, "forward", staticmethod(lambda *a: calls.append(1) or original(*a)))
     probloss.sparse_categorical_crossentropy(torch.tensor([1]), torch.tensor([[0.5, 2.0]]), from_logits=True)
     assert calls == [1]
     with probloss.fast_paths(False):
@@ -193,6 +193,36 @@ def test_softmax_checks_read_the_kernels_bounds(sparse, backward, monkeypatch):
     masked[11] = -np.inf
     with pytest.raises(ValueError, match=r"-inf for every class.*position \(11,\)"):
         run(labels, masked)
+
+
+def test_softmax_eager_skips_the_op_and_modes_see_it():
+    """Plain eager CPU calls run the op's function directly; a dispatch mode still sees one custom op, same values."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    logits = _logits((30, 11), 40)
+    labels = torch.softmax(_logits((30, 11), 41), dim=1)
+    for backward in (False, True):
+        x = logits.clone().requires_grad_(backward)
+        plain = probloss.CategoricalCrossentropy(from_logits=True)(labels, x)
+        if backward:
+            plain.backward()
+        with Recorder():
+            y = logits.clone().requires_grad_(backward)
+            recorded = probloss.CategoricalCrossentropy(from_logits=True)(labels, y)
+            if backward:
+                recorded.backward()
+        assert any("probloss.softmax_rows_cpu" in name for name in seen)
+        torch.testing.assert_close(recorded.detach(), plain.detach(), rtol=0, atol=0)
+        if backward:
+            torch.testing.assert_close(y.grad, x.grad, rtol=0, atol=0)
+        seen.clear()
 
 
 def test_softmax_dominant_label_keeps_its_tiny_gradient():

@@ -188,6 +188,17 @@ def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
     return loss, e.to(block.dtype), m[:, 0], log1p_rest[:, 0]
 
 
+def _plain_eager(*tensors: Tensor) -> bool:
+    """Whether plain tensors are computed eagerly: no compiler, no transform, mode or tensor subclass to see an op.
+
+    There the compiled kernel's custom op may be skipped for the function it
+    wraps (the same computation); anything else goes through the op.
+    """
+    return (not torch.compiler.is_compiling() and not torch._C._are_functorch_transforms_active()
+            and not torch._C._len_torch_dispatch_stack() and not torch._C._is_torch_function_mode_enabled()
+            and all(type(t) is Tensor or type(t) is torch.nn.Parameter for t in tensors))
+
+
 def _compiled_kernel_runs(x: Tensor, label_grad: bool) -> bool:
     """Whether :func:`_softmax_compute` takes the compiled kernel (else the torch-ops code)."""
     functorch = bool(torch._C._are_functorch_transforms_active())  # vmap: no batching rule for the op
@@ -202,7 +213,9 @@ def _softmax_compute(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, la
     The gradient is ``scale·row_scale``-scaled only on the compiled path.
     """
     if _compiled_kernel_runs(x, label_grad):
-        loss, grad, bounds = CPU_KERNELS["softmax_rows"](x, labels, dense, want_grad, row_scale, scale, want_bounds)
+        # The op's own function where nothing needs the op (it costs a dispatch and an argument binding)
+        kernel = CPU_KERNELS["softmax_rows_eager" if _plain_eager(x, labels) else "softmax_rows"]
+        loss, grad, bounds = kernel(x, labels, dense, want_grad, row_scale, scale, want_bounds)
         return loss, grad, x.new_empty(0), x.new_empty(0, dtype=torch.float64), bounds
     return (*softmax_rows(x, labels, dense, want_grad), x.new_empty(0))
 
@@ -254,15 +267,17 @@ def _register_compiled_softmax() -> None:
     if not _native_softmax.AVAILABLE:
         return
 
-    @torch.library.custom_op("probloss::softmax_rows_cpu", mutates_args=(), device_types="cpu")
-    def softmax_rows_cpu(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
-                         scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
+    def softmax_rows_eager(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
+                           scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
         x = x.contiguous()
         grad = torch.empty_like(x) if want_grad else None
         bounds = x.new_empty((2 if dense else 1, x.shape[0], 2)) if want_bounds else None
         loss = _kernel_rows(x, labels, dense, grad, row_scale, scale, bounds)
         return (loss, grad if grad is not None else x.new_empty(0),
                 bounds if bounds is not None else x.new_empty(0))
+
+    softmax_rows_cpu = torch.library.custom_op("probloss::softmax_rows_cpu", softmax_rows_eager, mutates_args=(),
+                                               device_types="cpu")
 
     @softmax_rows_cpu.register_fake
     def _(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
@@ -271,6 +286,7 @@ def _register_compiled_softmax() -> None:
                 x.new_empty((2 if dense else 1, x.shape[0], 2)) if want_bounds else x.new_empty(0))
 
     CPU_KERNELS["softmax_rows"] = softmax_rows_cpu
+    CPU_KERNELS["softmax_rows_eager"] = softmax_rows_eager
 
 
 _register_compiled_softmax()
@@ -339,6 +355,26 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
             nll = torch.where((labels == 0) & ~torch.isfinite(nll), torch.zeros_like(nll), nll)
             grad_labels = (nll * grad_loss[:, None]).to(x.dtype)
         return grad_labels, grad_x, None, None, None, None, None, None
+
+
+class _EagerSoftmaxCrossEntropy(torch.autograd.Function):
+    """:class:`SoftmaxCrossEntropy` with a ``forward(ctx, ...)`` of its own, for plain eager CPU calls.
+
+    The same forward, context and backward; only ``apply`` differs: a Function
+    with ``setup_context`` binds its arguments to ``forward``'s signature on
+    every call (``inspect.signature``, ~20 microseconds), which this style
+    skips. No ``torch.func`` support (its transforms take the other class).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, *inputs: Any) -> tuple[Tensor, ...]:  # type: ignore[override]
+        output = SoftmaxCrossEntropy.forward(*inputs)
+        SoftmaxCrossEntropy.setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> tuple[Tensor | None, ...]:
+        return SoftmaxCrossEntropy.backward(ctx, *grads)
 
 
 def _fused_backward(ctx: Any, grad_loss: Tensor,
@@ -422,7 +458,9 @@ def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool,
              and rows_x.data_ptr() == x.data_ptr() and rows_labels.data_ptr() == labels.data_ptr())
     values_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1:])
     row_scale, scale = _expected_gradient(values_shape) if fused else (None, 1.0)
-    outputs = SoftmaxCrossEntropy.apply(rows_labels, rows_x, dense, want_grad, fused, row_scale, scale,
+    eager = _compiled_kernel_runs(x, dense and labels.requires_grad) and _plain_eager(x, labels)
+    function = _EagerSoftmaxCrossEntropy if eager else SoftmaxCrossEntropy
+    outputs = function.apply(rows_labels, rows_x, dense, want_grad, fused, row_scale, scale,
                                         observe is not None)
     if observe is not None:
         _report_bounds(observe, outputs[4].numpy(), dense)
