@@ -40,6 +40,7 @@
  *   module is then empty and NumPy inputs use the generic kernels).
  */
 #include "softmax_glue.h"
+#include "pl_huge.h"
 #include "pl_pool.h"
 #include "softmax_ce.h"
 #include "pl_xla.h"
@@ -145,6 +146,8 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
         job.b = bb.held ? (float *)bb.view.buf : NULL;
         job.lb = blb.held ? (float *)blb.view.buf : NULL;
         Py_BEGIN_ALLOW_THREADS
+        /* a fresh gradient buffer (PyTorch's, one per call) faults in 2 MiB pages */
+        if (job.g) pl_huge_pages(job.g, (size_t)(n * k) * sizeof(float));
         run_job(&job, nthreads);
         Py_END_ALLOW_THREADS
     }
