@@ -21,7 +21,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 NATIVE = "src/probloss/_native"
-HEADERS = [f"{NATIVE}/{name}" for name in ("pl_math.h", "pl_parallel.h", "pl_pool.h", "pl_rows.h")]
+HEADERS = [f"{NATIVE}/{name}" for name in ("pl_huge.h", "pl_math.h", "pl_parallel.h", "pl_pool.h", "pl_rows.h")]
 
 
 def xla_include_dir() -> str | None:

@@ -221,6 +221,31 @@ def test_focal_logits(k: int, gamma: float, per_class: bool) -> None:
     assert_close_ulps(fast, generic)
 
 
+@pytest.mark.parametrize("k", [9, 1000])
+def test_focal_logits_sparse_label_rows(k: int) -> None:
+    """Rows that are mostly zero labels (the kernel skips their vectors), with odd values among them."""
+    rng = np.random.default_rng(420 + k)
+    rows = 30
+    x = logit_rows(rng, rows, k)
+    t = np.zeros((rows, k), np.float32)
+    t[np.arange(rows), rng.integers(0, k, rows)] = 1.0
+    t[12, -1] = 0.5  # a second label, in the tail
+    t[13, k // 2] = -0.0  # a signed zero: adds 0, as 0
+    t[14, k - 3] = np.nan
+    t[15, 1] = np.inf
+    t[16, k // 3] = -0.5  # negative (validate="off" computes it anyway)
+    t[17] = 0.0  # no label at all
+    t[18, :] = 0.0
+    t[18, 0] = 2.0  # on the row's maximum? logit_rows' row 18 is random: both cases over the seeds
+    alpha = tuple(float(a) for a in rng.random(k))
+    for weights in (0.25, alpha):
+        with counting("focal_softmax_cross_entropy") as calls:
+            fast, generic = fast_and_generic(lambda w=weights: probloss.categorical_focal_crossentropy(
+                t, x, alpha=w, gamma=2.0, from_logits=True, validate="off"))
+        assert calls[0] == 1
+        assert_close_ulps(fast, generic)
+
+
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_class_axis(axis: int) -> None:
     """A class axis that is not last is moved last (a copy); the result is the generic one."""

@@ -84,8 +84,8 @@ def test_calls_go_through_the_fast_path(monkeypatch):
     from probloss._backends import _torch
 
     calls = []
-    original = _torch.SoftmaxCrossEntropy.apply
-    monkeypatch.setattr(_torch.SoftmaxCrossEntropy, "apply", lambda *a: calls.append(1) or original(*a))
+    original = _torch.SoftmaxCrossEntropy.forward  # run by both Function classes (eager CPU and the rest)
+    monkeypatch.setattr(_torch.SoftmaxCrossEntropy, "forward", staticmethod(lambda *a: calls.append(1) or original(*a)))
     probloss.sparse_categorical_crossentropy(torch.tensor([1]), torch.tensor([[0.5, 2.0]]), from_logits=True)
     assert calls == [1]
     with probloss.fast_paths(False):
@@ -129,6 +129,100 @@ def test_dense_softmax_one_hot_labels_with_zeros():
     logits = _logits((50, 9), 8)
     labels = torch.nn.functional.one_hot(torch.randint(0, 9, (50,), generator=_gen(9)), 9).float()
     _compare(probloss.categorical_crossentropy, labels, logits, from_logits=True, label_grad=True)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("backward", [False, True])
+def test_softmax_checks_read_the_kernels_bounds(sparse, backward, monkeypatch):
+    """On CPU tensors the data checks take y_pred's bounds, and dense labels' range, from the kernel's passes.
+
+    Bad data is still caught, with the first offending position, before any
+    result is returned; rows the kernel does not vouch for (a -0.0 label) are
+    checked by reading the labels, and pass.
+    """
+    from probloss._validation import DataChecker
+
+    learned = []
+    original = DataChecker.learn_bounds
+
+    def spy(self, x, low, high):
+        learned.append((low, high))
+        original(self, x, low, high)
+
+    monkeypatch.setattr(DataChecker, "learn_bounds", spy)
+    logits = _logits((40, 9), 30)
+    logits[5, 2] = -np.inf
+    labels = torch.softmax(_logits((40, 9), 31), dim=1)
+    labels[::3] = torch.nn.functional.one_hot(torch.randint(0, 9, (14,), generator=_gen(32)), 9).float()
+    indices = torch.randint(0, 9, (40,), generator=_gen(33))
+
+    def run(t, x, **kwargs):
+        x = x.clone().requires_grad_(backward)
+        if sparse:
+            loss = probloss.SparseCategoricalCrossentropy(from_logits=True, **kwargs)(indices, x)
+        else:
+            loss = probloss.CategoricalCrossentropy(from_logits=True, **kwargs)(t, x)
+        if backward:
+            loss.backward()
+            return loss.detach(), x.grad
+        return loss, None
+
+    value, grad = run(labels, logits)
+    from_labels = [] if sparse else [(float(labels.min()), float(labels.max()))]
+    assert sorted(learned) == sorted([(-np.inf, float(logits.max())), *from_labels])
+    unchecked = run(labels, logits, validate="off")
+    torch.testing.assert_close(value, unchecked[0], rtol=0, atol=0)
+    if backward:
+        torch.testing.assert_close(grad, unchecked[1], rtol=0, atol=0)
+    if not sparse:
+        for bad_value, where in ((1.5, (3, 4)), (np.nan, (8, 0)), (-0.25, (39, 8)), (np.inf, (12, 3))):
+            wrong = labels.clone()
+            wrong[where] = bad_value
+            with pytest.raises(ValueError, match=rf"`y_true` must be .*position \({where[0]}, {where[1]}\)"):
+                run(wrong, logits)
+        signed_zero = labels.clone()
+        signed_zero[signed_zero == 0] = -0.0  # valid, though the kernel does not vouch for it
+        learned.clear()
+        torch.testing.assert_close(run(signed_zero, logits)[0], value, rtol=0, atol=0)
+        assert (-np.inf, float(logits.max())) in learned  # the logits' bounds, from the kernel still
+    bad = logits.clone()
+    bad[7, 3] = np.nan
+    with pytest.raises(ValueError, match=r"position \(7, 3\)"):
+        run(labels, bad)
+    masked = logits.clone()
+    masked[11] = -np.inf
+    with pytest.raises(ValueError, match=r"-inf for every class.*position \(11,\)"):
+        run(labels, masked)
+
+
+def test_softmax_eager_skips_the_op_and_modes_see_it():
+    """Plain eager CPU calls run the op's function directly; a dispatch mode still sees one custom op, same values."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    logits = _logits((30, 11), 40)
+    labels = torch.softmax(_logits((30, 11), 41), dim=1)
+    for backward in (False, True):
+        x = logits.clone().requires_grad_(backward)
+        plain = probloss.CategoricalCrossentropy(from_logits=True)(labels, x)
+        if backward:
+            plain.backward()
+        with Recorder():
+            y = logits.clone().requires_grad_(backward)
+            recorded = probloss.CategoricalCrossentropy(from_logits=True)(labels, y)
+            if backward:
+                recorded.backward()
+        assert any("probloss.softmax_rows_cpu" in name for name in seen)
+        torch.testing.assert_close(recorded.detach(), plain.detach(), rtol=0, atol=0)
+        if backward:
+            torch.testing.assert_close(y.grad, x.grad, rtol=0, atol=0)
+        seen.clear()
 
 
 def test_softmax_dominant_label_keeps_its_tiny_gradient():

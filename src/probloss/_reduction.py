@@ -18,7 +18,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._namespace import element_count
+import numpy as np
+
+from ._namespace import device_of, element_count
 from ._numerics import divide_no_nan
 
 __all__ = [
@@ -171,9 +173,25 @@ def reduce_values(values: Array, sample_weight: Array | None, reduction: str | N
         if reduction == "mean_with_sample_weight" and sample_weight is not None:
             divisor = xp.sum(sample_weight)
         else:
+            count = _known_count(values)
+            if count:
+                # A count known and nonzero: the same division without divide_no_nan's guard
+                # (five ops, and their backward, of ~60 microseconds on PyTorch per call).
+                mean = loss / xp.asarray(count, dtype=loss.dtype, device=device_of(loss))
+                return np.asarray(mean) if isinstance(mean, np.generic) else mean  # NumPy: a 0-d array
             divisor = element_count(values, xp=xp, dtype=values.dtype)
         loss = divide_no_nan(loss, xp.astype(divisor, loss.dtype), xp=xp)
     return loss
+
+
+def _known_count(values: Array) -> int:
+    """The number of elements from a static shape of Python ints, or 0 (unknown, as in a graph or Dask)."""
+    count = 1
+    for d in values.shape:  # a loop, not a generator: torch.compile traces it without a graph break
+        if type(d) is not int:
+            return 0
+        count *= d
+    return count
 
 
 def reduce_weighted_values(values: Array, *, sample_weight: Array | None, mask: Array | None,

@@ -57,8 +57,10 @@ CHUNK_ELEMENTS = 1 << 17
 
 #: Compiled CPU implementations of the row computations, by name (filled below when
 #: the compiled extension loads): ``softmax_rows(x, labels, dense, want_grad, row_scale,
-#: scale, want_bounds) -> (loss float32 rows, grad scaled by scale·row_scale[r], (R, 2) row
-#: bounds)``, a ``torch.library`` custom op (opaque to torch.compile, with a fake
+#: scale, want_bounds) -> (loss float32 rows, grad scaled by scale·row_scale[r], bounds)``,
+#: bounds ``(1, R, 2)`` (sparse) or ``(2, R, 2)`` (dense): each row's logit minimum and
+#: maximum, and for dense labels each row's label range (:func:`_kernel_rows`), from the
+#: kernel's own passes; a ``torch.library`` custom op (opaque to torch.compile, with a fake
 #: implementation). Used for CPU float32 tensors outside torch.func transforms when the
 #: labels need no gradient; the torch-ops code below serves everything else.
 CPU_KERNELS: dict[str, Callable[..., Any]] = {}
@@ -186,6 +188,17 @@ def _softmax_chunk(block: Tensor, labels: Tensor, dense: bool, want_grad: bool,
     return loss, e.to(block.dtype), m[:, 0], log1p_rest[:, 0]
 
 
+def _plain_eager(*tensors: Tensor) -> bool:
+    """Whether plain tensors are computed eagerly: no compiler, no transform, mode or tensor subclass to see an op.
+
+    There the compiled kernel's custom op may be skipped for the function it
+    wraps (the same computation); anything else goes through the op.
+    """
+    return (not torch.compiler.is_compiling() and not torch._C._are_functorch_transforms_active()
+            and not torch._C._len_torch_dispatch_stack() and not torch._C._is_torch_function_mode_enabled()
+            and all(type(t) is Tensor or type(t) is torch.nn.Parameter for t in tensors))
+
+
 def _compiled_kernel_runs(x: Tensor, label_grad: bool) -> bool:
     """Whether :func:`_softmax_compute` takes the compiled kernel (else the torch-ops code)."""
     functorch = bool(torch._C._are_functorch_transforms_active())  # vmap: no batching rule for the op
@@ -195,12 +208,14 @@ def _compiled_kernel_runs(x: Tensor, label_grad: bool) -> bool:
 def _softmax_compute(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, label_grad: bool,
                      row_scale: Tensor | None = None, scale: float = 1.0,
                      want_bounds: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Loss rows, gradient, and (compiled kernel only) ``(R, 2)`` row bounds of ``x``.
+    """Loss rows, gradient, and (compiled kernel only) the row bounds of :data:`CPU_KERNELS`.
 
     The gradient is ``scale·row_scale``-scaled only on the compiled path.
     """
     if _compiled_kernel_runs(x, label_grad):
-        loss, grad, bounds = CPU_KERNELS["softmax_rows"](x, labels, dense, want_grad, row_scale, scale, want_bounds)
+        # The op's own function where nothing needs the op (it costs a dispatch and an argument binding)
+        kernel = CPU_KERNELS["softmax_rows_eager" if _plain_eager(x, labels) else "softmax_rows"]
+        loss, grad, bounds = kernel(x, labels, dense, want_grad, row_scale, scale, want_bounds)
         return loss, grad, x.new_empty(0), x.new_empty(0, dtype=torch.float64), bounds
     return (*softmax_rows(x, labels, dense, want_grad), x.new_empty(0))
 
@@ -211,18 +226,28 @@ def _kernel_rows(x: Tensor, labels: Tensor, dense: bool, grad: Tensor | None, ro
 
     Returns the float32 loss rows. Rows the kernel leaves NaN (NaN or +inf
     logits, no finite logit) are recomputed by :func:`softmax_rows`. ``bounds``:
-    None or an ``(R, 2)`` float32 tensor receiving each row's minimum (NaN
-    where the row holds one) and maximum, from the kernel's first pass.
+    None or a float32 tensor of shape ``(1, R, 2)`` (sparse) or ``(2, R, 2)``
+    (dense) receiving in ``bounds[0]`` each row's minimum (NaN where the row
+    holds one) and maximum logit, from the kernel's first pass, and in
+    ``bounds[1]`` each row's minimum and maximum label (NaN, NaN for a row
+    holding a label the kernel does not vouch for: NaN, inf, a negative number
+    or -0.0), from its pass over the labels: the data checks of ``validate``
+    read them instead of passes of their own.
     """
     from . import _native_softmax
 
-    kernel = _native_softmax.softmax_cross_entropy if dense else _native_softmax.softmax_cross_entropy_sparse
     # Zero-copy: the NumPy views share the tensors' memory; the kernel writes grad in place.
     factors = None if row_scale is None else row_scale.detach().to(torch.float32).contiguous().numpy()
-    loss = torch.from_numpy(kernel(x.detach().numpy(), labels.detach().contiguous().numpy(),
-                                   grad_out=None if grad is None else grad.detach().numpy(),
-                                   row_scale=factors, scale=scale,
-                                   row_bounds=None if bounds is None else bounds.numpy()))
+    views = None if bounds is None else bounds.numpy()
+    common = {"grad_out": None if grad is None else grad.detach().numpy(), "row_scale": factors, "scale": scale,
+              "row_bounds": None if views is None else views[0]}
+    if dense:
+        loss = _native_softmax.softmax_cross_entropy(x.detach().numpy(), labels.detach().contiguous().numpy(),
+                                                     label_bounds=None if views is None else views[1], **common)
+    else:
+        loss = _native_softmax.softmax_cross_entropy_sparse(x.detach().numpy(),
+                                                            labels.detach().contiguous().numpy(), **common)
+    loss = torch.from_numpy(loss)
     bad = ~torch.isfinite(loss)
     if bool(bad.any()):  # rows the kernel leaves to the reference
         redo = softmax_rows(x[bad], labels[bad], dense, grad is not None)
@@ -242,23 +267,26 @@ def _register_compiled_softmax() -> None:
     if not _native_softmax.AVAILABLE:
         return
 
-    @torch.library.custom_op("probloss::softmax_rows_cpu", mutates_args=(), device_types="cpu")
-    def softmax_rows_cpu(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
-                         scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
+    def softmax_rows_eager(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
+                           scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
         x = x.contiguous()
         grad = torch.empty_like(x) if want_grad else None
-        bounds = x.new_empty((x.shape[0], 2)) if want_bounds else None
+        bounds = x.new_empty((2 if dense else 1, x.shape[0], 2)) if want_bounds else None
         loss = _kernel_rows(x, labels, dense, grad, row_scale, scale, bounds)
         return (loss, grad if grad is not None else x.new_empty(0),
                 bounds if bounds is not None else x.new_empty(0))
+
+    softmax_rows_cpu = torch.library.custom_op("probloss::softmax_rows_cpu", softmax_rows_eager, mutates_args=(),
+                                               device_types="cpu")
 
     @softmax_rows_cpu.register_fake
     def _(x: Tensor, labels: Tensor, dense: bool, want_grad: bool, row_scale: Tensor | None,
           scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
         return (x.new_empty(x.shape[0]), torch.empty_like(x) if want_grad else x.new_empty(0),
-                x.new_empty((x.shape[0], 2)) if want_bounds else x.new_empty(0))
+                x.new_empty((2 if dense else 1, x.shape[0], 2)) if want_bounds else x.new_empty(0))
 
     CPU_KERNELS["softmax_rows"] = softmax_rows_cpu
+    CPU_KERNELS["softmax_rows_eager"] = softmax_rows_eager
 
 
 _register_compiled_softmax()
@@ -329,6 +357,26 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         return grad_labels, grad_x, None, None, None, None, None, None
 
 
+class _EagerSoftmaxCrossEntropy(torch.autograd.Function):
+    """:class:`SoftmaxCrossEntropy` with a ``forward(ctx, ...)`` of its own, for plain eager CPU calls.
+
+    The same forward, context and backward; only ``apply`` differs: a Function
+    with ``setup_context`` binds its arguments to ``forward``'s signature on
+    every call (``inspect.signature``, ~20 microseconds), which this style
+    skips. No ``torch.func`` support (its transforms take the other class).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, *inputs: Any) -> tuple[Tensor, ...]:  # type: ignore[override]
+        output = SoftmaxCrossEntropy.forward(*inputs)
+        SoftmaxCrossEntropy.setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> tuple[Tensor | None, ...]:
+        return SoftmaxCrossEntropy.backward(ctx, *grads)
+
+
 def _fused_backward(ctx: Any, grad_loss: Tensor,
                     recompute: Callable[[Tensor, Tensor], Any] | None = None) -> Tensor:
     """The gradient of a fused forward (see :class:`SoftmaxCrossEntropy`) for the incoming ``grad_loss``.
@@ -395,7 +443,12 @@ def _expected_gradient(values_shape: tuple[int, ...]) -> tuple[Tensor | None, fl
 
 def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool,
                            observe: Observed | None = None) -> Tensor:
-    """Per-sample softmax cross-entropy; with ``observe``, also report ``x``'s bounds (compiled kernel only)."""
+    """Per-sample softmax cross-entropy; with ``observe``, also report ``x``'s bounds (compiled kernel only).
+
+    Dense labels' range is reported too where the kernel vouched for every row
+    (as on NumPy: probloss._backends._softmax_paths), so that the data checks
+    make no pass of their own over either input.
+    """
     rows_x = _to_rows(x, axis)
     rows_labels = _to_rows(labels, axis) if dense else labels.reshape(-1)
     want_grad = _wants_grad(x)
@@ -405,12 +458,29 @@ def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool,
              and rows_x.data_ptr() == x.data_ptr() and rows_labels.data_ptr() == labels.data_ptr())
     values_shape = tuple(x.shape[:axis]) + tuple(x.shape[axis + 1:])
     row_scale, scale = _expected_gradient(values_shape) if fused else (None, 1.0)
-    outputs = SoftmaxCrossEntropy.apply(rows_labels, rows_x, dense, want_grad, fused, row_scale, scale,
+    eager = _compiled_kernel_runs(x, dense and labels.requires_grad) and _plain_eager(x, labels)
+    function = _EagerSoftmaxCrossEntropy if eager else SoftmaxCrossEntropy
+    outputs = function.apply(rows_labels, rows_x, dense, want_grad, fused, row_scale, scale,
                                         observe is not None)
     if observe is not None:
-        bounds = outputs[4]
-        observe.bounds[1] = (float(bounds[:, 0].min()), float(bounds[:, 1].max()))
+        _report_bounds(observe, outputs[4].numpy(), dense)
     return _from_rows(outputs[0], x, axis)
+
+
+def _report_bounds(observe: Observed, bounds: Any, dense: bool) -> None:
+    """Record the kernel's per-row bounds (NumPy views of :func:`_kernel_rows`'s ``bounds``) in ``observe``.
+
+    The logits' minimum (NaN anywhere makes it NaN) and maximum; dense labels'
+    range only where no row is NaN (a row the kernel did not vouch for: the
+    check then reads the labels itself, and names the first offending position).
+    """
+    import numpy as np
+
+    observe.bounds[1] = (float(np.min(bounds[0, :, 0])), float(np.max(bounds[0, :, 1])))
+    if dense:
+        low, high = float(np.min(bounds[1, :, 0])), float(np.max(bounds[1, :, 1]))
+        if low == low and high == high:
+            observe.bounds[0] = (low, high)
 
 
 def _observable(x: Tensor, labels: Tensor, dense: bool, observe: Observed | None) -> bool:

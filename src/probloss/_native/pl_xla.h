@@ -30,10 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
+#include "pl_huge.h"
 #include "xla/ffi/api/c_api.h"
 
 static XLA_FFI_Error *pl_xla_error(XLA_FFI_CallFrame *frame, const char *message) {
@@ -114,22 +112,9 @@ static int pl_xla_attr_i64(XLA_FFI_CallFrame *frame, const char *name, int64_t *
 }
 
 /* Transparent huge pages for a large result buffer that the kernel is about to
- * write (Linux, THP in "madvise" mode). XLA's CPU allocator maps a fresh
- * buffer per call for large results and does not ask for huge pages (NumPy
- * does): writing 250 MB then takes 64k page faults of 4 KiB, which cost more
- * than the kernel's arithmetic. The advice covers the buffer's 2 MiB-aligned
- * interior only; it changes no data and is ignored where unsupported. */
-static void pl_xla_huge_pages(void *data, size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    const uintptr_t huge = (uintptr_t)1 << 21;
-    if (bytes < 4 * huge) return;
-    uintptr_t begin = ((uintptr_t)data + huge - 1) & ~(huge - 1);
-    uintptr_t end = ((uintptr_t)data + bytes) & ~(huge - 1);
-    if (end > begin) (void)madvise((void *)begin, end - begin, MADV_HUGEPAGE);
-#else
-    (void)data, (void)bytes;
-#endif
-}
+ * write: XLA's CPU allocator maps a fresh buffer per call for large results and
+ * does not ask for huge pages (pl_huge.h). */
+#define pl_xla_huge_pages pl_huge_pages
 
 /* The capsule name that jax.ffi.register_ffi_target accepts for a handler. */
 #define PL_XLA_CAPSULE(fn) PyCapsule_New((void *)(fn), NULL, NULL)

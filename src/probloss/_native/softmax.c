@@ -11,8 +11,10 @@
  * and the choice of kernel are the Python layer's.
  * Rows are cut into tasks of about PL_SOFTMAX_TASK elements, a count that
  * depends on the shape only; each row is computed by one thread from its own
- * data, so the results are bit-identical for any thread count. The GIL is
- * released while the kernels run.
+ * data, so the results are bit-identical for any thread count. The Python
+ * functions run the tasks on pl_pool.h's pool (the XLA handlers below, called
+ * on XLA's threads, on OpenMP: pl_parallel.h). The GIL is released while the
+ * kernels run.
  *
  * Python API (all return None and write `loss`; None for an optional buffer):
  *   softmax_ce_sparse(logits f32[n*k], labels i64[n], k, loss f32[n], grad f32[n*k] | None,
@@ -38,7 +40,8 @@
  *   module is then empty and NumPy inputs use the generic kernels).
  */
 #include "softmax_glue.h"
-#include "pl_parallel.h"
+#include "pl_huge.h"
+#include "pl_pool.h"
 #include "softmax_ce.h"
 #include "pl_xla.h"
 
@@ -55,6 +58,57 @@
 static Py_ssize_t rows_per_task(Py_ssize_t k) {
     Py_ssize_t task = k >= PL_SOFTMAX_LONG_ROW ? PL_SOFTMAX_LONG_TASK : PL_SOFTMAX_TASK;
     return k >= task ? 1 : task / k;
+}
+
+/* The Python functions' threads: pl_pool.h, whose caller never waits for a
+ * worker that has not started. An OpenMP region ends in a barrier that does,
+ * and right after another library's call, whose threads still spin on the
+ * cores, that wait cost more than the second thread saved: categorical CE of
+ * 4096 x 1000 on 2 threads, timed between optax and torch calls on the shared
+ * 2-core machine, best of 40: 3.4-4.4 ms with OpenMP, 1.3-2.2 ms with the
+ * pool, 2.2 ms on one thread. One call's arguments, for the pool's task
+ * function; `per` rows a task. */
+enum { JOB_SPARSE, JOB_DENSE, JOB_FOCAL, JOB_NORMALIZED_SPARSE, JOB_NORMALIZED };
+
+typedef struct {
+    int kind;
+    const float *x;  /* logits or probabilities */
+    const void *t;   /* labels: int64 (sparse) or float32 */
+    int64_t k, n, per;
+    float *out, *g, *b, *lb;
+    const float *s;
+    double scale, gamma, lo, hi;
+    const double *alpha;
+    int64_t n_alpha;
+} SoftmaxJob;
+
+static void softmax_task(void *ctx, long long task) {
+    const SoftmaxJob *J = (const SoftmaxJob *)ctx;
+    int64_t r0 = (int64_t)task * J->per, r1 = r0 + J->per < J->n ? r0 + J->per : J->n;
+    switch (J->kind) {
+    case JOB_SPARSE:
+        pl_sparse_softmax_ce_rows(J->x, J->k, (const int64_t *)J->t, J->out, J->g, J->s, J->scale, J->b, r0, r1);
+        break;
+    case JOB_DENSE:
+        pl_softmax_ce_rows(J->x, (const float *)J->t, J->k, J->out, J->g, J->s, J->scale, J->b, J->lb, r0, r1);
+        break;
+    case JOB_FOCAL:
+        pl_focal_softmax_ce_rows(J->x, (const float *)J->t, J->k, J->alpha, J->n_alpha, J->gamma, J->out, J->b,
+                                 J->lb, r0, r1);
+        break;
+    case JOB_NORMALIZED_SPARSE:
+        pl_sparse_normalized_ce_rows(J->x, J->k, (const int64_t *)J->t, J->lo, J->hi, J->out, J->b, r0, r1);
+        break;
+    default:
+        pl_normalized_ce_rows(J->x, (const float *)J->t, J->k, J->lo, J->hi, J->out, J->b, J->lb, r0, r1);
+    }
+}
+
+/* Run `job` (its fields but per set) over n rows of k on up to nthreads threads. */
+static void run_job(SoftmaxJob *job, int nthreads) {
+    job->per = rows_per_task(job->k);
+    const Py_ssize_t ntasks = (job->n + job->per - 1) / job->per;
+    pl_run_tasks(nthreads, (long long)(job->n * job->k), (long long)ntasks, softmax_task, job);
 }
 
 static PyObject *logits_kernel(PyObject *args, int sparse) {
@@ -80,22 +134,21 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
     if (pl_acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_s;
     if (pl_acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
     {
-        const float *x = (const float *)bx.view.buf;
-        const void *t = bt.view.buf;
-        float *out = (float *)bl.view.buf;
-        float *g = bg.held ? (float *)bg.view.buf : NULL;
-        const float *s = bs.held ? (const float *)bs.view.buf : NULL;
-        float *b = bb.held ? (float *)bb.view.buf : NULL;
-        float *lb = blb.held ? (float *)blb.view.buf : NULL;
-        const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
+        SoftmaxJob job = {sparse ? JOB_SPARSE : JOB_DENSE};
+        job.x = (const float *)bx.view.buf;
+        job.t = bt.view.buf;
+        job.k = k;
+        job.n = n;
+        job.out = (float *)bl.view.buf;
+        job.g = bg.held ? (float *)bg.view.buf : NULL;
+        job.s = bs.held ? (const float *)bs.view.buf : NULL;
+        job.scale = scale;
+        job.b = bb.held ? (float *)bb.view.buf : NULL;
+        job.lb = blb.held ? (float *)blb.view.buf : NULL;
         Py_BEGIN_ALLOW_THREADS
-        PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
-            int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
-            if (sparse)
-                pl_sparse_softmax_ce_rows(x, k, (const int64_t *)t, out, g, s, scale, b, r0, r1);
-            else
-                pl_softmax_ce_rows(x, (const float *)t, k, out, g, s, scale, b, lb, r0, r1);
-        }
+        /* a fresh gradient buffer (PyTorch's, one per call) faults in 2 MiB pages */
+        if (job.g) pl_huge_pages(job.g, (size_t)(n * k) * sizeof(float));
+        run_job(&job, nthreads);
         Py_END_ALLOW_THREADS
     }
     pl_release(&blb);
@@ -159,17 +212,19 @@ static PyObject *py_focal_softmax_ce(PyObject *self, PyObject *args) {
     if (pl_acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_l;
     if (pl_acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
     {
-        const float *x = (const float *)bx.view.buf, *t = (const float *)bt.view.buf;
-        const double *a = (const double *)ba.view.buf;
-        float *out = (float *)bl.view.buf;
-        float *b = bb.held ? (float *)bb.view.buf : NULL;
-        float *lb = blb.held ? (float *)blb.view.buf : NULL;
-        const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
+        SoftmaxJob job = {JOB_FOCAL};
+        job.x = (const float *)bx.view.buf;
+        job.t = bt.view.buf;
+        job.k = k;
+        job.n = n;
+        job.alpha = (const double *)ba.view.buf;
+        job.n_alpha = n_alpha;
+        job.gamma = gamma;
+        job.out = (float *)bl.view.buf;
+        job.b = bb.held ? (float *)bb.view.buf : NULL;
+        job.lb = blb.held ? (float *)blb.view.buf : NULL;
         Py_BEGIN_ALLOW_THREADS
-        PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
-            int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
-            pl_focal_softmax_ce_rows(x, t, k, a, n_alpha, gamma, out, b, lb, r0, r1);
-        }
+        run_job(&job, nthreads);
         Py_END_ALLOW_THREADS
     }
     pl_release(&blb);
@@ -213,20 +268,18 @@ static PyObject *probability_kernel(PyObject *args, int sparse) {
     if (pl_acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_l;
     if (pl_acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
     {
-        const float *y = (const float *)by.view.buf;
-        const void *t = bt.view.buf;
-        float *out = (float *)bl.view.buf;
-        float *b = bb.held ? (float *)bb.view.buf : NULL;
-        float *lb = blb.held ? (float *)blb.view.buf : NULL;
-        const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
+        SoftmaxJob job = {sparse ? JOB_NORMALIZED_SPARSE : JOB_NORMALIZED};
+        job.x = (const float *)by.view.buf;
+        job.t = bt.view.buf;
+        job.k = k;
+        job.n = n;
+        job.lo = lo;
+        job.hi = hi;
+        job.out = (float *)bl.view.buf;
+        job.b = bb.held ? (float *)bb.view.buf : NULL;
+        job.lb = blb.held ? (float *)blb.view.buf : NULL;
         Py_BEGIN_ALLOW_THREADS
-        PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
-            int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
-            if (sparse)
-                pl_sparse_normalized_ce_rows(y, k, (const int64_t *)t, lo, hi, out, b, r0, r1);
-            else
-                pl_normalized_ce_rows(y, (const float *)t, k, lo, hi, out, b, lb, r0, r1);
-        }
+        run_job(&job, nthreads);
         Py_END_ALLOW_THREADS
     }
     pl_release(&blb);

@@ -332,9 +332,11 @@ INLINE void find_argmax(const float *x, int64_t k, RowMax *rm) {
  * the maximum (-inf included) are taken at x = x_floor, where exp is ~1e-65: no
  * float32 result can show it, and the exp above needs d >= -151. Clamping x
  * rather than d keeps TwoSum's inputs finite. x_floor = fl(m - 150) is within
- * 2^-5 of m - 150 for |m| <= 2^20 (exps_wide below covers larger maxima). */
-INLINE v8f exps(v8f v, v8f m, v8f x_floor) {
-    v8f xc = max_f(v, x_floor);
+ * 2^-5 of m - 150 for |m| <= 2^20 (exps_wide below covers larger maxima).
+ * `clamp` = 0 where the row's minimum is known to be >= x_floor (the clamp
+ * would change nothing: one vector operation of ~13 saved). */
+INLINE v8f exps(v8f v, v8f m, v8f x_floor, int clamp) {
+    v8f xc = clamp ? max_f(v, x_floor) : v;
     v8f d = xc - m;
     return exp_scaled(d, difference_error(xc, m, d));
 }
@@ -376,7 +378,9 @@ INLINE v8f exp_direct(v8f x, v8f magic) {
 
 /* exp_direct of one vector, entries below x_floor = fl(m - 150) taken there
  * (as in exps: -inf included). For |m| <= DIRECT_MAX. */
-INLINE v8f exps_direct(v8f v, v8f x_floor, v8f magic) { return exp_direct(max_f(v, x_floor), magic); }
+INLINE v8f exps_direct(v8f v, v8f x_floor, v8f magic, int clamp) {
+    return exp_direct(clamp ? max_f(v, x_floor) : v, magic);
+}
 
 /* Rows whose maximum is at most this in magnitude use exps_direct: every
  * clamped x is then in [-279, 128] (|k| <= 402). */
@@ -409,11 +413,15 @@ INLINE void label_terms(LabelSums *ls, v8f xv, v8f tv, v8f m, v4d m64, int track
 
 /* Pass 2: 2^100·S' in float64; with `e_out`, the scaled exps are stored there
  * (the maximum's own entry included); with labels `t`, their LabelSums (the
- * labels' range too where `track`). The next row (if any) is prefetched.
+ * labels' range too where `track`). The next row (if any) is prefetched, and
+ * with `next_t` the next row's labels (categorical rows of 1000 classes: 11%
+ * faster, measured; the labels are read once, by this pass, and the hardware
+ * prefetcher starts over at each page, about a row).
  * `mode`: how the exps are computed (EXPS_*); `km`: exps_direct's integer
- * (2^100 e^(x - m) is then stored as 2^(100 - km) e^x). */
-INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, const float *next, const float *t,
-                          LabelSums *ls, int track, int mode, float km) {
+ * (2^100 e^(x - m) is then stored as 2^(100 - km) e^x); `clamp`: as exps's. */
+INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, const float *next,
+                          const float *next_t, const float *t,
+                          LabelSums *ls, int track, int mode, float km, int clamp) {
     const v8f m = splat(rm.max);
     const v8f x_floor = splat((float)((double)rm.max - 150.0));
     const v8f magic = splat(12582912.0f + (100.0f - km));
@@ -424,10 +432,10 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
     int64_t next_line = 0;
     for (; i + 2 * W <= k; i += 2 * W) {
         v8f x0 = load(x + i), x1 = load(x + i + W);
-        v8f e0 = mode == EXPS_DIRECT ? exps_direct(x0, x_floor, magic)
-                 : mode == EXPS_NARROW ? exps(x0, m, x_floor) : exps_wide(x0, m);
-        v8f e1 = mode == EXPS_DIRECT ? exps_direct(x1, x_floor, magic)
-                 : mode == EXPS_NARROW ? exps(x1, m, x_floor) : exps_wide(x1, m);
+        v8f e0 = mode == EXPS_DIRECT ? exps_direct(x0, x_floor, magic, clamp)
+                 : mode == EXPS_NARROW ? exps(x0, m, x_floor, clamp) : exps_wide(x0, m);
+        v8f e1 = mode == EXPS_DIRECT ? exps_direct(x1, x_floor, magic, clamp)
+                 : mode == EXPS_NARROW ? exps(x1, m, x_floor, clamp) : exps_wide(x1, m);
         if (e_out) {
             store(e_out + i, e0);
             store(e_out + i + W, e1);
@@ -438,6 +446,7 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
         }
         if (next && next_line < k) {
             __builtin_prefetch(next + next_line, 0, 3);
+            if (next_t) __builtin_prefetch(next_t + next_line, 0, 3);
             next_line += 16;
         }
         if (i == a_block) e0 = select_f(lane_index() == (int32_t)(rm.argmax - i), splat(0.0f), e0);
@@ -450,8 +459,8 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
     for (; i < k; i += W) {
         int64_t n = k - i < W ? k - i : W;
         v8f xv = load_partial(x + i, n, rm.max);
-        v8f e = mode == EXPS_DIRECT ? exps_direct(xv, x_floor, magic)
-                : mode == EXPS_NARROW ? exps(xv, m, x_floor) : exps_wide(xv, m);
+        v8f e = mode == EXPS_DIRECT ? exps_direct(xv, x_floor, magic, clamp)
+                : mode == EXPS_NARROW ? exps(xv, m, x_floor, clamp) : exps_wide(xv, m);
         if (e_out) store_partial(e_out + i, e, n);
         if (t) {
             if (track) range_add(&ls->range, load_partial(t + i, n, t[i])); /* filled with a real entry */
@@ -461,14 +470,19 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
         if (i == a_block) drop |= lane_index() == (int32_t)(rm.argmax - i);
         add_to(&acc, select_f(drop, splat(0.0f), e));
     }
-    if (next) for (; next_line < k; next_line += 16) __builtin_prefetch(next + next_line, 0, 3);
+    if (next)
+        for (; next_line < k; next_line += 16) {
+            __builtin_prefetch(next + next_line, 0, 3);
+            if (next_t) __builtin_prefetch(next_t + next_line, 0, 3);
+        }
     return total(acc);
 }
 
 /* 2^100·S': scaled_rest with the exps for the row's maximum, the row's argmax
  * found first, and rm->scale set (the stored exps, where e_out, are 2^100
  * e^(x - m) / rm->scale). */
-INLINE double row_rest(const float *x, int64_t k, RowMax *rm, float *e_out, const float *next, const float *t,
+INLINE double row_rest(const float *x, int64_t k, RowMax *rm, float *e_out, const float *next,
+                       const float *next_t, const float *t,
                        LabelSums *ls, int track) {
     find_argmax(x, k, rm);
     /* The loss alone: exps_direct. With a gradient, the TwoSum path: its exps of
@@ -476,15 +490,26 @@ INLINE double row_rest(const float *x, int64_t k, RowMax *rm, float *e_out, cons
      * float32 rounds them to 2^-25 (exps_direct's can land in [1, 1.42], 2^-24),
      * which the maximum's entry of a soft-label gradient, a difference of two
      * nearly equal terms, would amplify. */
+    /* Rows whose every entry is within 150 of the maximum (most) need no clamp:
+     * the loops are compiled for both cases. */
+    const int clamp = !(rm->min >= (float)((double)rm->max - 150.0));
     if (!e_out && fabsf(rm->max) <= DIRECT_MAX) {
         /* km = round(m·log2 e); the exps carry 2^(100 - km) e^x = 2^100 e^(x - m) / exp(km ln2 - m) */
         float km = rintf(rm->max * 1.44269504088896341f);
         rm->scale = exp((double)km * 0.6931471805599453 - (double)rm->max);
-        return scaled_rest(x, k, *rm, e_out, next, t, ls, track, EXPS_DIRECT, km) * rm->scale;
+        double rest = clamp ? scaled_rest(x, k, *rm, e_out, next, next_t, t, ls, track, EXPS_DIRECT, km, 1)
+                            : scaled_rest(x, k, *rm, e_out, next, next_t, t, ls, track, EXPS_DIRECT, km, 0);
+        return rest * rm->scale;
     }
+    /* The next row's labels (next_t) are prefetched on the path above only: with a
+     * gradient the prefetch measured 4-8% slower (the gradient's own stream of
+     * stores is then the one that needs the memory), and rows with |m| > 128 are rare. */
+    (void)next_t;
     rm->scale = 1.0;
-    if (fabsf(rm->max) <= NARROW_MAX) return scaled_rest(x, k, *rm, e_out, next, t, ls, track, EXPS_NARROW, 0.0f);
-    return scaled_rest(x, k, *rm, e_out, next, t, ls, track, EXPS_WIDE, 0.0f);
+    if (fabsf(rm->max) <= NARROW_MAX)
+        return clamp ? scaled_rest(x, k, *rm, e_out, next, NULL, t, ls, track, EXPS_NARROW, 0.0f, 1)
+                     : scaled_rest(x, k, *rm, e_out, next, NULL, t, ls, track, EXPS_NARROW, 0.0f, 0);
+    return scaled_rest(x, k, *rm, e_out, next, NULL, t, ls, track, EXPS_WIDE, 0.0f, 1);
 }
 
 /* bounds[2r], bounds[2r + 1] <- the row's minimum (NaN if it holds a NaN) and maximum */
@@ -530,7 +555,7 @@ void PL_NAME(pl_sparse_softmax_ce_rows)(const float *logits, int64_t k, const in
             continue;
         }
         const float *next = r + 1 < row_end ? x + k : NULL;
-        double rest = row_rest(x, k, &rm, g, next, NULL, NULL, 0) * TWO_M100;
+        double rest = row_rest(x, k, &rm, g, next, NULL, NULL, NULL, 0) * TWO_M100;
         double gap = (double)rm.max - (double)x[label];
         loss[r] = (float)(gap + log1p(rest));
         if (g) {
@@ -577,10 +602,10 @@ void PL_NAME(pl_softmax_ce_rows)(const float *logits, const float *labels, int64
             if (label_bounds) put_row_range(label_bounds + 2 * r, t, k);
             continue;
         }
-        const float *next = r + 1 < row_end ? x + k : NULL;
+        const float *next = r + 1 < row_end ? x + k : NULL, *next_t = next ? t + k : NULL;
         LabelSums ls = {{{0}, {0}}, {{0}, {0}}, range_start()};
-        double rest = (label_bounds ? row_rest(x, k, &rm, g, next, t, &ls, 1)
-                                    : row_rest(x, k, &rm, g, next, t, &ls, 0)) * TWO_M100;
+        double rest = (label_bounds ? row_rest(x, k, &rm, g, next, next_t, t, &ls, 1)
+                                    : row_rest(x, k, &rm, g, next, next_t, t, &ls, 0)) * TWO_M100;
         if (label_bounds) range_put(label_bounds + 2 * r, ls.range);
         double gap = total(ls.gap), mass = total(ls.mass);
         loss[r] = (float)(gap + mass * log1p(rest));
@@ -643,7 +668,7 @@ void PL_NAME(pl_focal_softmax_ce_rows)(const float *logits, const float *labels,
             continue;
         }
         const float *next = r + 1 < row_end ? x + k : NULL;
-        double rest = row_rest(x, k, &rm, NULL, next, NULL, NULL, 0) * TWO_M100;
+        double rest = row_rest(x, k, &rm, NULL, next, next ? t + k : NULL, NULL, NULL, 0) * TWO_M100;
         double lse = log1p(rest), denominator = 1.0 + rest, m = (double)rm.max;
         /* Vector lanes: every entry but the maximum's, whose 1 - p = S'/(1 + S')
          * (no cancellation) is added on its own. */
@@ -653,8 +678,12 @@ void PL_NAME(pl_focal_softmax_ce_rows)(const float *logits, const float *labels,
         for (int64_t i = 0; i < k; i += W) {
             int64_t n = k - i < W ? k - i : W;
             if (n == W && i != a_block) {
+                v8f tv = load(t + i);
+                /* A vector of zero labels (most of a one-hot row) would add +0.0 in every
+                 * lane: skipped, which leaves the same sum (NaN labels compare unequal). */
+                if (!any_lane(tv != splat(0.0f))) continue;
                 const double *a = n_alpha == 1 ? NULL : alpha + i;
-                focal_block(&acc, load(x + i), load(t + i), a, alpha[0], m64, lse64, inv_total, gamma);
+                focal_block(&acc, load(x + i), tv, a, alpha[0], m64, lse64, inv_total, gamma);
                 continue;
             }
             /* the tail, or the maximum's block: through buffers, the maximum left out */

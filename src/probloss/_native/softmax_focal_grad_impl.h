@@ -126,7 +126,7 @@ void PL_NAME(pl_focal_softmax_ce_grad_rows)(const float *logits, const float *la
          * the exps' arithmetic, while in pass 3 alone a one-hot row's labels come from memory with
          * nothing to hide them (a fifth of the kernel's time, measured), and from cache after. */
         LabelSums unused = {{{0}, {0}}, {{0}, {0}}, range_start()};
-        double rest = row_rest(x, k, &rm, g, next, t, &unused, 0) * TWO_M100; /* also finds rm.argmax */
+        double rest = row_rest(x, k, &rm, g, next, next ? t + k : NULL, t, &unused, 0) * TWO_M100; /* also finds rm.argmax */
         double lse = log1p(rest), denominator = 1.0 + rest, inv_total = 1.0 / denominator;
         double loss_sum = 0.0, c_rest = 0.0;
         int64_t blocks[LABEL_BLOCKS];
