@@ -13,11 +13,12 @@
  * logarithm of 0 or of a negative number, no subnormal result), runs a loop
  * without the blends that handle those cases; every other block runs the
  * general loop. The two loops agree to the last bit for BCE from probabilities
- * and Poisson (same formulas), and to about an ulp of float64 elsewhere: the
- * focal losses' ordinary loops take log_reduced7 (and, from logits, log1p's
- * correction c/u as c times the 1/u computed anyway) where the general loop
- * calls pl_log/pl_log1p, and KL's ordinary loop forms t·log(t/p) with one
- * division (kl_term_ordinary). Every float32 result keeps its accuracy
+ * and Poisson (same formulas; Poisson's logarithm is log_reduced_2s in both), and
+ * to an ulp or two of float64 elsewhere: the focal losses' ordinary loops take
+ * log_reduced7 (and, from logits, log1p's correction c/u as c times the 1/u
+ * computed anyway) where the general loop calls pl_log/pl_log1p, and KL's
+ * ordinary loop forms t·log(t/p) with one division and log_reduced_2s
+ * (kl_term_ordinary). Every float32 result keeps its accuracy
  * (tests/test_accuracy.py); tests/test_native_binary_paths.py runs both loops
  * and both builds against float64 formulas.
  */
