@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 
+import mpmath
 import numpy as np
 import pytest
 
@@ -135,11 +136,83 @@ def check_case(kind: str, y: np.ndarray, x: np.ndarray, params: tuple[float, ...
     np.testing.assert_allclose(grad, expected_grad, rtol=8 * EPS32, atol=4 * EPS32 / x.shape[1], err_msg=kind)
 
 
+def _cancelling_rows(kind: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Rows of two entries whose terms cancel to far below float32's resolution: (y, x, ε).
+
+    Poisson: ``y = (0, k)``, ``x = (p1, p2)`` with ``p1`` the float32 nearest to
+    ``k·log(p2 + ε) - p2`` (so that the mean ``(p1 + p2 - k·log(p2 + ε))/2`` is tiny);
+    KL: ``t = (a, 1 - a)``, ``p = (b, 1 - b)`` with ``b`` a few float32 steps from ``a``.
+    Of many random candidates, those whose exact result (float64 preselection) is
+    smallest relative to the terms. Poisson's cancel to 2⁻³³ (median) and 2⁻⁴¹ of
+    their magnitudes, where an error of the kernel's float64 logarithm shows and
+    float32 rounding hides nothing (measured: within 2⁻⁵³ of the magnitudes). KL's
+    cannot go below ~2⁻²⁴ with float32 inputs (``|t - p|`` is at least a float32
+    step and the loss ~``(t - p)²``): there the check holds them to float32's rounding.
+    """
+    rng = np.random.default_rng(17)
+    n, keep = 20000, 300
+    eps = float(F32(1e-7))
+    if kind == "poisson":
+        k = rng.integers(2, 60, n).astype(np.float64)
+        p2 = rng.uniform(0.05, 4.0, n).astype(F32).astype(np.float64)
+        p1 = (k * np.log(p2 + eps) - p2).astype(F32).astype(np.float64)
+        ok = p1 > 0
+        y = np.stack([np.zeros(n), k], axis=1)[ok]
+        x = np.stack([p1, p2], axis=1)[ok]
+        value = (x[:, 0] + x[:, 1] - y[:, 1] * np.log(x[:, 1] + eps)) / 2
+        scale = (x[:, 0] + x[:, 1] + y[:, 1] * np.abs(np.log(x[:, 1] + eps))) / 2
+    else:
+        a = rng.uniform(0.01, 0.99, n).astype(F32)
+        b = a.copy()
+        steps = rng.integers(1, 4, n)
+        toward = np.where(rng.random(n) < 0.5, F32(0), F32(1))
+        for _ in range(3):  # b = a moved 1 to 3 float32 steps up or down
+            b = np.where(steps > 0, np.nextafter(b, toward), b)
+            steps -= 1
+        y = np.stack([a, F32(1) - a], axis=1).astype(np.float64)
+        x = np.stack([b, F32(1) - b], axis=1).astype(np.float64)
+        terms = y * np.log(y / x)
+        value, scale = terms.sum(axis=1), np.abs(terms).sum(axis=1)
+    order = np.argsort(np.abs(value) / scale)[:keep]
+    return y[order].astype(F32), x[order].astype(F32), eps
+
+
+def _exact_row(kind: str, y: np.ndarray, x: np.ndarray, eps: float) -> tuple[float, float]:
+    """(loss, sum of the terms' magnitudes) of one row in mpmath at 120 bits."""
+    with mpmath.workprec(120):
+        t, p = [mpmath.mpf(float(v)) for v in y], [mpmath.mpf(float(v)) for v in x]
+        if kind == "poisson":
+            pieces = [p[j] - t[j] * mpmath.log(p[j] + mpmath.mpf(eps)) for j in range(len(p))]
+            magnitude = sum(abs(p[j]) + abs(t[j] * mpmath.log(p[j] + mpmath.mpf(eps))) for j in range(len(p)))
+            return float(sum(pieces) / len(p)), float(magnitude / len(p))
+        pieces = [t[j] * mpmath.log(t[j] / p[j]) for j in range(len(p))]
+        return float(sum(pieces)), float(sum(abs(v) for v in pieces))
+
+
+def check_cancelling(kind: str) -> None:
+    """Poisson/KL rows that cancel to ~2⁻⁴⁰ of their terms: within float32's rounding of the exact
+    loss plus 2⁻⁴⁸ of the terms' magnitudes. The kernels' float64 logarithm (log_reduced_2s,
+    binary_impl.h) is within 2⁻⁵¹ relative; with the roundings of the products and sums a row is
+    within 2⁻⁵⁰ of its magnitudes, so this holds with a factor 4 to spare, while a logarithm
+    accurate only to 2⁻⁴⁰ (or float32 arithmetic) would miss it by orders of magnitude."""
+    module = _native.binary
+    y, x, eps = _cancelling_rows(kind)
+    out = np.empty(y.shape[0], F32)
+    kind_id = module.KIND_POISSON if kind == "poisson" else module.KIND_KL
+    module.row_losses(kind_id, y, x, out, 2.0 if kind == "poisson" else 1.0, 1, None, (eps,))
+    for r in range(y.shape[0]):
+        exact, magnitude = _exact_row(kind, y[r], x[r], eps)
+        allowed = float(np.spacing(np.abs(F32(exact)))) + 2.0**-48 * magnitude
+        assert abs(float(out[r]) - exact) <= allowed, (kind, r, y[r], x[r], float(out[r]), exact, magnitude)
+
+
 def check_all() -> int:
-    """Every case of :func:`_cases`; returns how many ran."""
+    """Every case of :func:`_cases`, and the cancelling Poisson and KL rows; returns how many cases ran."""
     cases = _cases()
     for kind, _variant, y, x, params in cases:
         check_case(kind, y, x, params)
+    check_cancelling("poisson")
+    check_cancelling("kl")
     return len(cases)
 
 
@@ -147,6 +220,11 @@ def check_all() -> int:
                          ids=[f"{c[0]}-{c[1]}" for c in _cases()])
 def test_kernel_against_float64_formula(kind, variant, y, x, params):
     check_case(kind, y, x, params)
+
+
+@pytest.mark.parametrize("kind", ["poisson", "kl"])
+def test_cancelling_rows_keep_float64_accuracy(kind):
+    check_cancelling(kind)
 
 
 def test_this_process_runs_the_cpu_build():
