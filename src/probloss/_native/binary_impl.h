@@ -515,22 +515,46 @@ PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssi
  * double. exp < 0.94 ulp and log1p(e) < 1.56 ulp (pl_math.h); the terms are
  * non-negative, so a sample is within ~2.6 ulps. An infinite or NaN logit
  * gives NaN (the x - x term) and the row is recomputed generically.
- * Gradient: sigmoid(x) - y, without 1 - (1 - tiny). */
+ * Gradient: sigmoid(x) - y, without 1 - (1 - tiny).
+ *
+ * One loop takes the block's bounds and its terms as if the block were
+ * ordinary (every |x| <= 87, so that e >= e^-87 is a normal float and x is
+ * finite): e by pl_expf_neg_normal (one scaling, added to the exponent field)
+ * and y·max(-x, 0) + (1-y)·max(x, 0) as (step(x) - y)·x, step(x) = 1 for
+ * x >= 0 and 0 below: the same products (1 - y, or -y exactly, times x), so the
+ * same values as the general loop, in 5 vector operations instead of 11 and
+ * without x - x. A block that turns out not to be ordinary (a rare |x| > 87, an
+ * infinity, a NaN) has its terms recomputed by the general loop. */
 PL_BLOCK_ATTR static void PL_NAME(bce_logits_block)(const void *params, const float *restrict y,
                                                     const float *restrict x, Py_ssize_t n, double *acc,
                                                     float *restrict grad, pl_bounds *b)
 {
-    float terms[PL_BLOCK]; /* all-float loop: 8 lanes per AVX2 register throughout */
+    float terms[PL_BLOCK]; /* all-float loop: 16 lanes per AVX-512 register, 8 per AVX2 one */
+    int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
     for (Py_ssize_t i = 0; i < n; i++) {
         float xi = x[i], yi = y[i];
-        float e = pl_expf_neg(fabsf(xi));
-        float relu = xi > 0.0f ? xi : 0.0f;
-        float relu_neg = xi < 0.0f ? -xi : 0.0f;
-        float t = (yi * relu_neg + (1.0f - yi) * relu) + (xi - xi);
-        terms[i] = pl_log1pf_unit(e) + t;
+        int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
+        ylo = ky < ylo ? ky : ylo;
+        yhi = ky > yhi ? ky : yhi;
+        xlo = kx < xlo ? kx : xlo;
+        xhi = kx > xhi ? kx : xhi;
+        float e = pl_expf_neg_normal(fabsf(xi));
+        float w = (xi >= 0.0f ? 1.0f : 0.0f) - yi; /* 1 - y or -y */
+        terms[i] = pl_log1pf_unit(e) + w * xi;
+    }
+    pl_bounds local = {ylo, yhi, xlo, xhi};
+    if (!keys_within(local.xmin, local.xmax, -87.0f, 87.0f)) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i], yi = y[i];
+            float e = pl_expf_neg(fabsf(xi));
+            float relu = xi > 0.0f ? xi : 0.0f;
+            float relu_neg = xi < 0.0f ? -xi : 0.0f;
+            float t = (yi * relu_neg + (1.0f - yi) * relu) + (xi - xi);
+            terms[i] = pl_log1pf_unit(e) + t;
+        }
     }
     pl_sum_lanes_f(terms, n, acc);
-    pl_bounds_update(y, x, n, b);
+    pl_bounds_merge(b, &local);
     if (grad) {
         const float scale = (float)((const params_t *)params)->scale;
         for (Py_ssize_t i = 0; i < n; i++) {
