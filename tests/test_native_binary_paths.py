@@ -96,6 +96,10 @@ def _cases() -> list[tuple[str, str, np.ndarray, np.ndarray, tuple[float, ...]]]
     cases = [
         ("bce_logits", "ordinary", hard, logits, ()),
         ("bce_logits", "soft", soft, logits, ()),
+        # p[0] = 1: no bounds wanted (max |x| alone picks the loop); logits beyond 87: the general loop
+        ("bce_logits", "no-bounds", soft, logits, (1.0,)),
+        ("bce_logits", "wide", soft, wide, ()),
+        ("bce_logits", "wide-no-bounds", soft, wide, (1.0,)),
         ("bce_probs", "ordinary", hard, probs, (eps, one_minus)),
         ("bce_probs", "soft", soft, probs, (eps, one_minus)),
         ("bce_probs", "general", soft, probs, (tiny, 1.0)),

@@ -506,6 +506,37 @@ PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssi
     }
 }
 
+/* The terms of binary CE from logits as if the block were ordinary (see
+ * bce_logits_block), and with_bounds (a constant in each copy) the block's
+ * bounds into *local; returns whether the block is ordinary: every |x| <= 87
+ * (false for an infinity; a NaN x or y gives NaN terms either way, and the
+ * row is recomputed generically). Without bounds only max |x| is taken. */
+PL_INLINE int bce_logits_ordinary_terms(const float *restrict y, const float *restrict x, Py_ssize_t n,
+                                        float *restrict terms, pl_bounds *local, const int with_bounds)
+{
+    int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
+    int32_t amax = 0; /* max |x| as bits: integers order non-negative floats, and vectorise */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float xi = x[i], yi = y[i], a = fabsf(xi);
+        if (with_bounds) {
+            int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
+            ylo = ky < ylo ? ky : ylo;
+            yhi = ky > yhi ? ky : yhi;
+            xlo = kx < xlo ? kx : xlo;
+            xhi = kx > xhi ? kx : xhi;
+        } else {
+            int32_t ka = (int32_t)pl_bits_f(a);
+            amax = ka > amax ? ka : amax;
+        }
+        float e = pl_expf_neg_normal(a);
+        float w = (xi >= 0.0f ? 1.0f : 0.0f) - yi; /* 1 - y or -y */
+        terms[i] = pl_log1pf_unit(e) + w * xi;
+    }
+    if (!with_bounds) return amax <= (int32_t)pl_bits_f(87.0f); /* false for a NaN (bits beyond inf's) */
+    local->ymin = ylo, local->ymax = yhi, local->xmin = xlo, local->xmax = xhi;
+    return keys_within(xlo, xhi, -87.0f, 87.0f);
+}
+
 #endif /* PL_BINARY_HELPERS */
 
 /* ------------------------------------------------------------ block functions */
@@ -524,26 +555,22 @@ PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssi
  * x >= 0 and 0 below: the same products (1 - y, or -y exactly, times x), so the
  * same values as the general loop, in 5 vector operations instead of 11 and
  * without x - x. A block that turns out not to be ordinary (a rare |x| > 87, an
- * infinity, a NaN) has its terms recomputed by the general loop. */
+ * infinity, a NaN) has its terms recomputed by the general loop.
+ * params: p[0] = 1 when the caller does not want the bounds (validation off,
+ * no observer): *b is then left as it is, and the loop takes only max |x|. */
 PL_BLOCK_ATTR static void PL_NAME(bce_logits_block)(const void *params, const float *restrict y,
                                                     const float *restrict x, Py_ssize_t n, double *acc,
                                                     float *restrict grad, pl_bounds *b)
 {
     float terms[PL_BLOCK]; /* all-float loop: 16 lanes per AVX-512 register, 8 per AVX2 one */
-    int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        float xi = x[i], yi = y[i];
-        int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
-        ylo = ky < ylo ? ky : ylo;
-        yhi = ky > yhi ? ky : yhi;
-        xlo = kx < xlo ? kx : xlo;
-        xhi = kx > xhi ? kx : xhi;
-        float e = pl_expf_neg_normal(fabsf(xi));
-        float w = (xi >= 0.0f ? 1.0f : 0.0f) - yi; /* 1 - y or -y */
-        terms[i] = pl_log1pf_unit(e) + w * xi;
+    pl_bounds local = pl_bounds_empty;
+    int ordinary;
+    if (((const params_t *)params)->p[0] != 0.0) { /* no bounds wanted: only max |x| */
+        ordinary = bce_logits_ordinary_terms(y, x, n, terms, &local, 0);
+    } else {
+        ordinary = bce_logits_ordinary_terms(y, x, n, terms, &local, 1);
     }
-    pl_bounds local = {ylo, yhi, xlo, xhi};
-    if (!keys_within(local.xmin, local.xmax, -87.0f, 87.0f)) {
+    if (!ordinary) {
         for (Py_ssize_t i = 0; i < n; i++) {
             float xi = x[i], yi = y[i];
             float e = pl_expf_neg(fabsf(xi));
