@@ -201,7 +201,8 @@ PL_INLINE float pl_expf_neg_normal(float a)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    return pl_float_b(pl_bits_f(p) + ((pl_bits_f(km) - 0x4B400000u) << 23));
+    /* k is bits(km) - bits(magic), and bits(magic) << 23 wraps to 0: k << 23 = bits(km) << 23 */
+    return pl_float_b(pl_bits_f(p) + (pl_bits_f(km) << 23));
 }
 
 /* log1p(e) for e in [0, 1] (outside: unspecified), without division or range
