@@ -92,8 +92,8 @@ def binary_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bool, axis: in
     def generic(t: Any, p: Any, axis: int) -> Any:
         return GENERIC["binary_crossentropy"](t, p, from_logits=from_logits, axis=axis, epsilon=epsilon, xp=xp)
 
-    if from_logits:
-        kind, params = _native.binary.KIND_BCE_LOGITS, ()
+    if from_logits:  # p[0] = 1: no bounds wanted (nothing observes them), the kernel skips them
+        kind, params = _native.binary.KIND_BCE_LOGITS, (() if observe is not None else (1.0,))
     else:  # Keras clips to [ε, 1-ε] made in the input dtype, as the generic kernel's clip
         kind, params = _native.binary.KIND_BCE_PROBS, (float(np.float32(epsilon)), float(np.float32(1.0 - epsilon)))
     return _run(kind, y_true, y_pred, axis=axis, mean=True, params=params, observe=observe, generic=generic)

@@ -260,6 +260,134 @@ PL_INLINE void focal_logits_grad_loop(const params_t *P, const float *restrict y
     }
 }
 
+/* ---- The short loop of the focal loss from logits (focal_logits_short_loop).
+ *
+ * float64 arithmetic, but polynomials sized for the float32 result rather than
+ * for float64's last bit, and no float64 division: about 35 multiplications or
+ * fused multiply-adds per element where the ordinary loop takes about 60 and two
+ * divisions. Used for blocks with every |x| <= 700, every label in [0, 1] and
+ * gamma 0, 1 or 2 (the common case), and so for the terms
+ * w·(1 - p_t)^gamma·bce of non-negative factors.
+ *
+ * Why it suffices: the loss's float32 value is the float64 mean of the terms
+ * rounded once (0.5 ulp), and a relative error eta of every (non-negative) term
+ * moves that mean by at most eta, i.e. eta / 2^-24 ulps. Relative errors of the
+ * pieces (each also carries a few float64 roundings, ~2^-51, left out below):
+ *   e = exp(-|x|)           exp_neg_short: 2^-29.0;
+ *   near_one = 1/(1 + e)    recip_unit_short: below 2^-45, plus e's error times
+ *                           e/(1 + e) <= 1/2;
+ *   near_zero = e·near_one  e's error and near_one's: below 1.5·2^-29;
+ *   log1p(e)                e·log1p_unit_q(e): 2^-30.3, plus e's error (the
+ *                           derivative of log(log1p(e)) in log(e) is in (0, 1]);
+ *   bce = log1p(e) + (relu(x) - y·x)   relu(x) - y·x is y·relu(-x) + (1-y)·relu(x)
+ *                           >= 0, formed by one fused multiply-add (exact
+ *                           product, one rounding; without FMA, in the baseline
+ *                           build, y·x is rounded too: 2^-53·x, at most 2^-29 of
+ *                           (1-y)·x since a float label below 1 has 1 - y >=
+ *                           2^-24); a sum of non-negative numbers has at most
+ *                           its parts' relative error: 2^-29.0 + 2^-30.3 < 2^-28.4;
+ *   u = 1 - p_t = y·sigmoid(-x) + (1-y)·sigmoid(x)   non-negative parts: below
+ *                           1.5·2^-29;
+ *   w·u^2·bce               2·1.5·2^-29 + 2^-28.4 < 2^-27 (gamma 2; less for 0, 1).
+ * So every term is within 2^-27 of its exact value, relative, and the float32
+ * loss within 0.5 + 2^-3 ulp (docs/accuracy.md has the measured figure), far
+ * inside the 4-ulp bound. (The ordinary loop's terms are within ~2^-52: its
+ * float32 result is the correctly rounded one but for ties.) The labels must lie
+ * in [0, 1] for the no-cancellation argument: other blocks take the ordinary
+ * loop. A term below float64's range comes out 0, as in the ordinary loop (the
+ * exact loss is then far below float32's smallest number).
+ *
+ * The gradient w·(u·(2·du·bce + u·dbce)) (gamma 2), du = (1 - 2y)·sigmoid(x)·
+ * sigmoid(-x), dbce = (1-y)·sigmoid(x) - y·sigmoid(-x), is formed from the same
+ * pieces in float64 and rounded once to float32: within ~2^-27 of the sum of the
+ * magnitudes of its parts (with soft labels the two parts may cancel; with hard
+ * ones they have one sign and the bound is relative). */
+
+/* e^-a for a in [0, 700], relative error 1.86e-9 (2^-29.0): exp_neg_ordinary's
+ * reduction, a degree-6 minimax polynomial of e^r on |r| <= 0.34667 (Remez
+ * exchange on the relative error at 50 digits in mpmath; the bound is that of
+ * the coefficients as rounded here), and the scaling by 2^k added to the
+ * exponent field (k in [-1010, 0] and e^r in [0.70, 1.42]: the result is a
+ * normal double). Horner's scheme: the loop is limited by multiplications, not
+ * by latency (its elements are independent). */
+PL_INLINE double exp_neg_short(double a)
+{
+    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
+    double km = -a * 1.4426950408889634 + magic; /* round(-a/ln2) in the low bits */
+    double kf = km - magic;
+    double r = -a - kf * 6.93147180369123816490e-01;
+    r = r - kf * 1.90821492927058770002e-10;
+    double p = 0.0013836817223317841;
+    p = p * r + 0.008374838756494259;
+    p = p * r + 0.041668227298695154;
+    p = p * r + 0.1666641989775645;
+    p = p * r + 0.4999999206663843;
+    p = p * r + 1.0000000363831354;
+    p = p * r + 1.000000000555395;
+    /* k is bits(km) - bits(magic), and bits(magic) << 52 wraps to 0: k << 52 = bits(km) << 52 */
+    return pl_double_b(pl_bits_d(p) + (pl_bits_d(km) << 52));
+}
+
+/* log1p(e)/e for e in [0, 1], relative error 7.43e-10 (2^-30.3): a degree-10
+ * minimax polynomial (Remez exchange on the relative error, 50 digits in mpmath,
+ * the coefficients as rounded here); no range reduction, no division. */
+PL_INLINE double log1p_unit_q(double e)
+{
+    double q = 0.002030241483197623;
+    q = q * e + -0.01340753071333232;
+    q = q * e + 0.041478228500612405;
+    q = q * e + -0.08244175420151097;
+    q = q * e + 0.12418436197233167;
+    q = q * e + -0.16105691574748748;
+    q = q * e + 0.19890747727347766;
+    q = q * e + -0.24987270865725986;
+    q = q * e + 0.33332559624412633;
+    q = q * e + -0.49999981433590424;
+    return q * e + 0.9999999992568245;
+}
+
+/* 1/u for u in [1, 2]: the float reciprocal of u rounded to float (within
+ * 2^-23 of 1/u) refined by one Newton step, which squares the error: below
+ * 2^-45 with the step's roundings. A float division costs half the lanes'
+ * time of a double one. */
+PL_INLINE double recip_unit_short(double u)
+{
+    double inv0 = (double)(1.0f / (float)u);
+    return inv0 * (2.0 - u * inv0);
+}
+
+/* The terms (and, with_grad, the gradient) of the focal loss from logits with
+ * the short pieces above. `mode` (0, 1, 2: gamma) and `with_grad` are constants
+ * in each copy, so that every copy vectorises. */
+PL_INLINE void focal_logits_short_loop(const params_t *P, const float *restrict y, const float *restrict x,
+                                       Py_ssize_t n, double *restrict terms, float *restrict grad,
+                                       const int mode, const int with_grad)
+{
+    const double alpha = P->p[2], scale = P->scale;
+    const int balance = P->p[3] != 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double xi = (double)x[i], yi = (double)y[i];
+        double e = exp_neg_short(fabs(xi));
+        double near_one = recip_unit_short(1.0 + e), near_zero = e * near_one;
+        double sig = xi >= 0.0 ? near_one : near_zero;     /* sigmoid(x) */
+        double sig_neg = xi >= 0.0 ? near_zero : near_one; /* sigmoid(-x) */
+        double relu = xi > 0.0 ? xi : 0.0;
+        double bce = e * log1p_unit_q(e) + (relu - yi * xi);
+        double part = (1.0 - yi) * sig;
+        double u = yi * sig_neg + part;    /* 1 - p_t */
+        double power = mode == 0 ? 1.0 : (mode == 1 ? u : u * u);
+        double weight = balance ? yi * alpha + (1.0 - yi) * (1.0 - alpha) : 1.0;
+        terms[i] = balance ? weight * (power * bce) : power * bce;
+        if (with_grad) {
+            double dbce = part - yi * sig_neg; /* sigmoid(x) - y, no 1 - (1 - tiny) */
+            /* gamma·du·bce, du = (1 - 2y)·sigmoid(x)·sigmoid(-x) */
+            double gdu_bce = ((double)mode - 2.0 * mode * yi) * (sig * sig_neg) * bce;
+            double g = mode == 0 ? dbce : (mode == 1 ? gdu_bce + u * dbce : u * (gdu_bce + u * dbce));
+            grad[i] = (float)(g * (balance ? weight * scale : scale));
+        }
+    }
+}
+
 /* -(y·log(pc) + (1-y)·log1p(-pc)) of the clipped probability pc. `ordinary`:
  * pc in [lo, hi] with 0 < lo and hi < 1, so both logarithms are of positive
  * normal numbers. */
@@ -425,6 +553,37 @@ PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssi
     }
 }
 
+/* The terms of binary CE from logits as if the block were ordinary (see
+ * bce_logits_block), and with_bounds (a constant in each copy) the block's
+ * bounds into *local; returns whether the block is ordinary: every |x| <= 87
+ * (false for an infinity; a NaN x or y gives NaN terms either way, and the
+ * row is recomputed generically). Without bounds only max |x| is taken. */
+PL_INLINE int bce_logits_ordinary_terms(const float *restrict y, const float *restrict x, Py_ssize_t n,
+                                        float *restrict terms, pl_bounds *local, const int with_bounds)
+{
+    int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
+    int32_t amax = 0; /* max |x| as bits: integers order non-negative floats, and vectorise */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float xi = x[i], yi = y[i], a = fabsf(xi);
+        if (with_bounds) {
+            int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
+            ylo = ky < ylo ? ky : ylo;
+            yhi = ky > yhi ? ky : yhi;
+            xlo = kx < xlo ? kx : xlo;
+            xhi = kx > xhi ? kx : xhi;
+        } else {
+            int32_t ka = (int32_t)pl_bits_f(a);
+            amax = ka > amax ? ka : amax;
+        }
+        float e = pl_expf_neg_normal(a);
+        float w = (xi >= 0.0f ? 1.0f : 0.0f) - yi; /* 1 - y or -y */
+        terms[i] = pl_log1pf_unit(e) + w * xi;
+    }
+    if (!with_bounds) return amax <= (int32_t)pl_bits_f(87.0f); /* false for a NaN (bits beyond inf's) */
+    local->ymin = ylo, local->ymax = yhi, local->xmin = xlo, local->xmax = xhi;
+    return keys_within(xlo, xhi, -87.0f, 87.0f);
+}
+
 #endif /* PL_BINARY_HELPERS */
 
 /* ------------------------------------------------------------ block functions */
@@ -434,22 +593,42 @@ PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssi
  * double. exp < 0.94 ulp and log1p(e) < 1.56 ulp (pl_math.h); the terms are
  * non-negative, so a sample is within ~2.6 ulps. An infinite or NaN logit
  * gives NaN (the x - x term) and the row is recomputed generically.
- * Gradient: sigmoid(x) - y, without 1 - (1 - tiny). */
+ * Gradient: sigmoid(x) - y, without 1 - (1 - tiny).
+ *
+ * One loop takes the block's bounds and its terms as if the block were
+ * ordinary (every |x| <= 87, so that e >= e^-87 is a normal float and x is
+ * finite): e by pl_expf_neg_normal (one scaling, added to the exponent field)
+ * and y·max(-x, 0) + (1-y)·max(x, 0) as (step(x) - y)·x, step(x) = 1 for
+ * x >= 0 and 0 below: the same products (1 - y, or -y exactly, times x), so the
+ * same values as the general loop, in 5 vector operations instead of 11 and
+ * without x - x. A block that turns out not to be ordinary (a rare |x| > 87, an
+ * infinity, a NaN) has its terms recomputed by the general loop.
+ * params: p[0] = 1 when the caller does not want the bounds (validation off,
+ * no observer): *b is then left as it is, and the loop takes only max |x|. */
 PL_BLOCK_ATTR static void PL_NAME(bce_logits_block)(const void *params, const float *restrict y,
                                                     const float *restrict x, Py_ssize_t n, double *acc,
                                                     float *restrict grad, pl_bounds *b)
 {
-    float terms[PL_BLOCK]; /* all-float loop: 8 lanes per AVX2 register throughout */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        float xi = x[i], yi = y[i];
-        float e = pl_expf_neg(fabsf(xi));
-        float relu = xi > 0.0f ? xi : 0.0f;
-        float relu_neg = xi < 0.0f ? -xi : 0.0f;
-        float t = (yi * relu_neg + (1.0f - yi) * relu) + (xi - xi);
-        terms[i] = pl_log1pf_unit(e) + t;
+    float terms[PL_BLOCK]; /* all-float loop: 16 lanes per AVX-512 register, 8 per AVX2 one */
+    pl_bounds local = pl_bounds_empty;
+    int ordinary;
+    if (((const params_t *)params)->p[0] != 0.0) { /* no bounds wanted: only max |x| */
+        ordinary = bce_logits_ordinary_terms(y, x, n, terms, &local, 0);
+    } else {
+        ordinary = bce_logits_ordinary_terms(y, x, n, terms, &local, 1);
+    }
+    if (!ordinary) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i], yi = y[i];
+            float e = pl_expf_neg(fabsf(xi));
+            float relu = xi > 0.0f ? xi : 0.0f;
+            float relu_neg = xi < 0.0f ? -xi : 0.0f;
+            float t = (yi * relu_neg + (1.0f - yi) * relu) + (xi - xi);
+            terms[i] = pl_log1pf_unit(e) + t;
+        }
     }
     pl_sum_lanes_f(terms, n, acc);
-    pl_bounds_update(y, x, n, b);
+    pl_bounds_merge(b, &local);
     if (grad) {
         const float scale = (float)((const params_t *)params)->scale;
         for (Py_ssize_t i = 0; i < n; i++) {
@@ -523,7 +702,8 @@ PL_BLOCK_ATTR static void PL_NAME(bce_probs_block)(const void *params, const flo
 
 /* params: p[0] = gamma, p[1] = power mode (0: gamma 0, 1: gamma 1, 2: gamma 2,
  * 3: general), p[2] = alpha, p[3] = apply_class_balancing (0/1).
- * Ordinary block: every |x| <= 700 (no NaN, no infinity, e = exp(-|x|) normal). */
+ * Ordinary block: every |x| <= 700 (no NaN, no infinity, e = exp(-|x|) normal);
+ * with gamma 0, 1 or 2 and every label in [0, 1] it takes the short loop. */
 PL_BLOCK_ATTR static void PL_NAME(focal_logits_block)(const void *params, const float *restrict y,
                                                       const float *restrict x, Py_ssize_t n, double *acc,
                                                       float *restrict grad, pl_bounds *b)
@@ -532,7 +712,19 @@ PL_BLOCK_ATTR static void PL_NAME(focal_logits_block)(const void *params, const 
     double terms[PL_BLOCK];
     pl_bounds local = block_bounds(y, x, n);
     const int ordinary = keys_within(local.xmin, local.xmax, -700.0f, 700.0f);
-    if (grad) /* the terms and the gradient in one loop */
+    const int mode = (int)P->p[1];
+    /* the short loop: gamma 0, 1 or 2 and labels in [0, 1] (focal_logits_short_loop) */
+    if (ordinary && mode <= 2 && keys_within(local.ymin, local.ymax, 0.0f, 1.0f)) {
+        if (grad) {
+            if (mode == 0) focal_logits_short_loop(P, y, x, n, terms, grad, 0, 1);
+            else if (mode == 1) focal_logits_short_loop(P, y, x, n, terms, grad, 1, 1);
+            else focal_logits_short_loop(P, y, x, n, terms, grad, 2, 1);
+        } else {
+            if (mode == 0) focal_logits_short_loop(P, y, x, n, terms, NULL, 0, 0);
+            else if (mode == 1) focal_logits_short_loop(P, y, x, n, terms, NULL, 1, 0);
+            else focal_logits_short_loop(P, y, x, n, terms, NULL, 2, 0);
+        }
+    } else if (grad) /* the terms and the gradient in one loop */
         FOCAL_GRAD_DISPATCH(focal_logits_grad_loop, ordinary);
     else
         FOCAL_DISPATCH(focal_logits_loop, ordinary);

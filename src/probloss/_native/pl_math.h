@@ -182,6 +182,29 @@ PL_INLINE float pl_expf_neg(float a)
     return (p * s1) * s2;
 }
 
+/* e^-a for a in [0, 87] (e^-a a normal float; outside: unspecified, finite or
+ * not, never a trap): pl_expf_neg with one scaling, 2^k added to the exponent
+ * field of p = e^r in [0.70, 1.42] (k in [-126, 0]: the sum is a normal float
+ * exactly when p·2^k is one), so the same value as pl_expf_neg there. */
+PL_INLINE float pl_expf_neg_normal(float a)
+{
+    const float magic = 12582912.0f;
+    float km = -a * 1.44269504088896341f + magic; /* k in the low mantissa bits */
+    float kf = km - magic;
+    float r = -a - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    /* k is bits(km) - bits(magic), and bits(magic) << 23 wraps to 0: k << 23 = bits(km) << 23 */
+    return pl_float_b(pl_bits_f(p) + (pl_bits_f(km) << 23));
+}
+
 /* log1p(e) for e in [0, 1] (outside: unspecified), without division or range
  * reduction: e + e·(e·r(e)) with r a degree-8 fit of (log1p(e)/e - 1)/e at
  * Chebyshev nodes, coefficients rounded to float (relative error of the
