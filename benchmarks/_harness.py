@@ -159,7 +159,7 @@ def time_rounds(contenders: list[Contender], repeats: int, budget_s: float | Non
     cut down so that the rounds take about ``budget_s`` seconds (estimated from the warm-up
     calls), but never below ``min_rounds``: slow cases stay affordable without dropping the
     interleaving. A contender with ``max_rounds`` takes part in the first ``max_rounds``
-    rounds only, and its time is taken out of the budget before the rounds are counted.
+    rounds only, outside the budget (which the other contenders' rounds share).
     Warm-up: the checking call (:func:`check`) was the first; one more call follows unless
     the first took over a second, and a second one where a call is cheap.
 
@@ -170,7 +170,6 @@ def time_rounds(contenders: list[Contender], repeats: int, budget_s: float | Non
     if not live:
         return 0
     round_s = 0.0  # one round of the contenders timed in every round
-    capped_s = 0.0  # all the rounds of the contenders with max_rounds
     for c in live:
         last = c.first_s
         for _ in range(2 if last is None else 1):
@@ -181,11 +180,9 @@ def time_rounds(contenders: list[Contender], repeats: int, budget_s: float | Non
             last = time.perf_counter() - start
         if c.max_rounds is None:
             round_s += last or 0.0
-        else:
-            capped_s += (last or 0.0) * c.max_rounds
     rounds = repeats
     if budget_s is not None and round_s > 0:
-        rounds = max(min_rounds, min(repeats, int(max(budget_s - capped_s, 0.0) / round_s)))
+        rounds = max(min_rounds, min(repeats, int(budget_s / round_s)))
     gc.collect()
     shuffler = random.Random(0)
     for index in range(rounds):

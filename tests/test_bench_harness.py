@@ -42,14 +42,14 @@ def test_rounds_shuffle_the_order_so_predecessors_vary() -> None:
 
 
 def test_a_capped_contender_runs_its_rounds_and_leaves_the_budget_to_the_others() -> None:
-    """A slow reference with max_rounds is timed that many rounds; the rest get the remaining budget."""
+    """A slow reference with max_rounds is timed that many rounds; the others share the budget."""
     _harness = _load_harness()
     fast_calls: list[int] = []
     fast = _harness.Contender("probloss", "probloss", lambda: fast_calls.append(1))
     slow = _harness.Contender("generic", "generic kernel", lambda: time.sleep(0.05), max_rounds=2)
     rounds = _harness.time_rounds([fast, slow], repeats=25, budget_s=0.2, min_rounds=3)
     assert len(slow.times) == 2
-    # The slow contender's 2 x 0.05 s come out of the 0.2 s budget first; the fast one's calls
-    # cost microseconds, so it gets every repeat (without the cap: 0.2 / 0.05 = 4 rounds at most).
+    # The slow contender's rounds are outside the 0.2 s budget; the fast one's calls cost
+    # microseconds, so it gets every repeat (without the cap: 0.2 / 0.05 = 4 rounds at most).
     assert rounds == 25
     assert len(fast.times) == 25
