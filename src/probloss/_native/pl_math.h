@@ -75,6 +75,22 @@ PL_INLINE double pl_double_b(uint64_t u) { double x; memcpy(&x, &u, 8); return x
 
 /* ------------------------------------------------------------------ float */
 
+/* e^r for the reduced argument r of the float exps below (|r| <= ln2/2 plus a
+ * rounding): the Taylor polynomial of degree 7 by Horner's scheme, shared so
+ * that every float exp gives the same value at the same r. */
+PL_INLINE float pl_expf_taylor(float r)
+{
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p;
+}
+
 PL_INLINE float pl_expf(float x)
 {
     /* Clamp so that k stays in [-160, 129]; NaN passes through (comparisons false). */
@@ -86,14 +102,7 @@ PL_INLINE float pl_expf(float x)
     /* ln2 = hi + lo, hi with 9 significant bits: kf * hi is exact for |k| < 2^15. */
     float r = xc - kf * 0.693359375f;
     r = r - kf * -2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float p = pl_expf_taylor(r);
     int32_t k = (int32_t)kf; /* exact: kf is an integer in [-160, 129] (NaN: any value) */
     int32_t k1 = k / 2;
     int32_t k2 = k - k1;
@@ -167,14 +176,7 @@ PL_INLINE float pl_expf_neg(float a)
     float kf = km - magic;
     float r = xc - kf * 0.693359375f;
     r = r - kf * -2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float p = pl_expf_taylor(r);
     int32_t k = (int32_t)(pl_bits_f(km) - 0x4B400000u); /* in [-159, 0], no conversion */
     int32_t k1 = k > -126 ? k : -126;                  /* 2^k1 normal, 2^(k-k1) in [2^-33, 1] */
     float s1 = pl_float_b((uint32_t)(k1 + 127) << 23);
@@ -193,14 +195,7 @@ PL_INLINE float pl_expf_neg_normal(float a)
     float kf = km - magic;
     float r = -a - kf * 0.693359375f;
     r = r - kf * -2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float p = pl_expf_taylor(r);
     /* k is bits(km) - bits(magic), and bits(magic) << 23 wraps to 0: k << 23 = bits(km) << 23 */
     return pl_float_b(pl_bits_f(p) + (pl_bits_f(km) << 23));
 }
