@@ -460,8 +460,7 @@ def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool,
     row_scale, scale = _expected_gradient(values_shape) if fused else (None, 1.0)
     eager = _compiled_kernel_runs(x, dense and labels.requires_grad) and _plain_eager(x, labels)
     function = _EagerSoftmaxCrossEntropy if eager else SoftmaxCrossEntropy
-    outputs = function.apply(rows_labels, rows_x, dense, want_grad, fused, row_scale, scale,
-                                        observe is not None)
+    outputs = function.apply(rows_labels, rows_x, dense, want_grad, fused, row_scale, scale, observe is not None)
     if observe is not None:
         _report_bounds(observe, outputs[4].numpy(), dense)
     return _from_rows(outputs[0], x, axis)
@@ -470,17 +469,16 @@ def _softmax_cross_entropy(labels: Tensor, x: Tensor, axis: int, dense: bool,
 def _report_bounds(observe: Observed, bounds: Any, dense: bool) -> None:
     """Record the kernel's per-row bounds (NumPy views of :func:`_kernel_rows`'s ``bounds``) in ``observe``.
 
-    The logits' minimum (NaN anywhere makes it NaN) and maximum; dense labels'
-    range only where no row is NaN (a row the kernel did not vouch for: the
-    check then reads the labels itself, and names the first offending position).
+    As the NumPy path does, with its helpers: the logits' minimum (NaN anywhere
+    makes it NaN) and maximum; dense labels' range only where the kernel vouched
+    for every row (else the check reads the labels itself, and names the first
+    offending position).
     """
-    import numpy as np
+    from ._softmax_paths import _report, _report_range
 
-    observe.bounds[1] = (float(np.min(bounds[0, :, 0])), float(np.max(bounds[0, :, 1])))
+    _report(observe, bounds[0])
     if dense:
-        low, high = float(np.min(bounds[1, :, 0])), float(np.max(bounds[1, :, 1]))
-        if low == low and high == high:
-            observe.bounds[0] = (low, high)
+        _report_range(observe, 0, bounds[1])
 
 
 def _observable(x: Tensor, labels: Tensor, dense: bool, observe: Observed | None) -> bool:
