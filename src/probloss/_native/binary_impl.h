@@ -553,11 +553,117 @@ PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssi
     }
 }
 
+/* ---- The pieces of binary CE from logits (bce_logits_block), in float.
+ *
+ * term = log1p(e) + w·x, e = exp(-|x|), w·x = y·relu(-x) + (1-y)·relu(x): 20
+ * multiplications or fused multiply-adds per element (22 with pl_expf_neg_normal
+ * and pl_log1pf_unit, whose error is larger), which bound the loop where two FMA
+ * pipes do every product (AMD Zen 4: ~1.6 cycles per element with AVX-512, the
+ * sum in double included; 8% faster than before).
+ *
+ * exp_neg_f6: e^-a as pl_expf_neg's reduction a = k·ln2 - r (|r| <= ln2/2 plus
+ * a rounding, r carries at most 2^-26 absolute error: the first step is exact,
+ * the second rounds once) and e^r by a degree-6 polynomial whose constant and
+ * linear coefficients are 1 exactly and whose others are a minimax fit of the
+ * relative error on |r| <= 0.347 with the coefficients rounded to float one at a
+ * time, lowest first, each later one refitted (linear programming on 4000
+ * Chebyshev points; scripts/fit_bce_polys.py): relative error
+ * 3.1e-9 (0.05 ulp) with exact arithmetic, below pl_expf_taylor's 5.2e-9 with
+ * one product fewer. With the float evaluation's roundings: 0.90 ulp over every
+ * float in [0, 87] (pl_expf_neg_normal: 0.94; baseline build 1.18 and 1.22).
+ *
+ * log1p_unit_f8(e) = log1p(e) for e in [0, 1]: e + e·(e·r(e)), r of degree 8, a
+ * minimax fit of the relative error of log1p on [0, 1] (same method): 5.3e-9
+ * (0.09 ulp) with exact arithmetic, where pl_log1pf_unit's fit at Chebyshev
+ * nodes (same degree and cost) has 3.1e-8; evaluated in float, 1.30 ulps over
+ * every float in [0, 1] (pl_log1pf_unit: 1.55; baseline build 1.73 and 1.89). log1p(e) + w·x (w = step_minus_y)
+ * then rounds once (a fused multiply-add). Both parts are non-negative for a
+ * label in [0, 1], so no cancellation: over 6M logits in [-90, 90] (uniform and
+ * log-uniform) and labels 0, 1, 0.1, 0.5, 0.9, 0.999 a float32 term is within
+ * 2.01 ulps (AVX-512 build; 2.11 with pl_expf_neg and pl_log1pf_unit); docs/accuracy.md
+ * has the test grid's figures. */
+PL_INLINE float exp_neg_f6_poly(float r)
+{
+    float p = 0.0013819607f;
+    p = p * r + 0.008368694f;
+    p = p * r + 0.04166828f;
+    p = p * r + 0.16666521f;
+    p = p * r + 0.49999994f;
+    p = p * r + 1.0f;
+    return p * r + 1.0f;
+}
+
+/* e^-a for a in [0, 87] (e^-a a normal float; outside: unspecified, finite or
+ * not, never a trap): one scaling, 2^k added to the exponent field of p = e^r in
+ * [0.70, 1.42] (k in [-126, 0]: the sum is a normal float exactly when p·2^k is one). */
+PL_INLINE float exp_neg_f6(float a)
+{
+    const float magic = 12582912.0f;               /* 1.5 * 2^23: adding it rounds to an integer */
+    float km = -a * 1.44269504088896341f + magic;  /* k in the low mantissa bits */
+    float kf = km - magic;
+    float r = -a - kf * 0.693359375f;              /* exact: ln2's high part has 9 bits */
+    r = r - kf * -2.12194440e-4f;
+    /* k is bits(km) - bits(magic), and bits(magic) << 23 wraps to 0: k << 23 = bits(km) << 23 */
+    return pl_float_b(pl_bits_f(exp_neg_f6_poly(r)) + (pl_bits_f(km) << 23));
+}
+
+/* e^-a for any a >= 0 (NaN: unspecified, finite): exp_neg_f6 with pl_expf_neg's
+ * clamp and two-factor scaling, so that subnormal results come out right and a
+ * large a gives 0; the same value as exp_neg_f6 where that one is defined
+ * (p·2^k1·2^k2 = p·2^k exactly for a normal result). */
+PL_INLINE float exp_neg_f6_any(float a)
+{
+    float xc = a < 110.0f ? -a : -110.0f;
+    const float magic = 12582912.0f;
+    float km = xc * 1.44269504088896341f + magic;
+    float kf = km - magic;
+    float r = xc - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    float p = exp_neg_f6_poly(r);
+    int32_t k = (int32_t)(pl_bits_f(km) - 0x4B400000u); /* in [-159, 0], no conversion */
+    int32_t k1 = k > -126 ? k : -126;                  /* 2^k1 normal, 2^(k-k1) in [2^-33, 1] */
+    float s1 = pl_float_b((uint32_t)(k1 + 127) << 23);
+    float s2 = pl_float_b((uint32_t)(k - k1 + 127) << 23);
+    return (p * s1) * s2;
+}
+
+/* log1p(e) for e in [0, 1] (see above). */
+PL_INLINE float log1p_unit_f8(float e)
+{
+    float r = -0.0032904686f;
+    r = r * e + 0.020086242f;
+    r = r * e + -0.05745723f;
+    r = r * e + 0.10661128f;
+    r = r * e + -0.1534488f;
+    r = r * e + 0.19692102f;
+    r = r * e + -0.24958019f;
+    r = r * e + 0.33330464f;
+    r = r * e + -0.4999993f;
+    return e + e * (e * r);
+}
+
+/* The factor w = step(x) - y of x in relu(x) - y·x = y·relu(-x) + (1-y)·relu(x) =
+ * w·x, step(x) = 1 where the sign bit is clear and 0 where it is set, made by
+ * integer operations (which run beside the FMA pipes): 1 - y (exact for y in
+ * [1/2, 1], within 2^-24 relative below) or -y (exact). The term is then
+ * log1p(e) + w·x, one fused multiply-add: no cancellation for a label in [0, 1]
+ * (relu(x) - y·x with y·x rounded first would cancel for soft labels near 1 in
+ * the baseline build, which has no FMA). */
+PL_INLINE float step_minus_y(float x, float y)
+{
+    int32_t bx = (int32_t)pl_bits_f(x);
+    return pl_float_b((uint32_t)(~(bx >> 31) & 0x3f800000)) - y;
+}
+
 /* The terms of binary CE from logits as if the block were ordinary (see
- * bce_logits_block), and with_bounds (a constant in each copy) the block's
- * bounds into *local; returns whether the block is ordinary: every |x| <= 87
- * (false for an infinity; a NaN x or y gives NaN terms either way, and the
- * row is recomputed generically). Without bounds only max |x| is taken. */
+ * bce_logits_block) into terms[], and with_bounds (a constant in each copy) the
+ * block's bounds into *local; returns whether the block is ordinary: every
+ * |x| <= 87 (false for an infinity or a NaN x; a NaN y gives NaN terms either
+ * way, and the row is recomputed generically). Without bounds only max |x| is
+ * taken. With them, y's minimum and maximum are taken as signed integers of its
+ * bits, which are its order keys (pl_order_f) wherever the sign bit is clear:
+ * a block whose smallest such integer is negative (a negative label, -0 or a NaN
+ * with its sign set) takes its keys again (bce_label_keys). */
 PL_INLINE int bce_logits_ordinary_terms(const float *restrict y, const float *restrict x, Py_ssize_t n,
                                         float *restrict terms, pl_bounds *local, const int with_bounds)
 {
@@ -566,7 +672,7 @@ PL_INLINE int bce_logits_ordinary_terms(const float *restrict y, const float *re
     for (Py_ssize_t i = 0; i < n; i++) {
         float xi = x[i], yi = y[i], a = fabsf(xi);
         if (with_bounds) {
-            int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
+            int32_t ky = (int32_t)pl_bits_f(yi), kx = pl_order_f(xi);
             ylo = ky < ylo ? ky : ylo;
             yhi = ky > yhi ? ky : yhi;
             xlo = kx < xlo ? kx : xlo;
@@ -575,11 +681,17 @@ PL_INLINE int bce_logits_ordinary_terms(const float *restrict y, const float *re
             int32_t ka = (int32_t)pl_bits_f(a);
             amax = ka > amax ? ka : amax;
         }
-        float e = pl_expf_neg_normal(a);
-        float w = (xi >= 0.0f ? 1.0f : 0.0f) - yi; /* 1 - y or -y */
-        terms[i] = pl_log1pf_unit(e) + w * xi;
+        terms[i] = log1p_unit_f8(exp_neg_f6(a)) + step_minus_y(xi, yi) * xi;
     }
     if (!with_bounds) return amax <= (int32_t)pl_bits_f(87.0f); /* false for a NaN (bits beyond inf's) */
+    if (ylo < 0) { /* a sign bit set: the keys proper */
+        ylo = INT32_MAX, yhi = INT32_MIN;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int32_t ky = pl_order_f(y[i]);
+            ylo = ky < ylo ? ky : ylo;
+            yhi = ky > yhi ? ky : yhi;
+        }
+    }
     local->ymin = ylo, local->ymax = yhi, local->xmin = xlo, local->xmax = xhi;
     return keys_within(xlo, xhi, -87.0f, 87.0f);
 }
@@ -590,19 +702,19 @@ PL_INLINE int bce_logits_ordinary_terms(const float *restrict y, const float *re
 
 /* term = log1p(e) + y·max(-x, 0) + (1-y)·max(x, 0), e = exp(-|x|): the generic
  * kernel's formula, in float (as the generic kernel on float32), summed in
- * double. exp < 0.94 ulp and log1p(e) < 1.56 ulp (pl_math.h); the terms are
- * non-negative, so a sample is within ~2.6 ulps. An infinite or NaN logit
- * gives NaN (the x - x term) and the row is recomputed generically.
+ * double: e by exp_neg_f6, log1p(e) by log1p_unit_f8, plus w·x (step_minus_y)
+ * in one fused multiply-add (see their comments for the error; the terms are
+ * non-negative, so a sample keeps the terms' relative error). An infinite or NaN logit gives NaN (the x - x
+ * term) and the row is recomputed generically.
  * Gradient: sigmoid(x) - y, without 1 - (1 - tiny).
  *
  * One loop takes the block's bounds and its terms as if the block were
  * ordinary (every |x| <= 87, so that e >= e^-87 is a normal float and x is
- * finite): e by pl_expf_neg_normal (one scaling, added to the exponent field)
- * and y·max(-x, 0) + (1-y)·max(x, 0) as (step(x) - y)·x, step(x) = 1 for
- * x >= 0 and 0 below: the same products (1 - y, or -y exactly, times x), so the
- * same values as the general loop, in 5 vector operations instead of 11 and
- * without x - x. A block that turns out not to be ordinary (a rare |x| > 87, an
- * infinity, a NaN) has its terms recomputed by the general loop.
+ * finite): e by exp_neg_f6 (one scaling, added to the exponent field), without
+ * x - x. A block that turns out not to be ordinary (a rare |x| > 87, an
+ * infinity, a NaN) has its terms recomputed by the general loop, whose e
+ * (exp_neg_f6_any) is the same wherever the ordinary loop's is defined, so an
+ * element's term does not depend on its neighbours.
  * params: p[0] = 1 when the caller does not want the bounds (validation off,
  * no observer): *b is then left as it is, and the loop takes only max |x|. */
 PL_BLOCK_ATTR static void PL_NAME(bce_logits_block)(const void *params, const float *restrict y,
@@ -620,11 +732,8 @@ PL_BLOCK_ATTR static void PL_NAME(bce_logits_block)(const void *params, const fl
     if (!ordinary) {
         for (Py_ssize_t i = 0; i < n; i++) {
             float xi = x[i], yi = y[i];
-            float e = pl_expf_neg(fabsf(xi));
-            float relu = xi > 0.0f ? xi : 0.0f;
-            float relu_neg = xi < 0.0f ? -xi : 0.0f;
-            float t = (yi * relu_neg + (1.0f - yi) * relu) + (xi - xi);
-            terms[i] = pl_log1pf_unit(e) + t;
+            /* + (x - x): NaN for an infinite x (its row is then recomputed), 0 otherwise */
+            terms[i] = (log1p_unit_f8(exp_neg_f6_any(fabsf(xi))) + step_minus_y(xi, yi) * xi) + (xi - xi);
         }
     }
     pl_sum_lanes_f(terms, n, acc);

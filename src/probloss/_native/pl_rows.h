@@ -68,7 +68,7 @@ PL_INLINE int32_t pl_order_f(float v)
 {
     int32_t i;
     memcpy(&i, &v, 4);
-    return i ^ (int32_t)((uint32_t)(i >> 31) >> 1);
+    return i ^ ((i >> 31) & INT32_MAX); /* flip all but the sign bit of a negative float: shift + one ternary logic op */
 }
 
 PL_INLINE float pl_unorder_f(int32_t k)
