@@ -2,8 +2,9 @@
 
 On CPU the JAX fast paths of sparse and categorical cross-entropy from logits,
 categorical and binary cross-entropy from probabilities compute the loss and its
-gradient with the compiled kernels; Poisson computes its loss with them (its
-gradient is an XLA formula). Checked here against the XLA formulas those
+gradient with the compiled kernels, and so does binary focal cross-entropy from
+logits under differentiation in its logits (its loss alone is an XLA formula);
+Poisson computes its loss with them (its gradient is an XLA formula). Checked here against the XLA formulas those
 paths use on other platforms (the ``formula`` half of each pair, run directly),
 against the generic kernel through the public API (every option: sample
 weights, ``ignore_class``, label smoothing, reductions, axis, non-finite inputs,
@@ -59,6 +60,14 @@ def _data(kind: str, rng: np.random.Generator, shape: tuple[int, int]) -> tuple[
         return rng.uniform(0, 1, shape).astype(np.float32), rng.uniform(1e-4, 1 - 1e-4, shape).astype(np.float32)
     if kind == "cce_probs":
         return _probability_rows(rng, shape)
+    if kind == "focal":  # soft and hard labels; logits of every size, past the kernel's ordinary range too
+        y = rng.uniform(0, 1, shape)
+        y[::3] = np.round(y[::3])
+        x = 4 * rng.normal(size=shape)
+        x.flat[::17] *= 60.0
+        if x.size > 40:
+            x.flat[7], x.flat[11] = 800.0, -750.0  # |x| > 700: the kernel's general loop
+        return y.astype(np.float32), x.astype(np.float32)
     return rng.poisson(2.0, shape).astype(np.float32), rng.uniform(0.0, 4.0, shape).astype(np.float32)
 
 
@@ -117,14 +126,24 @@ def _pair(kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
     if kind == "cce_probs":
         formula = functools.partial(_jax._cce_probs_formula, epsilon=1e-7)
         return _jax_ffi.choose(formula, functools.partial(_jax._cce_probs_kernel, 1e-7)), formula
+    if kind == "focal":
+        return _focal_pair(_jax._FocalOptions(2.0, None, -1))
     binary = _jax._native_kinds()
     formula = functools.partial(_jax._bce_probs_formula, epsilon=1e-7)
     kernel = functools.partial(_jax._binary_kernel, binary.KIND_BCE_PROBS, _jax._bce_probs_params(1e-7))
     return _jax_ffi.choose(formula, kernel), formula
 
 
+def _focal_pair(options: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Binary focal CE from logits: the compiled pair of its JVP rule and its XLA formula."""
+    from probloss._backends import _jax, _jax_ffi
+
+    formula = functools.partial(_jax._focal_rows_formula, options)
+    return _jax_ffi.choose(formula, functools.partial(_jax._focal_rows_kernel, options)), formula
+
+
 @pytest.mark.parametrize("x64", [False, True], ids=["float32-only", "x64"])
-@pytest.mark.parametrize("kind", ["sparse", "dense", "bce", "cce_probs"])
+@pytest.mark.parametrize("kind", ["sparse", "dense", "bce", "cce_probs", "focal"])
 def test_kernel_pair_equals_its_formula(jx: Any, kind: str, x64: bool) -> None:
     """Values and gradients of the compiled kernels against the XLA formula, non-finite rows included."""
     jnp = jx.numpy
@@ -137,6 +156,8 @@ def test_kernel_pair_equals_its_formula(jx: Any, kind: str, x64: bool) -> None:
         elif kind == "cce_probs":  # the kernel leaves these rows to the formula (the generic kernel)
             x[8, 5], x[9, 1], x[10, :], x[11, 2] = np.nan, -0.25, 0.0, np.inf
             labels[12, 4] = np.nan
+        elif kind == "focal":
+            x[3, 5], labels[6, 1], x[8, 2], x[9, 0] = np.nan, np.nan, np.inf, -np.inf
         else:
             x[3, 5], labels[6, 1] = np.nan, np.nan
         pair, formula = _pair(kind)
@@ -151,7 +172,8 @@ def test_kernel_pair_equals_its_formula(jx: Any, kind: str, x64: bool) -> None:
             _close(np.asarray(fast[0])[good], want_loss, rtol=4 * F32)
             _close(np.asarray(fast[1])[good], want_grad, rtol=4 * F32, atol=1e-30)
             return
-        tolerance = 8 * F32 if x64 or kind != "bce" else 64 * F32  # the formula runs in float32 there
+        # the formula runs in float32 there (the kernel in float64): a few ulps of each factor of the terms
+        tolerance = 8 * F32 if x64 or kind not in ("bce", "focal") else 64 * F32
         _close(fast[0], ref[0], rtol=tolerance, atol=F32)
         scale = float(np.nanmax(np.abs(np.asarray(ref[1]))))
         _close(fast[1], ref[1], rtol=tolerance, atol=2 * F32 * scale)
@@ -168,6 +190,8 @@ def _public(kind: str, **options: Any) -> Callable[..., Any]:
         return functools.partial(probloss.binary_crossentropy, from_logits=False, **options)
     if kind == "cce_probs":
         return functools.partial(probloss.categorical_crossentropy, from_logits=False, **options)
+    if kind == "focal":
+        return functools.partial(probloss.binary_focal_crossentropy, from_logits=True, **options)
     return functools.partial(probloss.poisson, **options)
 
 
@@ -182,13 +206,17 @@ def _loss_class(kind: str, reduction: str, **options: Any) -> Any:
         return probloss.BinaryCrossentropy(from_logits=False, reduction=reduction, **options)
     if kind == "cce_probs":
         return probloss.CategoricalCrossentropy(from_logits=False, reduction=reduction, **options)
+    if kind == "focal":
+        return probloss.BinaryFocalCrossentropy(from_logits=True, reduction=reduction, **options)
     return probloss.Poisson(reduction=reduction, **options)
 
 
 _OPTIONS = [("sparse", {}), ("sparse", {"ignore_class": 2}), ("sparse", {"axis": 0}),
             ("dense", {}), ("dense", {"label_smoothing": 0.1}), ("dense", {"axis": 0}),
             ("bce", {}), ("bce", {"label_smoothing": 0.1, "axis": 0}), ("poisson", {}),
-            ("cce_probs", {}), ("cce_probs", {"label_smoothing": 0.1}), ("cce_probs", {"axis": 0})]
+            ("cce_probs", {}), ("cce_probs", {"label_smoothing": 0.1}), ("cce_probs", {"axis": 0}),
+            ("focal", {}), ("focal", {"apply_class_balancing": True, "alpha": 0.3, "gamma": 1.0}),
+            ("focal", {"gamma": 0.0, "label_smoothing": 0.1}), ("focal", {"gamma": 3.5, "axis": 0})]
 
 
 @pytest.mark.parametrize("x64", [False, True], ids=["float32-only", "x64"])
@@ -206,7 +234,8 @@ def test_public_losses_equal_generic_kernel(jx: Any, kind: str, options: dict[st
         samples = 9 if options.get("axis") == 0 else 12
         weights = jnp.asarray(rng.uniform(0.0, 2.0, samples).astype(np.float32))
         t, p = jnp.asarray(labels), jnp.asarray(x)
-        tolerance = 16 * F32 if kind != "bce" or x64 else 128 * F32  # generic BCE in float32: the looser one
+        # the generic kernel in float32 (BCE, focal): the looser one
+        tolerance = 16 * F32 if kind not in ("bce", "focal") or x64 else 128 * F32
 
         def both(make: Callable[[], Callable[..., Any]]) -> tuple[Any, Any]:
             fast = make()(t, p)
@@ -236,7 +265,7 @@ def test_public_losses_equal_generic_kernel(jx: Any, kind: str, options: dict[st
         _close(fast, generic, rtol=tolerance, atol=4 * F32 * scale)
 
 
-@pytest.mark.parametrize("kind", ["sparse", "dense", "bce", "poisson", "cce_probs"])
+@pytest.mark.parametrize("kind", ["sparse", "dense", "bce", "poisson", "cce_probs", "focal"])
 def test_forward_mode_and_hessian_equal_generic_kernel(jx: Any, kind: str) -> None:
     """``jax.jvp`` and ``jax.hessian`` go through the formulas' derivatives."""
     import probloss
