@@ -309,3 +309,19 @@ def test_bit_identical_for_every_thread_count(threads: int) -> None:
         probloss.set_num_threads(previous)
     for a, b in zip(got, reference, strict=True):
         np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_calls_from_several_threads_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads racing on the first call (modules loaded lazily) and sharing the task pool: the same bits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(16)
+    x, t, labels = logits(rng, (300, 500)), soft(rng, (300, 500)), rng.integers(0, 500, 300)
+    reference = CCE(t, x, from_logits=True), SCCE(labels, x, from_logits=True, validate="off")
+    monkeypatch.setattr(direct, "_loaded", None)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: (CCE(t, x, from_logits=True),
+                                           SCCE(labels, x, from_logits=True, validate="off")), range(16)))
+    for got in results:
+        for a, b in zip(got, reference, strict=True):
+            np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))

@@ -42,17 +42,18 @@ _MODES = ("raise", "warn", "off")
 _MAX_CLASSES = 2**31 - 17  # the kernels' lane offsets are 32-bit (as in _native_softmax)
 
 # probloss._native and the array-level module, imported on the first call (probloss's import stays
-# free of the extension).
-_loaded: list[ModuleType] = []
+# free of the extension); one assignment, so that threads racing on the first call see both or none.
+_loaded: tuple[ModuleType, ModuleType] | None = None
 
 
 def _kernels() -> tuple[ModuleType, Any] | None:
     """The compiled softmax module and the thread-count function, or None where the kernels are missing."""
-    if not _loaded:
+    global _loaded  # set once per process
+    if _loaded is None:
         from .. import _native
         from . import _native_softmax
 
-        _loaded.extend((_native, _native_softmax))
+        _loaded = (_native, _native_softmax)
     native, array_level = _loaded
     # AVAILABLE read on every call, as the array-level functions do (tests switch it off)
     return (native.softmax, native.threads) if array_level.AVAILABLE else None
