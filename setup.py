@@ -61,9 +61,9 @@ def family(name: str, source: str, *more: str, depends: tuple[str, ...] = (), xl
 EXTENSIONS = [
     # binary.c compiles binary_impl.h twice: load-time clones, and the baseline alone.
     family("_binary", "binary.c", depends=("binary_impl.h",), xla=True),
-    # softmax_ce_base.c and softmax_ce_avx2.c compile softmax_ce_impl.h for two instruction sets;
+    # softmax_ce_base.c, softmax_ce_avx2.c and softmax_ce_avx512.c compile softmax_ce_impl.h for three instruction sets;
     # softmax_ce.c picks one at run time.
-    family("_softmax", "softmax.c", "softmax_ce.c", "softmax_ce_base.c", "softmax_ce_avx2.c",
+    family("_softmax", "softmax.c", "softmax_ce.c", "softmax_ce_base.c", "softmax_ce_avx2.c", "softmax_ce_avx512.c",
            depends=("softmax_ce.h", "softmax_ce_impl.h", "softmax_glue.h"), xla=True),
     # Categorical focal CE with its gradient (PyTorch's fused path): softmax_ce_impl.h's helpers
     # compiled again under this module's names, plus softmax_focal_grad_impl.h.

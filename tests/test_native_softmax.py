@@ -492,22 +492,29 @@ def test_bit_identical_for_every_thread_count(rows: int, k: int) -> None:
             np.testing.assert_array_equal(value, other[name], err_msg=name)
 
 
-def test_baseline_build_agrees() -> None:
-    """The non-AVX2 build (forced in a subprocess) gives the same values within a few ulps (no FMA)."""
-    if native._compiled.softmax_isa() != "avx2":
-        pytest.skip("this CPU runs the baseline build already (tested by every other test)")
-    code = ("import json, sys; sys.path.insert(0, {tests!r}); import test_native_softmax as t; "
+def _outputs_in_subprocess(seed: int, **environment: str) -> dict[str, Any]:
+    """``_all_outputs(seed)`` and the build's name, from a subprocess with ``environment`` added."""
+    code = ("import json, sys; import numpy as np; sys.path.insert(0, {tests!r}); import test_native_softmax as t; "
             "from probloss._backends import _native_softmax as n; "
             "print(json.dumps({{'isa': n._compiled.softmax_isa(), "
-            "'out': {{k: v.tolist() for k, v in t._all_outputs(16).items()}}}}))")
-    env = dict(os.environ, PROBLOSS_NATIVE_BASELINE="1")
-    run = subprocess.run([sys.executable, "-c", code.format(tests=os.path.dirname(__file__))], env=env,
+            "'out': {{k: v.view(np.uint32).tolist() for k, v in t._all_outputs({seed}).items()}}}}))")
+    env = dict(os.environ, **environment)
+    run = subprocess.run([sys.executable, "-c", code.format(tests=os.path.dirname(__file__), seed=seed)], env=env,
                          capture_output=True, text=True, check=True, timeout=300)
-    baseline = json.loads(run.stdout.strip().splitlines()[-1])
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    found["out"] = {k: np.asarray(v, np.uint32).view(np.float32) for k, v in found["out"].items()}
+    return found
+
+
+def test_baseline_build_agrees() -> None:
+    """The non-AVX2 build (forced in a subprocess) gives the same values within a few ulps (no FMA)."""
+    if native._compiled.softmax_isa() not in ("avx2", "avx512"):
+        pytest.skip("this CPU runs the baseline build already (tested by every other test)")
+    baseline = _outputs_in_subprocess(16, PROBLOSS_NATIVE_BASELINE="1")
     assert baseline["isa"] == "baseline"
     here = _all_outputs(16)
     for name, value in here.items():
-        other = np.asarray(baseline["out"][name], np.float32)
+        other = baseline["out"][name]
         if name.startswith("grad"):
             finite = np.isfinite(value)
             np.testing.assert_array_equal(finite, np.isfinite(other))
@@ -516,6 +523,17 @@ def test_baseline_build_agrees() -> None:
                                        atol=1e-6 * np.abs(value[finite]).max(), err_msg=name)
         else:
             assert_close_ulps(other, value, max_ulps=4.0)
+
+
+@pytest.mark.parametrize("seed", [16, 17])
+def test_avx512_build_gives_the_avx2_builds_bits(seed: int) -> None:
+    """The AVX-512 build (AVX2's 8-lane code with 32 registers) computes the same operations: the same bits."""
+    if native._compiled.softmax_isa() != "avx512":
+        pytest.skip("this CPU does not run the AVX-512 build")
+    avx2 = _outputs_in_subprocess(seed, PROBLOSS_NATIVE_NO_AVX512="1")
+    assert avx2["isa"] == "avx2"
+    for name, value in _all_outputs(seed).items():
+        np.testing.assert_array_equal(value.view(np.uint32), avx2["out"][name].view(np.uint32), err_msg=name)
 
 
 def test_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -542,11 +560,21 @@ def test_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
         native.softmax_cross_entropy_sparse(x, labels)
 
 
+@pytest.mark.parametrize("direct", [False, True])
 @pytest.mark.parametrize("loss", ["sparse", "categorical", "focal"])
-def test_data_checks_read_the_kernels_bounds(loss: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """From logits, the checks of validate take y_pred's bounds from the kernel's pass, and still catch bad data."""
+def test_data_checks_read_the_kernels_bounds(loss: str, direct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From logits, the checks of validate take y_pred's bounds from the kernel's pass, and still catch bad data.
+
+    ``direct``: with the public functions' short way to the kernels (probloss._backends._numpy_direct),
+    which reads the same bounds without a DataChecker, so the spy then sees only the calls it hands
+    back to the general path; without it (switched off here), every call takes the general path.
+    """
+    from probloss._backends import _numpy_direct
     from probloss._validation import DataChecker
 
+    if not direct:
+        monkeypatch.setattr(_numpy_direct, "categorical_crossentropy", lambda *args: None)
+        monkeypatch.setattr(_numpy_direct, "sparse_categorical_crossentropy", lambda *args: None)
     learned: list[tuple[float, float]] = []
     original = DataChecker.learn_bounds
 
@@ -570,7 +598,8 @@ def test_data_checks_read_the_kernels_bounds(loss: str, monkeypatch: pytest.Monk
 
     run(x)
     from_labels = [] if loss == "sparse" else [(float(t.min()), float(t.max()))]  # dense labels: from pass 2
-    assert sorted(learned) == sorted([(-np.inf, float(x.max())), *from_labels])
+    if not direct or loss == "focal":
+        assert sorted(learned) == sorted([(-np.inf, float(x.max())), *from_labels])
     if loss != "sparse":
         for value, where in ((1.5, (3, 4)), (np.nan, (8, 0)), (-0.25, (39, 8))):
             wrong = t.copy()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _kernels  # noqa: F401 - registers the kernels
+from ._backends import _numpy_direct  # the common NumPy call's short way to the kernels
 from ._config import epsilon
 from ._dispatch import Observed, call, call_generic, call_observing
 from ._grad_hint import publish
@@ -621,6 +622,10 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False
         >>> probloss.categorical_crossentropy(y_true, y_pred).round(4)
         array([0.0513, 2.3026], dtype=float32)
     """
+    direct = _numpy_direct.categorical_crossentropy(y_true, y_pred, from_logits, label_smoothing, axis,
+                                                    class_weight, validate)
+    if direct is not None:
+        return direct
     return evaluate(categorical_crossentropy, y_true, y_pred, validate=validate,
                     from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
                     class_weight=class_weight)
@@ -703,6 +708,10 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool 
         >>> probloss.sparse_categorical_crossentropy(y_true, y_pred).round(4)
         array([0.0513, 2.3026], dtype=float32)
     """
+    direct = _numpy_direct.sparse_categorical_crossentropy(y_true, y_pred, from_logits, ignore_class, axis,
+                                                           class_weight, validate)
+    if direct is not None:
+        return direct
     return evaluate(sparse_categorical_crossentropy, y_true, y_pred, validate=validate,
                     from_logits=from_logits, ignore_class=ignore_class, axis=axis,
                     class_weight=class_weight)

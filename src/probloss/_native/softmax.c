@@ -34,7 +34,7 @@
  *   (bounds of probabilities: as label_bounds.)
  *   xla_handlers() -> {name: PyCapsule}: the XLA FFI handlers below (only where built
  *   with XLA's FFI header, PL_XLA_FFI; JAX's CPU paths call them, pl_xla.h)
- *   softmax_isa() -> "avx2" | "baseline"
+ *   softmax_isa() -> "avx512" | "avx2" | "baseline"
  *   openmp() -> whether the module was compiled with OpenMP
  *   AVAILABLE: 1, or 0 where the compiler has no vector extensions (MSVC: the
  *   module is then empty and NumPy inputs use the generic kernels).

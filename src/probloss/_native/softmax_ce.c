@@ -15,10 +15,11 @@
  * Both terms are >= 0, so a confident class keeps its tiny loss. The passes:
  *   1. m, the row's minimum and whether the row holds NaN or +inf (such rows
  *      are left NaN for the caller, which recomputes them with the generic
- *      kernel): max, min and an unordered compare per vector; then a, the
- *      first index of m, by a scan that stops there;
+ *      kernel): max, min and an unordered compare per vector;
  *   2. S' with a float32 SIMD exp (below), the terms added in float32 pairs
- *      and then in float64; with a gradient buffer, the exps are stored
+ *      and then in float64, and a, the first index of m, whose term is left
+ *      out (each pair of vectors compared with m until it turns up); with a
+ *      gradient buffer, the exps are stored
  *      there; with dense labels, their sums sum_j t_j (m - x_j) and sum_j t_j
  *      (float64; vectors of zero labels skipped) and their range;
  *   3. (gradient only) the exps are scaled in place into the gradient.
@@ -87,10 +88,15 @@ DECLARE(_base)
 #if PL_HAVE_AVX2_BUILD
 DECLARE(_avx2)
 #endif
+#if PL_HAVE_AVX512_BUILD
+DECLARE(_avx512)
+#endif
 
-const char *pl_softmax_ce_isa(void) { return pl_use_avx2() ? "avx2" : "baseline"; }
+const char *pl_softmax_ce_isa(void) { return pl_use_avx512() ? "avx512" : pl_use_avx2() ? "avx2" : "baseline"; }
 
-#if PL_HAVE_AVX2_BUILD
+#if PL_HAVE_AVX512_BUILD
+#define PICK(fn) (pl_use_avx512() ? fn##_avx512 : pl_use_avx2() ? fn##_avx2 : fn##_base)
+#elif PL_HAVE_AVX2_BUILD
 #define PICK(fn) (pl_use_avx2() ? fn##_avx2 : fn##_base)
 #else
 #define PICK(fn) fn##_base

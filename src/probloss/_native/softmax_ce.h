@@ -33,10 +33,19 @@
 #define PL_HAVE_AVX2_BUILD 0
 #endif
 
+/* And an AVX-512 (F, VL, BW, DQ) build of the same 8-lane code (softmax_ce_avx512.c):
+ * GCC >= 5 or Clang >= 8 (their AVX-512VL target attributes). */
+#if PL_HAVE_AVX2_BUILD && (defined(__clang__) ? (__clang_major__ >= 8) : (__GNUC__ >= 5))
+#define PL_HAVE_AVX512_BUILD 1
+#else
+#define PL_HAVE_AVX512_BUILD 0
+#endif
+
 #if PL_SOFTMAX_AVAILABLE
 
-/* "avx2" or "baseline": the build the kernels run on this CPU
- * (PROBLOSS_NATIVE_BASELINE=1 in the environment forces the baseline). */
+/* "avx512", "avx2" or "baseline": the build the kernels run on this CPU
+ * (PROBLOSS_NATIVE_BASELINE=1 in the environment forces the baseline,
+ * PROBLOSS_NATIVE_NO_AVX512=1 the AVX2 build where the CPU has AVX2). */
 const char *pl_softmax_ce_isa(void);
 
 /* Sparse categorical cross-entropy from logits: loss[r] = -log softmax(x_r)[labels[r]].

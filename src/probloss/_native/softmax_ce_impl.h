@@ -157,6 +157,8 @@ INLINE v8u umax(v8u a, v8u b) { return (v8u)_mm256_max_epu32((__m256i)a, (__m256
 /* whether any bit of v is set (-0.0 counts as set) */
 INLINE int any_bits(v8f v) { return !_mm256_testz_si256((__m256i)v, (__m256i)v); }
 INLINE int any_lane(v8i mask) { return _mm256_movemask_ps((__m256)mask) != 0; }
+/* bit l set where lane l of the mask is */
+INLINE unsigned lane_bits(v8i mask) { return (unsigned)_mm256_movemask_ps((__m256)mask); }
 #else
 INLINE v8f min_f(v8f a, v8f b) { return select_f(a < b, a, b); }
 INLINE v8i unordered(v8f a, v8f b) { return (a != a) | (b != b); }
@@ -168,6 +170,11 @@ INLINE int any_bits(v8f v) {
     return (w[0] | w[1] | w[2] | w[3]) != 0;
 }
 INLINE int any_lane(v8i mask) { return any_bits((v8f)mask); }
+INLINE unsigned lane_bits(v8i mask) {
+    unsigned bits = 0;
+    for (int l = 0; l < W; l++) bits |= (unsigned)(mask[l] & 1) << l;
+    return bits;
+}
 #endif
 
 /* The range of a row of non-negative values, tracked on their bit patterns: for
@@ -270,7 +277,7 @@ INLINE v8f difference_error(v8f x, v8f m, v8f d) {
 
 typedef struct {
     float max;       /* m */
-    int64_t argmax;  /* a: the first index of m (set by find_argmax) */
+    int64_t argmax;  /* a: the first index of m (set by pass 2, scaled_rest) */
     int bad;         /* a NaN or +inf entry, or no finite maximum */
     float min;       /* the row's minimum, NaN where the row holds a NaN (for the data checks) */
     double scale;    /* exp(x_j - m) = 2^-100 · scale · (the stored exp of x_j) (set by row_rest) */
@@ -279,7 +286,7 @@ typedef struct {
 /* Pass 1: the maximum and minimum, and whether the row has a softmax. Three
  * vector operations per vector (max, min, unordered compare), two vectors per
  * iteration with their own accumulators; the first index of the maximum is
- * found afterwards (find_argmax), which reads only up to it. */
+ * found by pass 2 (scaled_rest) as it goes. */
 INLINE RowMax row_max(const float *x, int64_t k) {
     v8f mx0 = splat(-INFINITY), mx1 = mx0, mn0 = splat(INFINITY), mn1 = mn0;
     v8i nan = splati(0);
@@ -315,17 +322,6 @@ INLINE RowMax row_max(const float *x, int64_t k) {
     out.bad = any_nan || !(out.max < INFINITY) || !(out.max > -INFINITY);
     if (any_nan) out.min = NAN;
     return out;
-}
-
-/* The first index of the row's maximum (a row that is not bad holds it). */
-INLINE void find_argmax(const float *x, int64_t k, RowMax *rm) {
-    const v8f m = splat(rm->max);
-    int64_t i = 0;
-    for (; i + W <= k; i += W)
-        if (any_lane(load(x + i) == m)) break;
-    for (; i < k; i++)
-        if (x[i] == rm->max) break;
-    rm->argmax = i;
 }
 
 /* The exps of one vector of x (scaled by 2^100). Entries more than ~150 below
@@ -411,7 +407,11 @@ INLINE void label_terms(LabelSums *ls, v8f xv, v8f tv, v8f m, v4d m64, int track
     }
 }
 
-/* Pass 2: 2^100·S' in float64; with `e_out`, the scaled exps are stored there
+/* Pass 2: 2^100·S' in float64, and rm->argmax, the first index of the row's
+ * maximum, whose term S' leaves out: found in this pass, by comparing each pair
+ * of vectors with m until it turns up (a scan of its own ahead of the pass
+ * cost 10% of a 1000-class row, measured: mostly the mispredicted exit of its
+ * loop, on the row's critical path); with `e_out`, the scaled exps are stored there
  * (the maximum's own entry included); with labels `t`, their LabelSums (the
  * labels' range too where `track`). The next row (if any) is prefetched, and
  * with `next_t` the next row's labels (categorical rows of 1000 classes: 11%
@@ -419,14 +419,14 @@ INLINE void label_terms(LabelSums *ls, v8f xv, v8f tv, v8f m, v4d m64, int track
  * prefetcher starts over at each page, about a row).
  * `mode`: how the exps are computed (EXPS_*); `km`: exps_direct's integer
  * (2^100 e^(x - m) is then stored as 2^(100 - km) e^x); `clamp`: as exps's. */
-INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, const float *next,
+INLINE double scaled_rest(const float *x, int64_t k, RowMax *rm, float *e_out, const float *next,
                           const float *next_t, const float *t,
                           LabelSums *ls, int track, int mode, float km, int clamp) {
-    const v8f m = splat(rm.max);
-    const v8f x_floor = splat((float)((double)rm.max - 150.0));
+    const v8f m = splat(rm->max);
+    const v8f x_floor = splat((float)((double)rm->max - 150.0));
     const v8f magic = splat(12582912.0f + (100.0f - km));
     const v4d m64 = half_lo(m);
-    const int64_t a_block = rm.argmax - rm.argmax % W;
+    int64_t argmax = -1; /* not found yet (a row that is not bad holds m) */
     Acc acc = {{0}, {0}};
     int64_t i = 0;
     int64_t next_line = 0;
@@ -449,8 +449,15 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
             if (next_t) __builtin_prefetch(next_t + next_line, 0, 3);
             next_line += 16;
         }
-        if (i == a_block) e0 = select_f(lane_index() == (int32_t)(rm.argmax - i), splat(0.0f), e0);
-        if (i + W == a_block) e1 = select_f(lane_index() == (int32_t)(rm.argmax - i - W), splat(0.0f), e1);
+        if (argmax < 0) {
+            unsigned hit = lane_bits(x0 == m) | lane_bits(x1 == m) << W;
+            if (hit) {
+                int lane = __builtin_ctz(hit);
+                argmax = i + lane;
+                if (lane < W) e0 = select_f(lane_index() == lane, splat(0.0f), e0);
+                else e1 = select_f(lane_index() == lane - W, splat(0.0f), e1);
+            }
+        }
         /* pairs summed in float32 first: positive terms, so the pair's rounding
          * adds at most u = 2^-24 to S''s relative error, and it saves a third of
          * the pass's float64 work */
@@ -458,18 +465,27 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
     }
     for (; i < k; i += W) {
         int64_t n = k - i < W ? k - i : W;
-        v8f xv = load_partial(x + i, n, rm.max);
+        /* a whole vector (k = 1000: 62 pairs and one vector) needs no buffer */
+        v8f xv = n == W ? load(x + i) : load_partial(x + i, n, rm->max);
         v8f e = mode == EXPS_DIRECT ? exps_direct(xv, x_floor, magic, clamp)
                 : mode == EXPS_NARROW ? exps(xv, m, x_floor, clamp) : exps_wide(xv, m);
         if (e_out) store_partial(e_out + i, e, n);
         if (t) {
-            if (track) range_add(&ls->range, load_partial(t + i, n, t[i])); /* filled with a real entry */
-            label_terms(ls, xv, load_partial(t + i, n, 0.0f), m, m64, 0);
+            v8f tv = n == W ? load(t + i) : load_partial(t + i, n, 0.0f);
+            if (track) range_add(&ls->range, n == W ? tv : load_partial(t + i, n, t[i])); /* filled with a real entry */
+            label_terms(ls, xv, tv, m, m64, 0);
         }
         v8i drop = lane_index() >= (int32_t)n;
-        if (i == a_block) drop |= lane_index() == (int32_t)(rm.argmax - i);
+        if (argmax < 0) {
+            unsigned hit = lane_bits((xv == m) & ~drop); /* the filled lanes hold m too */
+            if (hit) {
+                argmax = i + __builtin_ctz(hit);
+                drop |= lane_index() == (int32_t)(argmax - i);
+            }
+        }
         add_to(&acc, select_f(drop, splat(0.0f), e));
     }
+    rm->argmax = argmax;
     if (next)
         for (; next_line < k; next_line += 16) {
             __builtin_prefetch(next + next_line, 0, 3);
@@ -478,13 +494,12 @@ INLINE double scaled_rest(const float *x, int64_t k, RowMax rm, float *e_out, co
     return total(acc);
 }
 
-/* 2^100·S': scaled_rest with the exps for the row's maximum, the row's argmax
- * found first, and rm->scale set (the stored exps, where e_out, are 2^100
+/* 2^100·S': scaled_rest with the exps for the row's maximum (which sets
+ * rm->argmax), and rm->scale set (the stored exps, where e_out, are 2^100
  * e^(x - m) / rm->scale). */
 INLINE double row_rest(const float *x, int64_t k, RowMax *rm, float *e_out, const float *next,
                        const float *next_t, const float *t,
                        LabelSums *ls, int track) {
-    find_argmax(x, k, rm);
     /* The loss alone: exps_direct. With a gradient, the TwoSum path: its exps of
      * entries near the maximum are e^d, d in [-0.35, 0], in [0.7, 1] where a
      * float32 rounds them to 2^-25 (exps_direct's can land in [1, 1.42], 2^-24),
@@ -497,8 +512,8 @@ INLINE double row_rest(const float *x, int64_t k, RowMax *rm, float *e_out, cons
         /* km = round(m·log2 e); the exps carry 2^(100 - km) e^x = 2^100 e^(x - m) / exp(km ln2 - m) */
         float km = rintf(rm->max * 1.44269504088896341f);
         rm->scale = exp((double)km * 0.6931471805599453 - (double)rm->max);
-        double rest = clamp ? scaled_rest(x, k, *rm, e_out, next, next_t, t, ls, track, EXPS_DIRECT, km, 1)
-                            : scaled_rest(x, k, *rm, e_out, next, next_t, t, ls, track, EXPS_DIRECT, km, 0);
+        double rest = clamp ? scaled_rest(x, k, rm, e_out, next, next_t, t, ls, track, EXPS_DIRECT, km, 1)
+                            : scaled_rest(x, k, rm, e_out, next, next_t, t, ls, track, EXPS_DIRECT, km, 0);
         return rest * rm->scale;
     }
     /* The next row's labels (next_t) are prefetched on the path above only: with a
@@ -507,9 +522,9 @@ INLINE double row_rest(const float *x, int64_t k, RowMax *rm, float *e_out, cons
     (void)next_t;
     rm->scale = 1.0;
     if (fabsf(rm->max) <= NARROW_MAX)
-        return clamp ? scaled_rest(x, k, *rm, e_out, next, NULL, t, ls, track, EXPS_NARROW, 0.0f, 1)
-                     : scaled_rest(x, k, *rm, e_out, next, NULL, t, ls, track, EXPS_NARROW, 0.0f, 0);
-    return scaled_rest(x, k, *rm, e_out, next, NULL, t, ls, track, EXPS_WIDE, 0.0f, 1);
+        return clamp ? scaled_rest(x, k, rm, e_out, next, NULL, t, ls, track, EXPS_NARROW, 0.0f, 1)
+                     : scaled_rest(x, k, rm, e_out, next, NULL, t, ls, track, EXPS_NARROW, 0.0f, 0);
+    return scaled_rest(x, k, rm, e_out, next, NULL, t, ls, track, EXPS_WIDE, 0.0f, 1);
 }
 
 /* bounds[2r], bounds[2r + 1] <- the row's minimum (NaN if it holds a NaN) and maximum */

@@ -93,4 +93,22 @@ static inline int pl_use_avx2(void) {
 #endif
 }
 
+/* 1 when the AVX-512 build is to run (softmax_ce.c's kernels; softmax_focal_grad.c
+ * has none): the AVX2 build's conditions, AVX-512 F, VL, BW and DQ, and
+ * PROBLOSS_NATIVE_NO_AVX512 not 1 (for tests comparing the two builds). */
+static inline int pl_use_avx512(void) {
+#if PL_HAVE_AVX512_BUILD
+    static volatile int cached = -1;
+    if (cached < 0) {
+        const char *force = getenv("PROBLOSS_NATIVE_NO_AVX512");
+        cached = pl_use_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+                 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+                 && !(force && force[0] == '1');
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
 #endif /* PL_SOFTMAX_GLUE_H */
