@@ -113,12 +113,18 @@ def _cases() -> list[tuple[str, str, np.ndarray, np.ndarray, tuple[float, ...]]]
     # short loop for gamma 0/1/2), and labels outside [0, 1] (the ordinary loop)
     far = (rng.standard_normal(shape) * 30).astype(F32)
     outside = rng.uniform(-0.5, 1.5, shape).astype(F32)
+    # hard labels but one soft label in the middle block: the short loop's hard-label form
+    # (focal_logits_hard_loop) on the first and last blocks, its soft form on the middle one
+    mixed = hard.copy()
+    mixed[:, 1500] = F32(0.3)
     for gamma, mode in ((0.0, 0.0), (1.0, 1.0), (2.0, 2.0), (1.5, 3.0)):
         for balance in (0.0, 1.0):
             focal = (gamma, mode, 0.25, balance, eps, one_minus)
             tag = f"g{gamma}-b{int(balance)}"
             cases += [
                 ("focal_logits", f"ordinary-{tag}", soft, logits, focal),
+                ("focal_logits", f"hard-{tag}", hard, logits, focal),
+                ("focal_logits", f"mixed-{tag}", mixed, logits, focal),
                 ("focal_logits", f"far-hard-{tag}", hard, far, focal),
                 ("focal_logits", f"general-{tag}", hard, wide, focal),
                 ("focal_probs", f"ordinary-{tag}", soft, probs, focal),

@@ -131,14 +131,16 @@ def test_dense_softmax_one_hot_labels_with_zeros():
     _compare(probloss.categorical_crossentropy, labels, logits, from_logits=True, label_grad=True)
 
 
-@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("kind", ["dense", "sparse", "focal"])
 @pytest.mark.parametrize("backward", [False, True])
-def test_softmax_checks_read_the_kernels_bounds(sparse, backward, monkeypatch):
+def test_softmax_checks_read_the_kernels_bounds(kind, backward, monkeypatch):
     """On CPU tensors the data checks take y_pred's bounds, and dense labels' range, from the kernel's passes.
 
     Bad data is still caught, with the first offending position, before any
     result is returned; rows the kernel does not vouch for (a -0.0 label) are
-    checked by reading the labels, and pass.
+    checked by reading the labels, and pass. ``focal``: categorical focal CE,
+    whose kernel reports the same bounds (the checks then make no pass of their
+    own either).
     """
     from probloss._validation import DataChecker
 
@@ -156,10 +158,14 @@ def test_softmax_checks_read_the_kernels_bounds(sparse, backward, monkeypatch):
     labels[::3] = torch.nn.functional.one_hot(torch.randint(0, 9, (14,), generator=_gen(32)), 9).float()
     indices = torch.randint(0, 9, (40,), generator=_gen(33))
 
+    sparse = kind == "sparse"
+
     def run(t, x, **kwargs):
         x = x.clone().requires_grad_(backward)
         if sparse:
             loss = probloss.SparseCategoricalCrossentropy(from_logits=True, **kwargs)(indices, x)
+        elif kind == "focal":
+            loss = probloss.CategoricalFocalCrossentropy(from_logits=True, **kwargs)(t, x)
         else:
             loss = probloss.CategoricalCrossentropy(from_logits=True, **kwargs)(t, x)
         if backward:
@@ -171,9 +177,10 @@ def test_softmax_checks_read_the_kernels_bounds(sparse, backward, monkeypatch):
     from_labels = [] if sparse else [(float(labels.min()), float(labels.max()))]
     assert sorted(learned) == sorted([(-np.inf, float(logits.max())), *from_labels])
     unchecked = run(labels, logits, validate="off")
-    torch.testing.assert_close(value, unchecked[0], rtol=0, atol=0)
+    # (focal: the soft label on row 5's -inf logit makes its loss inf and its gradient NaN, as the generic kernel's)
+    torch.testing.assert_close(value, unchecked[0], rtol=0, atol=0, equal_nan=True)
     if backward:
-        torch.testing.assert_close(grad, unchecked[1], rtol=0, atol=0)
+        torch.testing.assert_close(grad, unchecked[1], rtol=0, atol=0, equal_nan=True)
     if not sparse:
         for bad_value, where in ((1.5, (3, 4)), (np.nan, (8, 0)), (-0.25, (39, 8)), (np.inf, (12, 3))):
             wrong = labels.clone()
@@ -183,7 +190,7 @@ def test_softmax_checks_read_the_kernels_bounds(sparse, backward, monkeypatch):
         signed_zero = labels.clone()
         signed_zero[signed_zero == 0] = -0.0  # valid, though the kernel does not vouch for it
         learned.clear()
-        torch.testing.assert_close(run(signed_zero, logits)[0], value, rtol=0, atol=0)
+        torch.testing.assert_close(run(signed_zero, logits)[0], value, rtol=0, atol=0, equal_nan=True)
         assert (-np.inf, float(logits.max())) in learned  # the logits' bounds, from the kernel still
     bad = logits.clone()
     bad[7, 3] = np.nan
@@ -195,7 +202,10 @@ def test_softmax_checks_read_the_kernels_bounds(sparse, backward, monkeypatch):
         run(labels, masked)
 
 
-def test_softmax_eager_skips_the_op_and_modes_see_it():
+@pytest.mark.parametrize(("loss_class", "op_name"),
+                         [("CategoricalCrossentropy", "probloss.softmax_rows_cpu"),
+                          ("CategoricalFocalCrossentropy", "probloss.focal_softmax_rows_cpu")])
+def test_softmax_eager_skips_the_op_and_modes_see_it(loss_class, op_name):
     """Plain eager CPU calls run the op's function directly; a dispatch mode still sees one custom op, same values."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -210,15 +220,15 @@ def test_softmax_eager_skips_the_op_and_modes_see_it():
     labels = torch.softmax(_logits((30, 11), 41), dim=1)
     for backward in (False, True):
         x = logits.clone().requires_grad_(backward)
-        plain = probloss.CategoricalCrossentropy(from_logits=True)(labels, x)
+        plain = getattr(probloss, loss_class)(from_logits=True)(labels, x)
         if backward:
             plain.backward()
         with Recorder():
             y = logits.clone().requires_grad_(backward)
-            recorded = probloss.CategoricalCrossentropy(from_logits=True)(labels, y)
+            recorded = getattr(probloss, loss_class)(from_logits=True)(labels, y)
             if backward:
                 recorded.backward()
-        assert any("probloss.softmax_rows_cpu" in name for name in seen)
+        assert any(op_name in name for name in seen)
         torch.testing.assert_close(recorded.detach(), plain.detach(), rtol=0, atol=0)
         if backward:
             torch.testing.assert_close(y.grad, x.grad, rtol=0, atol=0)
@@ -366,12 +376,12 @@ def test_focal_parity_class_axis_first_and_uses_the_kernel(monkeypatch):
     from probloss._backends import _torch_focal
 
     calls = []
-    original = _torch_focal.FocalSoftmax.apply
-    monkeypatch.setattr(_torch_focal.FocalSoftmax, "apply", lambda *a: calls.append(1) or original(*a))
+    original = _torch_focal._kernel_rows
+    monkeypatch.setattr(_torch_focal, "_kernel_rows", lambda *a: calls.append(1) or original(*a))
     logits = _logits((6, 20), 53)
     labels = torch.softmax(_logits((6, 20), 54), dim=0)
     _compare(probloss.categorical_focal_crossentropy, labels, logits, from_logits=True, axis=0)
-    assert calls == [1]
+    assert calls
 
 
 @pytest.mark.parametrize("classes", [37, 100, 1000])
@@ -413,6 +423,51 @@ def test_focal_non_finite_logits():
     generic = _run(probloss.categorical_focal_crossentropy, labels, logits, fast=False, from_logits=True)
     _close(fast[0], generic[0], rtol=4 * EPS32, what="values")
     _close(fast[1], generic[1], rtol=8 * EPS32, what="gradient")
+
+
+@pytest.mark.parametrize("classes", [7, 37, 1000])
+@pytest.mark.parametrize("want_grad", [False, True])
+def test_focal_kernel_label_bounds(classes, want_grad):
+    """The focal kernel's per-row label ranges: each row's minimum and maximum label where every
+    label is a finite number >= 0 other than -0.0, else NaN, NaN (the checks then read the labels);
+    asking for them changes neither the loss nor the gradient, bit for bit."""
+    from probloss._backends import _torch_focal
+
+    if not _torch_focal.AVAILABLE:
+        pytest.skip("compiled extension not built")
+    rows = 12
+    logits = _logits((rows, classes), 61)
+    labels = _distribution((rows, classes), -1, 62)
+    labels[0] = torch.eye(classes)[3]  # one-hot: whole vectors of +0.0
+    labels[1, classes - 1] = float("nan")  # in the last, partial vector
+    labels[2, 0] = -0.0
+    labels[3, 1] = -0.25
+    labels[4, classes // 2] = float("inf")
+    labels[5, 2] = 1.75  # out of [0, 1] but finite: reported, the check rejects it
+    logits[6, 0] = float("nan")  # a row the kernel leaves to the generic kernel: its labels still ranged
+    logits[7] = -float("inf")
+    labels[7, 1] = -1.0
+    labels[8] = 0.0  # an all-zero row
+    alpha, gamma = [0.25], 2.0
+    outputs = []
+    for with_bounds in (False, True):
+        grad = torch.empty_like(logits) if want_grad else None
+        bounds = torch.full((2, rows, 2), 123.0) if with_bounds else None
+        loss = _torch_focal._kernel_rows(logits, labels, alpha, gamma, grad, None, 1.0, bounds)
+        outputs.append((loss, grad, bounds))
+    torch.testing.assert_close(outputs[1][0], outputs[0][0], rtol=0, atol=0, equal_nan=True)
+    if want_grad:
+        torch.testing.assert_close(outputs[1][1], outputs[0][1], rtol=0, atol=0, equal_nan=True)
+    bounds = outputs[1][2].numpy()
+    t = labels.numpy()
+    for r in range(rows):
+        row = t[r]
+        vouched = np.all(np.isfinite(row)) and np.all(row >= 0) and not np.any(np.signbit(row))
+        want = (row.min(), row.max()) if vouched else (np.nan, np.nan)
+        np.testing.assert_array_equal(bounds[1, r], np.array(want, np.float32), err_msg=f"row {r}")
+        x = logits.numpy()[r]
+        np.testing.assert_array_equal(bounds[0, r, 1], x.max() if not np.isnan(x).any() else bounds[0, r, 1])
+        assert np.isnan(bounds[0, r, 0]) == bool(np.isnan(x).any())
 
 
 @pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight", "none"])

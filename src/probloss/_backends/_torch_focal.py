@@ -9,7 +9,13 @@ float64 per labelled entry in the same call, scaled by the gradient the
 ``Loss``'s reduction is expected to send back (:mod:`probloss._grad_hint`) so
 that backward usually has nothing to do (see
 :class:`probloss._backends._torch.SoftmaxCrossEntropy`, whose backward this
-shares). Rows the kernel leaves NaN or infinite (NaN or +inf logits, no finite
+shares). The same passes give the logits' bounds and the labels' range, which
+the data checks of ``validate`` read instead of passes of their own (as for
+softmax cross-entropy). Plain eager calls (:func:`probloss._backends._torch._plain_eager`)
+run the op's function directly, through a ``forward(ctx, ...)`` Function
+(:class:`_EagerFocalSoftmax`): the op's dispatch and a ``setup_context``
+Function's argument binding cost tens of microseconds a call; modes and tensor
+subclasses still see the op. Rows the kernel leaves NaN or infinite (NaN or +inf logits, no finite
 logit, a label on a ``-inf`` logit) are recomputed by the generic kernel, its
 gradient by autograd. Everything else declines to the generic kernel: other
 devices and dtypes, labels that require grad, ``torch.func`` transforms, a
@@ -35,14 +41,26 @@ AVAILABLE: bool = _module is not None and bool(getattr(_module, "AVAILABLE", 0))
 
 def _kernel_rows(x: Tensor, labels: Tensor, alpha: list[float], gamma: float, grad: Tensor | None,
                  row_scale: Tensor | None, scale: float, bounds: Tensor | None) -> Tensor:
-    """Loss rows of ``(R, C)`` float32 CPU rows; gradient rows into ``grad`` scaled by ``scale·row_scale[r]``."""
+    """Loss rows of ``(R, C)`` float32 CPU rows; gradient rows into ``grad`` scaled by ``scale·row_scale[r]``.
+
+    ``bounds``: None or a float32 ``(2, R, 2)`` tensor receiving each row's
+    minimum (NaN where the row holds one) and maximum logit in ``bounds[0]``,
+    and in ``bounds[1]`` each row's minimum and maximum label (NaN, NaN for a
+    row holding a label the kernel does not vouch for: NaN, inf, a negative
+    number or -0.0), from the kernel's own passes, as
+    :func:`probloss._backends._torch._kernel_rows` gives them for softmax
+    cross-entropy: the data checks of ``validate`` read them instead of passes
+    of their own.
+    """
     rows, classes = x.shape
     loss = np.empty(rows, np.float32)
     factors = None if row_scale is None else row_scale.detach().to(torch.float32).contiguous().numpy()
+    views = None if bounds is None else bounds.numpy()
     _module.focal_softmax_ce_grad(x.detach().numpy(), labels.detach().numpy(), classes,
                                   np.asarray(alpha, np.float64), float(gamma), loss,
                                   None if grad is None else grad.detach().numpy(), factors, float(scale),
-                                  _native.threads(), None if bounds is None else bounds.numpy())
+                                  _native.threads(), None if views is None else views[0],
+                                  None if views is None else views[1])
     return torch.from_numpy(loss)
 
 
@@ -77,23 +95,32 @@ def _finish(x: Tensor, labels: Tensor, alpha: list[float], gamma: float, loss: T
         grad[bad] = rows_grad.to(grad.dtype)
 
 
+def focal_softmax_rows_eager(x: Tensor, labels: Tensor, alpha: list[float], gamma: float, want_grad: bool,
+                             row_scale: Tensor | None, scale: float,
+                             want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """The compiled kernel on ``(R, C)`` rows: ``(loss, grad or empty, bounds (2, R, 2) or empty)``.
+
+    The function of the custom op ``probloss::focal_softmax_rows_cpu``, called
+    directly where nothing needs the op (:func:`probloss._backends._torch._plain_eager`):
+    the op's dispatch and argument binding cost more than a small call's kernel.
+    """
+    x, labels = x.contiguous(), labels.contiguous()
+    grad = torch.empty_like(x) if want_grad else None
+    bounds = x.new_empty((2, x.shape[0], 2)) if want_bounds else None
+    loss = _kernel_rows(x, labels, alpha, gamma, grad, row_scale, scale, bounds)
+    return (loss, grad if grad is not None else x.new_empty(0),
+            bounds if bounds is not None else x.new_empty(0))
+
+
 if AVAILABLE:
-    @torch.library.custom_op("probloss::focal_softmax_rows_cpu", mutates_args=(), device_types="cpu")
-    def focal_softmax_rows_cpu(x: Tensor, labels: Tensor, alpha: list[float], gamma: float, want_grad: bool,
-                               row_scale: Tensor | None, scale: float,
-                               want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
-        x, labels = x.contiguous(), labels.contiguous()
-        grad = torch.empty_like(x) if want_grad else None
-        bounds = x.new_empty((x.shape[0], 2)) if want_bounds else None
-        loss = _kernel_rows(x, labels, alpha, gamma, grad, row_scale, scale, bounds)
-        return (loss, grad if grad is not None else x.new_empty(0),
-                bounds if bounds is not None else x.new_empty(0))
+    focal_softmax_rows_cpu = torch.library.custom_op("probloss::focal_softmax_rows_cpu", focal_softmax_rows_eager,
+                                                     mutates_args=(), device_types="cpu")
 
     @focal_softmax_rows_cpu.register_fake
     def _(x: Tensor, labels: Tensor, alpha: list[float], gamma: float, want_grad: bool, row_scale: Tensor | None,
           scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
         return (x.new_empty(x.shape[0]), torch.empty_like(x) if want_grad else x.new_empty(0),
-                x.new_empty((x.shape[0], 2)) if want_bounds else x.new_empty(0))
+                x.new_empty((2, x.shape[0], 2)) if want_bounds else x.new_empty(0))
 
 
 class FocalSoftmax(torch.autograd.Function):
@@ -102,8 +129,9 @@ class FocalSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(labels: Tensor, x: Tensor, alpha: list[float], gamma: float, want_grad: bool, fused: bool,
                 row_scale: Tensor | None, scale: float, want_bounds: bool) -> tuple[Tensor, Tensor, Tensor]:
-        loss, grad, bounds = torch.ops.probloss.focal_softmax_rows_cpu(x, labels, alpha, gamma, want_grad,
-                                                                       row_scale, scale, want_bounds)
+        # The op's own function where nothing needs the op (see focal_softmax_rows_eager).
+        kernel = focal_softmax_rows_eager if base._plain_eager(x, labels) else torch.ops.probloss.focal_softmax_rows_cpu
+        loss, grad, bounds = kernel(x, labels, alpha, gamma, want_grad, row_scale, scale, want_bounds)
         # Outside the op: the generic kernel's gradient of those rows needs autograd.
         _finish(x, labels, alpha, gamma, loss, grad if want_grad else None, row_scale, scale)
         return loss, grad, bounds
@@ -137,6 +165,26 @@ class FocalSoftmax(torch.autograd.Function):
         return None, base._fused_backward(ctx, grad_loss, recompute), *(None,) * 7
 
 
+class _EagerFocalSoftmax(torch.autograd.Function):
+    """:class:`FocalSoftmax` with a ``forward(ctx, ...)`` of its own, for plain eager calls.
+
+    The same forward, context and backward; only ``apply`` differs: a Function
+    with ``setup_context`` binds its arguments to ``forward``'s signature on
+    every call (``inspect.signature``), which this style skips (as
+    :class:`probloss._backends._torch._EagerSoftmaxCrossEntropy` does).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, *inputs: Any) -> tuple[Tensor, ...]:  # type: ignore[override]
+        output = FocalSoftmax.forward(*inputs)
+        FocalSoftmax.setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> tuple[Tensor | None, ...]:
+        return FocalSoftmax.backward(ctx, *grads)
+
+
 @fast_path("categorical_focal_crossentropy", backend="torch", observes=True)
 def categorical_focal_crossentropy(y_true: Tensor, y_pred: Tensor, *, alpha: float | tuple[float, ...], gamma: float,
                                    from_logits: bool, axis: int, epsilon: float, xp: Any,
@@ -153,8 +201,9 @@ def categorical_focal_crossentropy(y_true: Tensor, y_pred: Tensor, *, alpha: flo
     values_shape = tuple(y_pred.shape[:axis]) + tuple(y_pred.shape[axis + 1:])
     row_scale, scale = base._expected_gradient(values_shape) if fused else (None, 1.0)
     weights = [float(a) for a in alpha] if per_class else [float(alpha)]
-    loss, _, bounds = FocalSoftmax.apply(rows_labels, rows_x, weights, float(gamma), want_grad, fused, row_scale,
-                                         scale, observe is not None)
+    function = _EagerFocalSoftmax if base._plain_eager(rows_x, rows_labels) else FocalSoftmax
+    loss, _, bounds = function.apply(rows_labels, rows_x, weights, float(gamma), want_grad, fused, row_scale,
+                                     scale, observe is not None)
     if observe is not None:
-        observe.bounds[1] = (float(bounds[:, 0].min()), float(bounds[:, 1].max()))
+        base._report_bounds(observe, bounds.numpy(), dense=True)
     return base._from_rows(loss, y_pred, axis)

@@ -9,7 +9,11 @@
  *
  * Python API:
  *   focal_softmax_ce_grad(logits f32[n*k], labels f32[n*k], k, alpha f64[1 or k], gamma, loss f32[n],
- *                         grad f32[n*k] | None, row_scale f32[n] | None, scale, nthreads, bounds f32[2n] | None)
+ *                         grad f32[n*k] | None, row_scale f32[n] | None, scale, nthreads, bounds f32[2n] | None
+ *                         [, label_bounds f32[2n] | None])
+ *     bounds: each row's minimum (NaN where the row holds one) and maximum logit; label_bounds:
+ *     each row's minimum and maximum label, or NaN, NaN where a label is not a finite
+ *     non-negative number other than -0.0 (range_put in softmax_ce_impl.h), from pass 2.
  *   softmax_isa() -> "avx2" | "baseline"
  *   openmp() -> whether the module was compiled with OpenMP
  *   AVAILABLE: 1, or 0 where the compiler has no vector extensions.
@@ -25,34 +29,36 @@
 #define DECLARE(suffix)                                                                                       \
     void pl_focal_softmax_ce_grad_rows##suffix(const float *, const float *, int64_t, const double *, int64_t, \
                                                double, float *, float *, const float *, double, float *,        \
-                                               int64_t, int64_t);
+                                               float *, int64_t, int64_t);
 DECLARE(_fgbase)
 #if PL_HAVE_AVX2_BUILD
 DECLARE(_fgavx2)
 #endif
 
 static void focal_grad_rows(const float *x, const float *t, int64_t k, const double *a, int64_t n_alpha, double gamma,
-                            float *loss, float *grad, const float *s, double scale, float *bounds, int64_t r0,
-                            int64_t r1) {
+                            float *loss, float *grad, const float *s, double scale, float *bounds,
+                            float *label_bounds, int64_t r0, int64_t r1) {
 #if PL_HAVE_AVX2_BUILD
     if (pl_use_avx2()) {
-        pl_focal_softmax_ce_grad_rows_fgavx2(x, t, k, a, n_alpha, gamma, loss, grad, s, scale, bounds, r0, r1);
+        pl_focal_softmax_ce_grad_rows_fgavx2(x, t, k, a, n_alpha, gamma, loss, grad, s, scale, bounds, label_bounds,
+                                             r0, r1);
         return;
     }
 #endif
-    pl_focal_softmax_ce_grad_rows_fgbase(x, t, k, a, n_alpha, gamma, loss, grad, s, scale, bounds, r0, r1);
+    pl_focal_softmax_ce_grad_rows_fgbase(x, t, k, a, n_alpha, gamma, loss, grad, s, scale, bounds, label_bounds, r0,
+                                         r1);
 }
 
 static Py_ssize_t rows_per_task(Py_ssize_t k) { return k >= PL_SOFTMAX_TASK ? 1 : PL_SOFTMAX_TASK / k; }
 
 static PyObject *py_focal_softmax_ce_grad(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *logits, *labels, *alpha, *loss, *grad, *row_scale, *bounds;
+    PyObject *logits, *labels, *alpha, *loss, *grad, *row_scale, *bounds, *label_bounds = Py_None;
     Py_ssize_t k;
     double gamma, scale;
     int nthreads;
-    if (!PyArg_ParseTuple(args, "OOnOdOOOdiO", &logits, &labels, &k, &alpha, &gamma, &loss, &grad, &row_scale,
-                          &scale, &nthreads, &bounds))
+    if (!PyArg_ParseTuple(args, "OOnOdOOOdiO|O", &logits, &labels, &k, &alpha, &gamma, &loss, &grad,
+                          &row_scale, &scale, &nthreads, &bounds, &label_bounds))
         return NULL;
     Py_ssize_t n = pl_loss_rows(loss);
     if (n < 0 || pl_check_shape(n, k) < 0) return NULL;
@@ -65,7 +71,7 @@ static PyObject *py_focal_softmax_ce_grad(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "alpha: expected 1 or k float64 values");
         return NULL;
     }
-    Buffer bx, bt, bl, bg, bs, bb;
+    Buffer bx, bt, bl, bg, bs, bb, blb;
     if (pl_acquire(alpha, "alpha", 'f', 8, n_alpha, 0, 0, &ba) < 0) return NULL;
     if (pl_acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) goto fail_a;
     if (pl_acquire(labels, "labels", 'f', 4, n * k, 0, 0, &bt) < 0) goto fail_x;
@@ -73,6 +79,7 @@ static PyObject *py_focal_softmax_ce_grad(PyObject *self, PyObject *args) {
     if (pl_acquire(grad, "grad", 'f', 4, n * k, 1, 1, &bg) < 0) goto fail_l;
     if (pl_acquire(row_scale, "row_scale", 'f', 4, n, 0, 1, &bs) < 0) goto fail_g;
     if (pl_acquire(bounds, "bounds", 'f', 4, 2 * n, 1, 1, &bb) < 0) goto fail_s;
+    if (pl_acquire(label_bounds, "label_bounds", 'f', 4, 2 * n, 1, 1, &blb) < 0) goto fail_b;
     {
         const float *x = (const float *)bx.view.buf, *t = (const float *)bt.view.buf;
         const double *a = (const double *)ba.view.buf;
@@ -80,14 +87,16 @@ static PyObject *py_focal_softmax_ce_grad(PyObject *self, PyObject *args) {
         float *g = bg.held ? (float *)bg.view.buf : NULL;
         const float *s = bs.held ? (const float *)bs.view.buf : NULL;
         float *b = bb.held ? (float *)bb.view.buf : NULL;
+        float *lb = blb.held ? (float *)blb.view.buf : NULL;
         const Py_ssize_t per = rows_per_task(k), ntasks = (n + per - 1) / per;
         Py_BEGIN_ALLOW_THREADS
         PL_PARALLEL_FOR(nthreads, n * k, ntasks, task) {
             int64_t r0 = (int64_t)task * per, r1 = r0 + per < n ? r0 + per : n;
-            focal_grad_rows(x, t, k, a, n_alpha, gamma, out, g, s, scale, b, r0, r1);
+            focal_grad_rows(x, t, k, a, n_alpha, gamma, out, g, s, scale, b, lb, r0, r1);
         }
         Py_END_ALLOW_THREADS
     }
+    pl_release(&blb);
     pl_release(&bb);
     pl_release(&bs);
     pl_release(&bg);
@@ -96,6 +105,8 @@ static PyObject *py_focal_softmax_ce_grad(PyObject *self, PyObject *args) {
     pl_release(&bx);
     pl_release(&ba);
     Py_RETURN_NONE;
+fail_b:
+    pl_release(&bb);
 fail_s:
     pl_release(&bs);
 fail_g:

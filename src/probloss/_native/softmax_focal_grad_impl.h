@@ -109,7 +109,7 @@ INLINE int64_t label_blocks(const float *t, int64_t k, int64_t *idx, int64_t cap
 void PL_NAME(pl_focal_softmax_ce_grad_rows)(const float *logits, const float *labels, int64_t k,
                                            const double *alpha, int64_t n_alpha, double gamma, float *loss,
                                            float *grad, const float *row_scale, double scale, float *bounds,
-                                           int64_t row_begin, int64_t row_end) {
+                                           float *label_bounds, int64_t row_begin, int64_t row_end) {
     for (int64_t r = row_begin; r < row_end; r++) {
         const float *x = logits + r * k;
         const float *t = labels + r * k;
@@ -119,14 +119,20 @@ void PL_NAME(pl_focal_softmax_ce_grad_rows)(const float *logits, const float *la
         if (rm.bad) {
             loss[r] = NAN;
             if (g) fill_nan(g, k);
+            if (label_bounds) put_row_range(label_bounds + 2 * r, t, k);
             continue;
         }
         const float *next = r + 1 < row_end ? x + k : NULL;
         /* The labels go through pass 2 too (their sums are not needed): there their loads overlap
          * the exps' arithmetic, while in pass 3 alone a one-hot row's labels come from memory with
-         * nothing to hide them (a fifth of the kernel's time, measured), and from cache after. */
-        LabelSums unused = {{{0}, {0}}, {{0}, {0}}, range_start()};
-        double rest = row_rest(x, k, &rm, g, next, next ? t + k : NULL, t, &unused, 0) * TWO_M100; /* also finds rm.argmax */
+         * nothing to hide them (a fifth of the kernel's time, measured), and from cache after. The
+         * same pass takes their range where label_bounds asks for it (the data checks then make no
+         * pass of their own over the labels). */
+        LabelSums sums = {{{0}, {0}}, {{0}, {0}}, range_start()};
+        const float *next_t = next ? t + k : NULL;
+        double rest = (label_bounds ? row_rest(x, k, &rm, g, next, next_t, t, &sums, 1)
+                                    : row_rest(x, k, &rm, g, next, next_t, t, &sums, 0)) * TWO_M100; /* also finds rm.argmax */
+        if (label_bounds) range_put(label_bounds + 2 * r, sums.range);
         double lse = log1p(rest), denominator = 1.0 + rest, inv_total = 1.0 / denominator;
         double loss_sum = 0.0, c_rest = 0.0;
         int64_t blocks[LABEL_BLOCKS];
