@@ -1,4 +1,4 @@
-"""The public softmax cross-entropies' short way to the compiled kernels (probloss._backends._numpy_direct).
+"""The public cross-entropies' short way to the compiled kernels (probloss._backends._numpy_direct).
 
 The reference is the general path itself (the same public function with the
 short way switched off): on every call the result must be the same, bit for
@@ -28,6 +28,7 @@ from probloss._backends import _numpy_direct as direct
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="probloss's compiled kernels are not built")
 
 CCE, SCCE = probloss.categorical_crossentropy, probloss.sparse_categorical_crossentropy
+BCE = probloss.binary_crossentropy
 
 
 @contextmanager
@@ -36,6 +37,7 @@ def general_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with monkeypatch.context() as m:
         m.setattr(direct, "categorical_crossentropy", lambda *args: None)
         m.setattr(direct, "sparse_categorical_crossentropy", lambda *args: None)
+        m.setattr(direct, "binary_crossentropy", lambda *args: None)
         yield
 
 
@@ -46,13 +48,16 @@ class Spy:
         self.kernel = 0
         self.general = 0
         self.counts = (0, 0)  # (kernel, general) after the call that assert_same_as_general checks
-        real_kernels, real_evaluate = direct._kernels, _functional.evaluate
+        real_kernels, real_binary, real_evaluate = direct._kernels, direct._binary_kernel, _functional.evaluate
 
         class Module:
             def __init__(self, compiled: Any) -> None:
                 self.compiled = compiled
 
             def __getattr__(self, name: str) -> Any:
+                if name.startswith("KIND_"):
+                    return getattr(self.compiled, name)
+
                 def counted(*args: Any) -> Any:
                     spy.kernel += 1
                     return getattr(self.compiled, name)(*args)
@@ -65,11 +70,16 @@ class Spy:
             found = real_kernels()
             return None if found is None else (Module(found[0]), found[1])
 
+        def binary_kernel() -> Any:
+            found = real_binary()
+            return None if found is None else (Module(found[0]), found[1])
+
         def evaluate(*args: Any, **kwargs: Any) -> Any:
             spy.general += 1
             return real_evaluate(*args, **kwargs)
 
         monkeypatch.setattr(direct, "_kernels", kernels)
+        monkeypatch.setattr(direct, "_binary_kernel", binary_kernel)
         monkeypatch.setattr(_functional, "evaluate", evaluate)
 
 
@@ -325,3 +335,129 @@ def test_calls_from_several_threads_at_once(monkeypatch: pytest.MonkeyPatch) -> 
     for got in results:
         for a, b in zip(got, reference, strict=True):
             np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+# Binary cross-entropy from logits.
+BINARY_SHAPES = [(5, 2), (64, 17), (300, 1000), (2, 3, 9), (4, 1, 2, 40)]
+
+
+def binary_labels(rng: np.random.Generator, shape: tuple[int, ...], hard: bool) -> np.ndarray:
+    return (rng.random(shape) < 0.5).astype(np.float32) if hard else rng.random(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", BINARY_SHAPES)
+@pytest.mark.parametrize("validate", MODES)
+def test_binary_common_calls_take_the_short_way(shape: tuple[int, ...], validate: str | None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(sum(shape) + 1)
+    x = logits(rng, shape, scale=8.0)
+    x.reshape(-1)[-1] = 0.0
+    for hard in (True, False):
+        t = binary_labels(rng, shape, hard)
+        t.reshape(-1)[0] = 0.0
+        spy = Spy(monkeypatch)
+        kind, _, caught = assert_same_as_general(lambda t=t: BCE(t, x, from_logits=True, validate=validate),
+                                                 monkeypatch, spy)
+        assert (kind, caught) == ("value", [])
+        assert spy.counts == (1, 0)
+
+
+@pytest.mark.parametrize("change", ["nan logit", "+inf logit", "-inf logit", "-inf logit, label 1/2", "label > 1",
+                                    "negative label", "nan label", "inf label", "-0.0 labels",
+                                    "logits like probabilities", "constant logits"])
+@pytest.mark.parametrize("validate", MODES)
+def test_binary_data_the_general_path_decides(change: str, validate: str | None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(21)
+    x, t = logits(rng, (24, 8)), binary_labels(rng, (24, 8), hard=False)
+    if change == "nan logit":
+        x[3, 5] = np.nan
+    elif change == "+inf logit":
+        x[7, 0] = np.inf
+    elif change == "-inf logit":
+        x[2, 2], t[2, 2] = -np.inf, 0.0  # a finite loss: the kernel leaves the row to the generic kernel
+    elif change == "-inf logit, label 1/2":
+        x[2, 2], t[2, 2] = -np.inf, 0.5
+    elif change == "label > 1":
+        t[5, 5] = 1.5
+    elif change == "negative label":
+        t[11, 2] = -0.25
+    elif change == "nan label":
+        t[0, 4] = np.nan
+    elif change == "inf label":
+        t[1, 1] = np.inf
+    elif change == "-0.0 labels":
+        t[t < 0.5] = -0.0
+    elif change == "logits like probabilities":
+        x = rng.random((24, 8)).astype(np.float32)
+    else:
+        x[...] = 0.5  # constant: not flagged as probabilities
+    with np.errstate(all="ignore"):
+        assert_same_as_general(lambda: BCE(t, x, from_logits=True, validate=validate), monkeypatch)
+
+
+def _other_binary_calls() -> list[tuple[str, Callable[[np.ndarray, np.ndarray], Any]]]:
+    """Binary calls the short way does not take, as (name, call(t, x))."""
+    big_endian = np.dtype(">f4")
+    return [
+        ("probabilities", lambda t, x: BCE(t, 1 / (1 + np.exp(-x)))),
+        ("from_logits=1", lambda t, x: BCE(t, x, from_logits=1)),
+        ("label_smoothing", lambda t, x: BCE(t, x, from_logits=True, label_smoothing=0.1)),
+        ("pos_weight", lambda t, x: BCE(t, x, from_logits=True, pos_weight=2.0)),
+        ("axis 0", lambda t, x: BCE(t.T.copy(), x.T.copy(), from_logits=True, axis=0)),
+        ("strided", lambda t, x: BCE(t[::2], x[::2], from_logits=True)),
+        ("big-endian", lambda t, x: BCE(t, x.astype(big_endian), from_logits=True)),
+        ("float64", lambda t, x: BCE(t, x.astype(np.float64), from_logits=True)),
+        ("float64 labels", lambda t, x: BCE(t.astype(np.float64), x, from_logits=True)),
+        ("lists", lambda t, x: BCE(t.tolist(), x.tolist(), from_logits=True)),
+        ("one column", lambda t, x: BCE(t[:, :1], x[:, :1], from_logits=True)),
+        ("1-D", lambda t, x: BCE(t[0], x[0], from_logits=True)),
+        ("empty", lambda t, x: BCE(t[:0], x[:0], from_logits=True)),
+        ("shape mismatch", lambda t, x: BCE(t[:, :6], x, from_logits=True)),
+        ("bad validate", lambda t, x: BCE(t, x, from_logits=True, validate="loud")),
+    ]
+
+
+@pytest.mark.parametrize("case", _other_binary_calls(), ids=lambda c: c[0])
+def test_other_binary_calls_take_the_general_path(case: tuple[str, Callable[..., Any]],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(22)
+    x, t = logits(rng, (10, 7)), binary_labels(rng, (10, 7), hard=False)
+    spy = Spy(monkeypatch)
+    with np.errstate(all="ignore"):
+        assert_same_as_general(lambda: case[1](t, x), monkeypatch, spy)
+    assert spy.counts[0] == 0
+
+
+def test_binary_fast_paths_off_and_no_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    from probloss import _native
+
+    rng = np.random.default_rng(23)
+    x, t = logits(rng, (10, 7)), binary_labels(rng, (10, 7), hard=True)
+    spy = Spy(monkeypatch)
+    with probloss.fast_paths(False):
+        BCE(t, x, from_logits=True)
+    assert (spy.kernel, spy.general) == (0, 1)
+    monkeypatch.setattr(_native, "binary", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = BCE(t, x, from_logits=True)
+    assert (spy.kernel, spy.general) == (0, 2)
+    # the general path's fallback: the float64 formula within float32 rounding
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    want = np.mean(np.maximum(x64, 0) - x64 * t64 + np.log1p(np.exp(-np.abs(x64))), axis=-1)
+    np.testing.assert_allclose(got, want, rtol=2e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_binary_bit_identical_for_every_thread_count(threads: int) -> None:
+    rng = np.random.default_rng(24)
+    x, t = logits(rng, (700, 333)), binary_labels(rng, (700, 333), hard=False)
+    reference = BCE(t, x, from_logits=True)
+    previous = probloss.get_num_threads()
+    probloss.set_num_threads(threads)
+    try:
+        got = BCE(t, x, from_logits=True)
+    finally:
+        probloss.set_num_threads(previous)
+    np.testing.assert_array_equal(got.view(np.uint32), reference.view(np.uint32))

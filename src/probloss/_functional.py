@@ -542,6 +542,10 @@ def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
     References:
         Keras 3, ``keras.losses.binary_crossentropy``.
     """
+    direct = _numpy_direct.binary_crossentropy(y_true, y_pred, from_logits, label_smoothing, axis, pos_weight,
+                                               validate)
+    if direct is not None:
+        return direct
     return evaluate(binary_crossentropy, y_true, y_pred, validate=validate,
                     from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
                     pos_weight=pos_weight)
