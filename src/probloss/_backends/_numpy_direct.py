@@ -80,6 +80,20 @@ def _logits_ok(y_pred: Any, axis: Any) -> bool:
             and 1 < y_pred.shape[-1] <= _MAX_CLASSES and y_pred.size > 0)
 
 
+def _dense_call_ok(y_true: Any, y_pred: Any, from_logits: Any, label_smoothing: Any, axis: Any,
+                   weights: Any) -> bool:
+    """Whether a call with labels of the logits' shape is the common one the short way takes.
+
+    From logits, no label smoothing, no weights (``class_weight`` or
+    ``pos_weight``: None), logits as :func:`_logits_ok`, and C-contiguous native
+    float32 labels of the same shape.
+    """
+    return (from_logits is True and weights is None and type(label_smoothing) in (float, int)
+            and label_smoothing == 0 and _logits_ok(y_pred, axis) and type(y_true) is np.ndarray
+            and y_true.dtype == _F32 and y_true.shape == y_pred.shape and y_true.flags.c_contiguous
+            and _config.fast_paths_enabled())
+
+
 def _mode(validate: Any) -> str | None:
     """The validation mode in force, or None where ``validate`` is for the general path to judge."""
     if validate is None:
@@ -110,10 +124,7 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: Any, label_s
 
     Args and the result as :func:`probloss.categorical_crossentropy`'s.
     """
-    if not (from_logits is True and class_weight is None and type(label_smoothing) in (float, int)
-            and label_smoothing == 0 and _logits_ok(y_pred, axis) and type(y_true) is np.ndarray
-            and y_true.dtype == _F32 and y_true.shape == y_pred.shape and y_true.flags.c_contiguous
-            and _config.fast_paths_enabled()):
+    if not _dense_call_ok(y_true, y_pred, from_logits, label_smoothing, axis, class_weight):
         return None
     mode, kernels = _mode(validate), _kernels()
     if mode is None or kernels is None:
@@ -181,10 +192,7 @@ def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: Any, label_smooth
 
     Args and the result as :func:`probloss.binary_crossentropy`'s.
     """
-    if not (from_logits is True and pos_weight is None and type(label_smoothing) in (float, int)
-            and label_smoothing == 0 and _logits_ok(y_pred, axis) and type(y_true) is np.ndarray
-            and y_true.dtype == _F32 and y_true.shape == y_pred.shape and y_true.flags.c_contiguous
-            and _config.fast_paths_enabled()):
+    if not _dense_call_ok(y_true, y_pred, from_logits, label_smoothing, axis, pos_weight):
         return None
     mode = _mode(validate)
     if mode is None:
