@@ -9,7 +9,7 @@
  *   dL/dx_k = p_k C - c_k,  c_j = a_j t_j w_j (gamma p_j l_j / (1 - p_j) + 1),  C = sum_j c_j
  *
  * (gamma = 0, a = 1: c = t and the gradient is p T - t, softmax cross-entropy's).
- * Per row: pass 1 (row_max) finds m and a, pass 2 (scaled_rest) S' and the
+ * Per row: pass 1 (row_max) finds m, pass 2 (row_rest) a, S' and the
  * float32 exps into the gradient row; pass 3 computes c_j and the loss in
  * float64 over the blocks of 8 entries that hold a nonzero label (one block a
  * row for one-hot labels); pass 4 scales the exps into s·C·p_j (scale_exps)
