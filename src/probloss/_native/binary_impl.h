@@ -665,13 +665,9 @@ PL_INLINE float exp_neg_f6_poly(float r)
  * [0.70, 1.42] (k in [-126, 0]: the sum is a normal float exactly when p·2^k is one). */
 PL_INLINE float exp_neg_f6(float a)
 {
-    const float magic = 12582912.0f;               /* 1.5 * 2^23: adding it rounds to an integer */
-    float km = -a * 1.44269504088896341f + magic;  /* k in the low mantissa bits */
-    float kf = km - magic;
-    float r = -a - kf * 0.693359375f;              /* exact: ln2's high part has 9 bits */
-    r = r - kf * -2.12194440e-4f;
-    /* k is bits(km) - bits(magic), and bits(magic) << 23 wraps to 0: k << 23 = bits(km) << 23 */
-    return pl_float_b(pl_bits_f(exp_neg_f6_poly(r)) + (pl_bits_f(km) << 23));
+    float km;
+    float r = pl_expf_reduce(-a, &km);
+    return pl_expf_scale_normal(exp_neg_f6_poly(r), km);
 }
 
 /* e^-a for any a >= 0 (NaN: unspecified, finite): exp_neg_f6 with pl_expf_neg's
@@ -680,18 +676,9 @@ PL_INLINE float exp_neg_f6(float a)
  * (p·2^k1·2^k2 = p·2^k exactly for a normal result). */
 PL_INLINE float exp_neg_f6_any(float a)
 {
-    float xc = a < 110.0f ? -a : -110.0f;
-    const float magic = 12582912.0f;
-    float km = xc * 1.44269504088896341f + magic;
-    float kf = km - magic;
-    float r = xc - kf * 0.693359375f;
-    r = r - kf * -2.12194440e-4f;
-    float p = exp_neg_f6_poly(r);
-    int32_t k = (int32_t)(pl_bits_f(km) - 0x4B400000u); /* in [-159, 0], no conversion */
-    int32_t k1 = k > -126 ? k : -126;                  /* 2^k1 normal, 2^(k-k1) in [2^-33, 1] */
-    float s1 = pl_float_b((uint32_t)(k1 + 127) << 23);
-    float s2 = pl_float_b((uint32_t)(k - k1 + 127) << 23);
-    return (p * s1) * s2;
+    float km;
+    float r = pl_expf_reduce(a < 110.0f ? -a : -110.0f, &km);
+    return pl_expf_scale(exp_neg_f6_poly(r), km);
 }
 
 /* log1p(e) for e in [0, 1] (see above). */

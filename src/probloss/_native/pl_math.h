@@ -166,38 +166,57 @@ PL_INLINE float pl_logf(float x)
     return x != x ? x : result;
 }
 
-/* e^-a for a >= 0 (NaN: unspecified, finite): pl_expf without the overflow and
- * NaN handling, for the e = exp(-|x|) of the logit losses. Same error as pl_expf. */
-PL_INLINE float pl_expf_neg(float a)
+/* The pieces of e^xc (xc <= 0) shared by the exps that differ only in e^r's
+ * polynomial (pl_expf_taylor here, binary_impl.h's degree-6 fit): the reduction
+ * xc = k·ln2 + r (|r| <= ln2/2 plus a rounding; the first step is exact, ln2's
+ * high part has 9 bits), returning r and km = xc·log2(e) + 1.5·2^23, whose low
+ * mantissa bits hold k. */
+PL_INLINE float pl_expf_reduce(float xc, float *km_out)
 {
-    float xc = a < 110.0f ? -a : -110.0f;
-    const float magic = 12582912.0f;
-    float km = xc * 1.44269504088896341f + magic; /* k in the low mantissa bits */
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float km = xc * 1.44269504088896341f + magic;
     float kf = km - magic;
     float r = xc - kf * 0.693359375f;
-    r = r - kf * -2.12194440e-4f;
-    float p = pl_expf_taylor(r);
-    int32_t k = (int32_t)(pl_bits_f(km) - 0x4B400000u); /* in [-159, 0], no conversion */
+    *km_out = km;
+    return r - kf * -2.12194440e-4f;
+}
+
+/* p·2^k for k in [-159, 0] (from pl_expf_reduce's km) in two normal steps, so that
+ * a subnormal result comes out right. */
+PL_INLINE float pl_expf_scale(float p, float km)
+{
+    int32_t k = (int32_t)(pl_bits_f(km) - 0x4B400000u); /* no conversion */
     int32_t k1 = k > -126 ? k : -126;                  /* 2^k1 normal, 2^(k-k1) in [2^-33, 1] */
     float s1 = pl_float_b((uint32_t)(k1 + 127) << 23);
     float s2 = pl_float_b((uint32_t)(k - k1 + 127) << 23);
     return (p * s1) * s2;
 }
 
+/* p·2^k for p in [0.70, 1.42] and k in [-126, 0]: k added to p's exponent field,
+ * exact when p·2^k is a normal float (k is bits(km) - bits(magic), and
+ * bits(magic) << 23 wraps to 0: k << 23 = bits(km) << 23). */
+PL_INLINE float pl_expf_scale_normal(float p, float km)
+{
+    return pl_float_b(pl_bits_f(p) + (pl_bits_f(km) << 23));
+}
+
+/* e^-a for a >= 0 (NaN: unspecified, finite): pl_expf without the overflow and
+ * NaN handling, for the e = exp(-|x|) of the logit losses. Same error as pl_expf. */
+PL_INLINE float pl_expf_neg(float a)
+{
+    float km;
+    float r = pl_expf_reduce(a < 110.0f ? -a : -110.0f, &km); /* k in [-159, 0] */
+    return pl_expf_scale(pl_expf_taylor(r), km);
+}
+
 /* e^-a for a in [0, 87] (e^-a a normal float; outside: unspecified, finite or
- * not, never a trap): pl_expf_neg with one scaling, 2^k added to the exponent
- * field of p = e^r in [0.70, 1.42] (k in [-126, 0]: the sum is a normal float
- * exactly when p·2^k is one), so the same value as pl_expf_neg there. */
+ * not, never a trap): pl_expf_neg with one scaling (pl_expf_scale_normal), so
+ * the same value as pl_expf_neg there. */
 PL_INLINE float pl_expf_neg_normal(float a)
 {
-    const float magic = 12582912.0f;
-    float km = -a * 1.44269504088896341f + magic; /* k in the low mantissa bits */
-    float kf = km - magic;
-    float r = -a - kf * 0.693359375f;
-    r = r - kf * -2.12194440e-4f;
-    float p = pl_expf_taylor(r);
-    /* k is bits(km) - bits(magic), and bits(magic) << 23 wraps to 0: k << 23 = bits(km) << 23 */
-    return pl_float_b(pl_bits_f(p) + (pl_bits_f(km) << 23));
+    float km;
+    float r = pl_expf_reduce(-a, &km);
+    return pl_expf_scale_normal(pl_expf_taylor(r), km);
 }
 
 /* log1p(e) for e in [0, 1] (outside: unspecified), without division or range
