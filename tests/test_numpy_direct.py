@@ -1,4 +1,4 @@
-"""The public cross-entropies' short way to the compiled kernels (probloss._backends._numpy_direct).
+"""The public cross-entropies', Poisson's and KL's short way to the compiled kernels (probloss._backends._numpy_direct).
 
 The reference is the general path itself (the same public function with the
 short way switched off): on every call the result must be the same, bit for
@@ -29,6 +29,7 @@ pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="probloss's compile
 
 CCE, SCCE = probloss.categorical_crossentropy, probloss.sparse_categorical_crossentropy
 BCE = probloss.binary_crossentropy
+POISSON, KL = probloss.poisson, probloss.kl_divergence
 
 
 @contextmanager
@@ -38,6 +39,8 @@ def general_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         m.setattr(direct, "categorical_crossentropy", lambda *args: None)
         m.setattr(direct, "sparse_categorical_crossentropy", lambda *args: None)
         m.setattr(direct, "binary_crossentropy", lambda *args: None)
+        m.setattr(direct, "poisson", lambda *args: None)
+        m.setattr(direct, "kl_divergence", lambda *args: None)
         yield
 
 
@@ -461,3 +464,157 @@ def test_binary_bit_identical_for_every_thread_count(threads: int) -> None:
     finally:
         probloss.set_num_threads(previous)
     np.testing.assert_array_equal(got.view(np.uint32), reference.view(np.uint32))
+
+
+# Poisson and KL divergence.
+RATE_SHAPES = [(1,), (7,), (5, 2), (64, 17), (300, 256), (2, 3, 9)]
+
+
+def counts_and_rates(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return rng.poisson(2.0, shape).astype(np.float32), rng.uniform(0.0, 5.0, shape).astype(np.float32)
+
+
+def distributions(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return soft(rng, shape), soft(rng, shape)
+
+
+RATE_LOSSES = {"poisson": (POISSON, counts_and_rates), "kl": (KL, distributions)}
+
+
+@pytest.mark.parametrize("loss", RATE_LOSSES)
+@pytest.mark.parametrize("shape", RATE_SHAPES)
+@pytest.mark.parametrize("validate", MODES)
+def test_rate_common_calls_take_the_short_way(loss: str, shape: tuple[int, ...], validate: str | None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    fn, data = RATE_LOSSES[loss]
+    t, x = data(np.random.default_rng(sum(shape) + 31), shape)
+    t.reshape(-1)[0] = 0.0  # a zero count / probability: 0·log(...) and KL's clip at ε
+    x.reshape(-1)[-1] = 0.0  # a zero rate / probability: log(ε), the clip at ε
+    spy = Spy(monkeypatch)
+    kind, _, caught = assert_same_as_general(lambda: fn(t, x, validate=validate), monkeypatch, spy)
+    assert (kind, caught) == ("value", [])
+    assert spy.counts == (1, 0)
+
+
+@pytest.mark.parametrize("loss", RATE_LOSSES)
+@pytest.mark.parametrize("change", ["nan y_true", "nan y_pred", "inf y_true", "inf y_pred", "negative y_true",
+                                    "negative y_pred", "-0.0 y_pred", "y_true > 1", "y_pred > 1", "huge y_pred"])
+@pytest.mark.parametrize("validate", MODES)
+def test_rate_data_the_general_path_decides(loss: str, change: str, validate: str | None,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    fn, data = RATE_LOSSES[loss]
+    t, x = data(np.random.default_rng(32), (24, 8))
+    if change == "nan y_true":
+        t[3, 5] = np.nan
+    elif change == "nan y_pred":
+        x[3, 5] = np.nan
+    elif change == "inf y_true":
+        t[7, 0] = np.inf
+    elif change == "inf y_pred":
+        x[7, 0] = np.inf
+    elif change == "negative y_true":
+        t[11, 2] = -0.25
+    elif change == "negative y_pred":
+        x[11, 2] = -0.25
+    elif change == "-0.0 y_pred":
+        x[x < 0.1] = -0.0
+    elif change == "y_true > 1":
+        t[5, 5] = 1.5
+    elif change == "y_pred > 1":
+        x[5, 5] = 1.5
+    else:
+        x[2, 2] = 3e38
+    with np.errstate(all="ignore"):
+        assert_same_as_general(lambda: fn(t, x, validate=validate), monkeypatch)
+
+
+def _other_rate_calls() -> list[tuple[str, Callable[[Callable[..., Any], np.ndarray, np.ndarray], Any]]]:
+    """Poisson / KL calls the short way does not take, as (name, call(fn, t, x))."""
+    big_endian = np.dtype(">f4")
+    return [
+        ("strided", lambda fn, t, x: fn(t[::2], x[::2])),
+        ("transposed", lambda fn, t, x: fn(t.T, x.T)),
+        ("big-endian", lambda fn, t, x: fn(t, x.astype(big_endian))),
+        ("float64", lambda fn, t, x: fn(t, x.astype(np.float64))),
+        ("float64 y_true", lambda fn, t, x: fn(t.astype(np.float64), x)),
+        ("float16", lambda fn, t, x: fn(t.astype(np.float16), x.astype(np.float16))),
+        ("lists", lambda fn, t, x: fn(t.tolist(), x.tolist())),
+        ("empty", lambda fn, t, x: fn(t[:0], x[:0])),
+        ("no columns", lambda fn, t, x: fn(t[:, :0], x[:, :0])),
+        ("scalar", lambda fn, t, x: fn(t[0, 0], x[0, 0])),
+        ("shape mismatch", lambda fn, t, x: fn(t[:, :6], x)),
+        ("bad validate", lambda fn, t, x: fn(t, x, validate="loud")),
+    ]
+
+
+@pytest.mark.parametrize("loss", RATE_LOSSES)
+@pytest.mark.parametrize("case", _other_rate_calls(), ids=lambda c: c[0])
+def test_other_rate_calls_take_the_general_path(loss: str, case: tuple[str, Callable[..., Any]],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    fn, data = RATE_LOSSES[loss]
+    t, x = data(np.random.default_rng(33), (10, 7))
+    spy = Spy(monkeypatch)
+    with np.errstate(all="ignore"):
+        assert_same_as_general(lambda: case[1](fn, t, x), monkeypatch, spy)
+    assert spy.counts[0] == 0
+
+
+@pytest.mark.parametrize("option", ["log_input", "full", "log_target"])
+def test_rate_options_take_the_general_path(option: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(34)
+    if option == "log_target":
+        t, x = distributions(rng, (10, 7))
+        call = lambda: KL(np.log(t), x, log_target=True)  # noqa: E731
+    else:
+        t, x = counts_and_rates(rng, (10, 7))
+        call = lambda: POISSON(t, x, **{option: True})  # noqa: E731
+    spy = Spy(monkeypatch)
+    assert_same_as_general(call, monkeypatch, spy)
+    assert spy.counts[0] == 0
+
+
+@pytest.mark.parametrize("loss", RATE_LOSSES)
+def test_rate_short_way_reads_epsilon_and_switches(loss: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from probloss import _native
+
+    fn, data = RATE_LOSSES[loss]
+    t, x = data(np.random.default_rng(35), (10, 7))
+    x[0, 0] = 0.0  # where ε acts: log(0 + ε), the clip of p at ε
+    previous = probloss.epsilon()
+    probloss.set_epsilon(1e-3)
+    try:
+        got = assert_same_as_general(lambda: fn(t, x), monkeypatch)[1]
+    finally:
+        probloss.set_epsilon(previous)
+    assert not np.array_equal(got, fn(t, x))  # ε changed the result, and the short way followed it
+    spy = Spy(monkeypatch)
+    with probloss.fast_paths(False):
+        fn(t, x)
+    assert (spy.kernel, spy.general) == (0, 1)
+    monkeypatch.setattr(_native, "binary", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fn(t, x)
+    assert (spy.kernel, spy.general) == (0, 2)
+
+
+@pytest.mark.parametrize("loss", RATE_LOSSES)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_rate_bit_identical_for_every_thread_count(loss: str, threads: int) -> None:
+    fn, data = RATE_LOSSES[loss]
+    t, x = data(np.random.default_rng(36), (700, 333))
+    # an independent float64 reference: Keras's formulas
+    t64, x64, eps = t.astype(np.float64), x.astype(np.float64), probloss.epsilon()
+    if loss == "poisson":
+        want = np.mean(x64 - t64 * np.log(x64 + np.float32(eps)), axis=-1)
+    else:
+        tc, xc = np.clip(t64, np.float32(eps), 1.0), np.clip(x64, np.float32(eps), 1.0)
+        want = np.sum(tc * np.log(tc / xc), axis=-1)
+    previous = probloss.get_num_threads()
+    probloss.set_num_threads(threads)
+    try:
+        got = fn(t, x)
+    finally:
+        probloss.set_num_threads(previous)
+    np.testing.assert_allclose(got, want, rtol=4 * 2.0**-24, atol=0)
+    np.testing.assert_array_equal(got.view(np.uint32), fn(t, x).view(np.uint32))

@@ -787,6 +787,9 @@ def poisson(y_true: Any, y_pred: Any, *, log_input: bool = False, full: bool = F
         >>> probloss.poisson([[0.0, 1.0], [2.0, 0.0]], [[1.0, 1.0], [1.0, 0.5]]).round(4)
         array([1.  , 0.75], dtype=float32)
     """
+    direct = _numpy_direct.poisson(y_true, y_pred, log_input, full, validate)
+    if direct is not None:
+        return direct
     return evaluate(poisson, y_true, y_pred, validate=validate, log_input=log_input, full=full)
 
 
@@ -816,5 +819,8 @@ def kl_divergence(y_true: Any, y_pred: Any, *, log_input: bool = False, log_targ
         >>> probloss.kl_divergence([[0.0, 1.0], [0.5, 0.5]], [[0.4, 0.6], [0.5, 0.5]]).round(4)
         array([0.5108, 0.    ], dtype=float32)
     """
+    direct = _numpy_direct.kl_divergence(y_true, y_pred, log_input, log_target, validate)
+    if direct is not None:
+        return direct
     return evaluate(kl_divergence, y_true, y_pred, validate=validate, log_input=log_input,
                     log_target=log_target)

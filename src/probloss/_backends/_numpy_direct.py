@@ -37,7 +37,8 @@ import numpy as np
 
 from .. import _config
 
-__all__ = ["binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"]
+__all__ = ["binary_crossentropy", "categorical_crossentropy", "kl_divergence", "poisson",
+           "sparse_categorical_crossentropy"]
 
 _F32 = np.dtype(np.float32)  # native byte order (a swapped one compares unequal)
 _LABEL_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
@@ -217,3 +218,65 @@ def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: Any, label_smooth
         if 0.0 <= x_lo < x_hi <= 1.0:
             return None  # the general path warns: these look like probabilities
     return loss
+
+
+def _same_float32(y_true: Any, y_pred: Any) -> bool:
+    """Whether both are plain C-contiguous native float32 arrays of one non-empty shape, rank >= 1."""
+    return (type(y_true) is np.ndarray and type(y_pred) is np.ndarray and y_pred.dtype == _F32
+            and y_true.dtype == _F32 and y_true.shape == y_pred.shape and y_pred.ndim >= 1 and y_pred.size > 0
+            and y_true.flags.c_contiguous and y_pred.flags.c_contiguous and _config.fast_paths_enabled())
+
+
+def _rates_or_distributions(kind_name: str, y_true: Any, y_pred: Any, flags: tuple[Any, ...], validate: Any,
+                            high: float, mean: bool) -> np.ndarray | None:
+    """Poisson or KL divergence (``kind_name``) through the binary kernel alone, or None.
+
+    ``flags`` (``log_input``, ``full``, ``log_target``) must all be False.
+    ``high``: the upper bound of both inputs' data checks (rates: inf,
+    distributions: 1; the lower bound is 0 for both).
+    """
+    if not (all(flag is False for flag in flags) and _same_float32(y_true, y_pred)):
+        return None
+    mode, kernel = _mode(validate), _binary_kernel()
+    if mode is None or kernel is None:
+        return None  # the general path judges the mode, or warns that the extension is missing
+    module, threads = kernel
+    cols = y_pred.shape[-1]
+    loss = np.empty(y_pred.shape[:-1], _F32)
+    nonfinite, y_lo, y_hi, x_lo, x_hi = module.row_losses(
+        getattr(module, kind_name), y_true.reshape(-1, cols), y_pred.reshape(-1, cols), loss.reshape(-1),
+        float(cols) if mean else 1.0, threads(), None, (float(np.float32(_config.epsilon())),))
+    if nonfinite:
+        return None  # rows for the generic kernel, or data the checks refuse
+    # The checks' in_range(0, high) on both: NaN fails every comparison, so the general path names it.
+    if mode != "off" and not (y_lo >= 0.0 and y_hi <= high and y_hi < math.inf
+                              and x_lo >= 0.0 and x_hi <= high and x_hi < math.inf):
+        return None
+    return loss
+
+
+def poisson(y_true: Any, y_pred: Any, log_input: Any, full: Any, validate: Any) -> np.ndarray | None:
+    """Poisson through the kernel alone, or None: the general path decides.
+
+    The common call: C-contiguous native float32 counts and rates of one shape,
+    the mean over the last axis, neither ``log_input`` nor ``full``. The
+    kernel's pass gives both inputs' bounds, which settle the data checks
+    (counts and rates finite and non-negative). At 4096 x 256 the general path's
+    Python costs 20-30 microseconds warm, more after the kernel has streamed
+    8 MB: 5-10% of the call.
+
+    Args and the result as :func:`probloss.poisson`'s.
+    """
+    return _rates_or_distributions("KIND_POISSON", y_true, y_pred, (log_input, full), validate, math.inf,
+                                   mean=True)
+
+
+def kl_divergence(y_true: Any, y_pred: Any, log_input: Any, log_target: Any, validate: Any) -> np.ndarray | None:
+    """KL divergence through the kernel alone, or None: the general path decides.
+
+    As :func:`poisson`: neither ``log_input`` nor ``log_target``, the sum over
+    the last axis, both inputs checked to lie in ``[0, 1]``.
+
+    Args and the result as :func:`probloss.kl_divergence`'s.
+    """
+    return _rates_or_distributions("KIND_KL", y_true, y_pred, (log_input, log_target), validate, 1.0, mean=False)
