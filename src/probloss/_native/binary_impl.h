@@ -623,8 +623,8 @@ PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssi
 /* ---- The pieces of binary CE from logits (bce_logits_block), in float.
  *
  * term = log1p(e) + w·x, e = exp(-|x|), w·x = y·relu(-x) + (1-y)·relu(x): 20
- * multiplications or fused multiply-adds per element (22 with pl_expf_neg_normal
- * and pl_log1pf_unit, whose error is larger), which bound the loop where two FMA
+ * multiplications or fused multiply-adds per element (22 with the Taylor exp and
+ * the Chebyshev-node log1p used before, whose errors are larger), which bound the loop where two FMA
  * pipes do every product (AMD Zen 4: ~1.6 cycles per element with AVX-512, the
  * sum in double included; 8% faster than before).
  *
@@ -637,17 +637,17 @@ PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssi
  * Chebyshev points; scripts/fit_bce_polys.py): relative error
  * 3.1e-9 (0.05 ulp) with exact arithmetic, below pl_expf_taylor's 5.2e-9 with
  * one product fewer. With the float evaluation's roundings: 0.90 ulp over every
- * float in [0, 87] (pl_expf_neg_normal: 0.94; baseline build 1.18 and 1.22).
+ * float in [0, 87] (the Taylor exp: 0.94; baseline build 1.18 and 1.22).
  *
  * log1p_unit_f8(e) = log1p(e) for e in [0, 1]: e + e·(e·r(e)), r of degree 8, a
  * minimax fit of the relative error of log1p on [0, 1] (same method): 5.3e-9
- * (0.09 ulp) with exact arithmetic, where pl_log1pf_unit's fit at Chebyshev
- * nodes (same degree and cost) has 3.1e-8; evaluated in float, 1.30 ulps over
- * every float in [0, 1] (pl_log1pf_unit: 1.55; baseline build 1.73 and 1.89). log1p(e) + w·x (w = step_minus_y)
+ * (0.09 ulp) with exact arithmetic, where the former fit at Chebyshev nodes
+ * (same degree and cost) had 3.1e-8; evaluated in float, 1.30 ulps over every
+ * float in [0, 1] (the former: 1.55; baseline build 1.73 and 1.89). log1p(e) + w·x (w = step_minus_y)
  * then rounds once (a fused multiply-add). Both parts are non-negative for a
  * label in [0, 1], so no cancellation: over 6M logits in [-90, 90] (uniform and
  * log-uniform) and labels 0, 1, 0.1, 0.5, 0.9, 0.999 a float32 term is within
- * 2.01 ulps (AVX-512 build; 2.11 with pl_expf_neg and pl_log1pf_unit); docs/accuracy.md
+ * 2.01 ulps (AVX-512 build; 2.11 with the former pair); docs/accuracy.md
  * has the test grid's figures. */
 PL_INLINE float exp_neg_f6_poly(float r)
 {

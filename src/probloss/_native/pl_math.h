@@ -209,34 +209,6 @@ PL_INLINE float pl_expf_neg(float a)
     return pl_expf_scale(pl_expf_taylor(r), km);
 }
 
-/* e^-a for a in [0, 87] (e^-a a normal float; outside: unspecified, finite or
- * not, never a trap): pl_expf_neg with one scaling (pl_expf_scale_normal), so
- * the same value as pl_expf_neg there. */
-PL_INLINE float pl_expf_neg_normal(float a)
-{
-    float km;
-    float r = pl_expf_reduce(-a, &km);
-    return pl_expf_scale_normal(pl_expf_taylor(r), km);
-}
-
-/* log1p(e) for e in [0, 1] (outside: unspecified), without division or range
- * reduction: e + e·(e·r(e)) with r a degree-8 fit of (log1p(e)/e - 1)/e at
- * Chebyshev nodes, coefficients rounded to float (relative error of the
- * polynomial 3.1e-8). The softplus tail log1p(exp(-|x|)) of the logit losses. */
-PL_INLINE float pl_log1pf_unit(float e)
-{
-    float r = -0.004466211423277855f;
-    r = r * e + 0.025224054232239723f;
-    r = r * e + -0.06675772368907928f;
-    r = r * e + 0.11561845242977142f;
-    r = r * e + -0.15847565233707428f;
-    r = r * e + 0.198541060090065f;
-    r = r * e + -0.24986526370048523f;
-    r = r * e + 0.3333284258842468f;
-    r = r * e + -0.4999999701976776f;
-    return e + e * (e * r);
-}
-
 /* ----------------------------------------------------------------- double */
 
 /* 2^k for an integer-valued double k in [-1022, 1023], without float->int conversion. */
