@@ -462,12 +462,15 @@ PL_INLINE void focal_logits_hard_loop(const params_t *P, const float *restrict y
         softest = d > softest ? d : softest;
         /* s's sign bit: set for y = 1 (bits 0x3f800000, shifted left by 2), clear for 0 (and -0) */
         const uint32_t flip = (pl_bits_f(y[i]) << 2) & 0x80000000u;
-        double z = (double)pl_float_b(pl_bits_f(x[i]) ^ flip); /* s·x */
-        double e = exp_neg_short(fabs(z));
+        /* z = s·x enters as its sign (a float comparison on 16 lanes) and |z| = |x|
+         * (taken in float, exactly), so that z itself is never widened */
+        const int positive = pl_float_b(pl_bits_f(x[i]) ^ flip) >= 0.0f;
+        double a = (double)fabsf(x[i]);
+        double e = exp_neg_short(a);
         double near_one = recip_unit_short(1.0 + e), near_zero = e * near_one;
-        double u = z >= 0.0 ? near_one : near_zero; /* 1 - p_t = sigmoid(z) */
-        double v = z >= 0.0 ? near_zero : near_one; /* p_t = sigmoid(-z) */
-        double relu = z >= 0.0 ? z : 0.0; /* the mask of u and v (z = -0 gives -0: the same bce) */
+        double u = positive ? near_one : near_zero; /* 1 - p_t = sigmoid(z) */
+        double v = positive ? near_zero : near_one; /* p_t = sigmoid(-z) */
+        double relu = positive ? a : 0.0;           /* relu(z); z = -0 gives +0: the same bce */
         double bce = e * log1p_unit_q(e) + relu;
         double power = mode == 0 ? 1.0 : (mode == 1 ? u : u * u);
         double weight = balance ? (flip ? alpha : 1.0 - alpha) : 1.0;
