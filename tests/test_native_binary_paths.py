@@ -275,6 +275,44 @@ def test_general_and_ordinary_loops_agree():
         np.testing.assert_allclose(a, b, rtol=2 * EPS32, atol=0, err_msg=kind)
 
 
+def test_focal_block_redone_by_the_loop_it_suits():
+    """Blocks the focal kernel's first loop does not suit are written again by the loop they do suit.
+
+    focal_logits_block runs the short loop's hard-label form when a block's first 16
+    labels are 0 or 1, and its soft-label form otherwise; a block with a soft label
+    further on is then done again by the soft-label form, and one with a logit beyond
+    700 by the general loop. Each element's gradient is then the loop's value for that
+    element alone: the same bits as where the block goes to that loop at once (a
+    soft first label; a first label already outside the short loops' range).
+    """
+    rng = np.random.default_rng(11)
+    shape = (8, 256)  # one block per row
+    hard = (rng.random(shape) < 0.5).astype(F32)
+    x = (rng.standard_normal(shape) * 4).astype(F32)
+    late = hard.copy()
+    late[:, 200] = F32(0.3)  # hard loop first, then the soft-label loop
+    early = late.copy()
+    early[:, 0] = F32(0.7)  # the soft-label loop at once
+    wide = x.copy()
+    wide[:, 150] = F32(800.0)  # hard loop first, then the general loop
+    wide_early = wide.copy()
+    wide_early[:, 0] = F32(900.0)
+    module = _native.binary
+    eps, one_minus = float(F32(1e-7)), float(F32(1 - 1e-7))
+    for gamma in (0.0, 1.0, 2.0):
+        for balance in (0.0, 1.0):
+            params = (gamma, gamma, 0.25, balance, eps, one_minus)
+            grads = {}
+            for name, (labels, logits) in {"late": (late, x), "early": (early, x), "wide": (hard, wide),
+                                           "wide_early": (hard, wide_early)}.items():
+                out, grad = np.empty(shape[0], F32), np.empty(shape, F32)
+                module.row_losses(module.KIND_FOCAL_LOGITS, labels, logits, out, 256.0, 1, grad, params)
+                assert np.all(np.isfinite(out))
+                grads[name] = grad
+            np.testing.assert_array_equal(grads["late"][:, 1:], grads["early"][:, 1:])
+            np.testing.assert_array_equal(grads["wide"][:, 1:], grads["wide_early"][:, 1:])
+
+
 BASELINE_CHILD = """
 import json, os, sys
 import numpy as np

@@ -315,8 +315,11 @@ PL_INLINE double exp_neg_short(double a)
     const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
     double km = -a * 1.4426950408889634 + magic; /* round(-a/ln2) in the low bits */
     double kf = km - magic;
-    double r = -a - kf * 6.93147180369123816490e-01;
-    r = r - kf * 1.90821492927058770002e-10;
+    /* r = -a - k·ln2 in one step, with ln2 rounded to double: k·(ln2 - RN(ln2)) is below
+     * 1010·2^-54 < 2^-44 (and the fused product is exact, the result rounds once to
+     * 2^-54 of |r| <= 0.35), so e^r is off by 2^-44 relative: nothing next to the
+     * polynomial's 2^-29.0 (exp_neg_ordinary's two-part ln2 serves float64's last bit). */
+    double r = -a - kf * 0.6931471805599453;
     double p = 0.0013836817223317841;
     p = p * r + 0.008374838756494259;
     p = p * r + 0.041668227298695154;
@@ -357,6 +360,37 @@ PL_INLINE double recip_unit_short(double u)
     return 1.0 / u;
 }
 
+/* The block's bounds, taken inside the short loops (focal_logits_block runs them
+ * before it knows whether the block qualifies): x's order keys, and y's bits as
+ * signed integers, which are its order keys wherever the sign bit is clear (as
+ * bce_logits_ordinary_terms takes them: two vector operations fewer per 16
+ * labels), into the loop's running minima and maxima ylo, yhi, xlo, xhi;
+ * focal_short_bounds then takes y's keys proper for a block holding a label
+ * with the sign bit set (a negative label, -0 or a NaN: a block the short
+ * loops do not serve). */
+#define FOCAL_SHORT_BOUNDS(i)                                                    \
+    do {                                                                         \
+        int32_t ky_ = (int32_t)pl_bits_f(y[i]), kx_ = pl_order_f(x[i]);          \
+        ylo = ky_ < ylo ? ky_ : ylo;                                             \
+        yhi = ky_ > yhi ? ky_ : yhi;                                             \
+        xlo = kx_ < xlo ? kx_ : xlo;                                             \
+        xhi = kx_ > xhi ? kx_ : xhi;                                             \
+    } while (0)
+
+PL_INLINE void focal_short_bounds(const float *restrict y, Py_ssize_t n, int32_t ylo, int32_t yhi, int32_t xlo,
+                                  int32_t xhi, pl_bounds *restrict local)
+{
+    if (ylo < 0) { /* a sign bit set: the keys proper */
+        ylo = INT32_MAX, yhi = INT32_MIN;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int32_t ky = pl_order_f(y[i]);
+            ylo = ky < ylo ? ky : ylo;
+            yhi = ky > yhi ? ky : yhi;
+        }
+    }
+    local->ymin = ylo, local->ymax = yhi, local->xmin = xlo, local->xmax = xhi;
+}
+
 /* The terms (and, with_grad, the gradient) of the focal loss from logits with
  * the short pieces above. `mode` (0, 1, 2: gamma), `with_grad` and `balance`
  * (apply_class_balancing) are constants in each copy, so that every copy
@@ -365,10 +399,13 @@ PL_INLINE double recip_unit_short(double u)
  * the weight and the masked products). */
 PL_INLINE void focal_logits_short_loop(const params_t *P, const float *restrict y, const float *restrict x,
                                        Py_ssize_t n, double *restrict terms, float *restrict grad,
-                                       const int mode, const int with_grad, const int balance)
+                                       pl_bounds *restrict local, int *restrict soft, const int mode,
+                                       const int with_grad, const int balance)
 {
     const double alpha = P->p[2], scale = P->scale;
+    int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
     for (Py_ssize_t i = 0; i < n; i++) {
+        FOCAL_SHORT_BOUNDS(i);
         double xi = (double)x[i], yi = (double)y[i];
         double e = exp_neg_short(fabs(xi));
         double near_one = recip_unit_short(1.0 + e), near_zero = e * near_one;
@@ -389,10 +426,15 @@ PL_INLINE void focal_logits_short_loop(const params_t *P, const float *restrict 
             grad[i] = (float)(g * (balance ? weight * scale : scale));
         }
     }
+    focal_short_bounds(y, n, ylo, yhi, xlo, xhi, local);
+    *soft = 1;
 }
 
 /* focal_logits_short_loop for hard labels (every y in the block 0 or 1, the
- * common case): with s = 1 - 2y (+1 or -1) and z = s·x (exact), 1 - p_t =
+ * common case): with s = 1 - 2y (+1 or -1) and z = s·x (exact; formed as x with
+ * its sign bit flipped where y = 1, and the gradient's factor s likewise applied
+ * to the rounded float, so that the label takes integer operations on 16 float
+ * lanes rather than float64 ones on 8, and no conversion), 1 - p_t =
  * sigmoid(z) = u and p_t = sigmoid(-z) = v are the two sigmoids formed from e
  * (near_one, near_zero; no 1 - (1 - tiny)), bce = log1p(e) + relu(z), and
  * d term / d x = s·u^gamma·(gamma·v·bce + u): about 10 vector operations fewer
@@ -404,27 +446,45 @@ PL_INLINE void focal_logits_short_loop(const params_t *P, const float *restrict 
  * product) before its one rounding to float32. */
 PL_INLINE void focal_logits_hard_loop(const params_t *P, const float *restrict y, const float *restrict x,
                                       Py_ssize_t n, double *restrict terms, float *restrict grad,
-                                      const int mode, const int with_grad, const int balance)
+                                      pl_bounds *restrict local, int *restrict soft, const int mode,
+                                      const int with_grad, const int balance)
 {
     const double alpha = P->p[2], scale = P->scale;
+    int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
+    /* the largest y - y^2: 0 where every label is 0 or 1, positive where one in [0, 1]
+     * is not (also with y^2 rounded, in the baseline build: RN(y^2) < y for y in
+     * (0, 1)); two operations per 16 labels where two comparisons took four. A label
+     * outside [0, 1] or NaN may go unnoticed here: its block fails the bounds test. */
+    int32_t softest = 0; /* as the bits of a float: integers order non-negative floats, and vectorise */
     for (Py_ssize_t i = 0; i < n; i++) {
-        double xi = (double)x[i], yi = (double)y[i];
-        double e = exp_neg_short(fabs(xi));
+        FOCAL_SHORT_BOUNDS(i);
+        const int32_t d = (int32_t)pl_bits_f(y[i] - y[i] * y[i]);
+        softest = d > softest ? d : softest;
+        /* s's sign bit: set for y = 1 (bits 0x3f800000, shifted left by 2), clear for 0 (and -0) */
+        const uint32_t flip = (pl_bits_f(y[i]) << 2) & 0x80000000u;
+        /* z = s·x enters as its sign (a float comparison on 16 lanes) and |z| = |x|
+         * (taken in float, exactly), so that z itself is never widened */
+        const int positive = pl_float_b(pl_bits_f(x[i]) ^ flip) >= 0.0f;
+        double a = (double)fabsf(x[i]);
+        double e = exp_neg_short(a);
         double near_one = recip_unit_short(1.0 + e), near_zero = e * near_one;
-        double s = 1.0 - 2.0 * yi;
-        double z = s * xi;
-        double u = z >= 0.0 ? near_one : near_zero; /* 1 - p_t = sigmoid(z) */
-        double v = z >= 0.0 ? near_zero : near_one; /* p_t = sigmoid(-z) */
-        double relu = z > 0.0 ? z : 0.0;
+        double u = positive ? near_one : near_zero; /* 1 - p_t = sigmoid(z) */
+        double v = positive ? near_zero : near_one; /* p_t = sigmoid(-z) */
+        double relu = positive ? a : 0.0;           /* relu(z); z = -0 gives +0: the same bce */
         double bce = e * log1p_unit_q(e) + relu;
         double power = mode == 0 ? 1.0 : (mode == 1 ? u : u * u);
-        double weight = balance ? yi * alpha + (1.0 - yi) * (1.0 - alpha) : 1.0; /* alpha or 1 - alpha */
+        double weight = balance ? (flip ? alpha : 1.0 - alpha) : 1.0;
         terms[i] = balance ? weight * (power * bce) : power * bce;
         if (with_grad) {
             double inner = mode == 0 ? u : ((double)mode * v) * bce + u;
-            grad[i] = (float)((power * inner) * (balance ? weight * (s * scale) : s * scale));
+            /* the factor s last, as a sign flip of the rounded float: exact, and the same
+             * number as the product with s·scale (rounding is symmetric) */
+            float g = (float)((power * inner) * (balance ? weight * scale : scale));
+            grad[i] = pl_float_b(pl_bits_f(g) ^ flip);
         }
     }
+    focal_short_bounds(y, n, ylo, yhi, xlo, xhi, local);
+    *soft = softest > 0;
 }
 
 /* Whether every label of a block is 0 or 1 (its caller knows them to lie in [0, 1]:
@@ -525,24 +585,34 @@ PL_INLINE void focal_probs_grad_loop(const params_t *P, const float *restrict y,
         }                                                               \
     } while (0)
 
-/* The short loops' copies: variant = mode + 3·with_grad + 6·balance, all constants in each copy. */
-#define FOCAL_SHORT_DISPATCH(loop, variant)                             \
-    do {                                                                \
-        switch (variant) {                                              \
-        case 0: loop(P, y, x, n, terms, NULL, 0, 0, 0); break;          \
-        case 1: loop(P, y, x, n, terms, NULL, 1, 0, 0); break;          \
-        case 2: loop(P, y, x, n, terms, NULL, 2, 0, 0); break;          \
-        case 3: loop(P, y, x, n, terms, grad, 0, 1, 0); break;          \
-        case 4: loop(P, y, x, n, terms, grad, 1, 1, 0); break;          \
-        case 5: loop(P, y, x, n, terms, grad, 2, 1, 0); break;          \
-        case 6: loop(P, y, x, n, terms, NULL, 0, 0, 1); break;          \
-        case 7: loop(P, y, x, n, terms, NULL, 1, 0, 1); break;          \
-        case 8: loop(P, y, x, n, terms, NULL, 2, 0, 1); break;          \
-        case 9: loop(P, y, x, n, terms, grad, 0, 1, 1); break;          \
-        case 10: loop(P, y, x, n, terms, grad, 1, 1, 1); break;         \
-        default: loop(P, y, x, n, terms, grad, 2, 1, 1); break;         \
-        }                                                               \
-    } while (0)
+/* The short loops' copies, one function each (FOCAL_SHORT_COPY): variant = mode +
+ * 3·with_grad + 6·balance, all constants in each copy. Functions of their own, not
+ * inlined into focal_logits_block: inlined there, beside the other loops, the hard
+ * loop's copy ran 15-20% slower (its constants spilled to the stack and reloaded;
+ * 2.12 -> 1.61 ms on 4096 x 256 with the gradient, AVX-512, one thread). */
+typedef void (*focal_short_fn)(const params_t *P, const float *restrict y, const float *restrict x, Py_ssize_t n,
+                               double *restrict terms, float *restrict grad, pl_bounds *restrict local,
+                               int *restrict soft);
+
+#define FOCAL_SHORT_COPY(loop, m, g, b)                                                                   \
+    PL_BLOCK_ATTR PL_NOINLINE static void PL_NAME(loop##_##m##g##b)(                                   \
+        const params_t *P, const float *restrict y, const float *restrict x, Py_ssize_t n,              \
+        double *restrict terms, float *restrict grad, pl_bounds *restrict local, int *restrict soft)     \
+    {                                                                                                   \
+        loop(P, y, x, n, terms, (g) ? grad : NULL, local, soft, m, g, b);                               \
+    }
+
+/* The 12 copies of a short loop and their table, in variant order. */
+#define FOCAL_SHORT_COPIES(loop)                                                                          \
+    FOCAL_SHORT_COPY(loop, 0, 0, 0) FOCAL_SHORT_COPY(loop, 1, 0, 0) FOCAL_SHORT_COPY(loop, 2, 0, 0)       \
+    FOCAL_SHORT_COPY(loop, 0, 1, 0) FOCAL_SHORT_COPY(loop, 1, 1, 0) FOCAL_SHORT_COPY(loop, 2, 1, 0)       \
+    FOCAL_SHORT_COPY(loop, 0, 0, 1) FOCAL_SHORT_COPY(loop, 1, 0, 1) FOCAL_SHORT_COPY(loop, 2, 0, 1)       \
+    FOCAL_SHORT_COPY(loop, 0, 1, 1) FOCAL_SHORT_COPY(loop, 1, 1, 1) FOCAL_SHORT_COPY(loop, 2, 1, 1)       \
+    static const focal_short_fn PL_NAME(loop##_copies)[12] = {                                            \
+        PL_NAME(loop##_000), PL_NAME(loop##_100), PL_NAME(loop##_200), PL_NAME(loop##_010),               \
+        PL_NAME(loop##_110), PL_NAME(loop##_210), PL_NAME(loop##_001), PL_NAME(loop##_101),               \
+        PL_NAME(loop##_201), PL_NAME(loop##_011), PL_NAME(loop##_111), PL_NAME(loop##_211),               \
+    };
 
 /* log(u) for u = p + eps of float32 numbers, in double (Poisson's general loop):
  * pl_log's special cases without its subnormal scaling (a sum of float32 numbers
@@ -863,6 +933,9 @@ PL_BLOCK_ATTR static void PL_NAME(bce_probs_block)(const void *params, const flo
     }
 }
 
+FOCAL_SHORT_COPIES(focal_logits_hard_loop)
+FOCAL_SHORT_COPIES(focal_logits_short_loop)
+
 /* params: p[0] = gamma, p[1] = power mode (0: gamma 0, 1: gamma 1, 2: gamma 2,
  * 3: general), p[2] = alpha, p[3] = apply_class_balancing (0/1).
  * Ordinary block: every |x| <= 700 (no NaN, no infinity, e = exp(-|x|) normal);
@@ -873,21 +946,36 @@ PL_BLOCK_ATTR static void PL_NAME(focal_logits_block)(const void *params, const 
 {
     const params_t *P = (const params_t *)params;
     double terms[PL_BLOCK];
-    pl_bounds local = block_bounds(y, x, n);
-    const int ordinary = keys_within(local.xmin, local.xmax, -700.0f, 700.0f);
-    const int mode = (int)P->p[1];
-    /* the short loop: gamma 0, 1 or 2 and labels in [0, 1] (focal_logits_short_loop), or
-     * its hard-label form where every label is 0 or 1 (focal_logits_hard_loop) */
-    if (ordinary && mode <= 2 && keys_within(local.ymin, local.ymax, 0.0f, 1.0f)) {
-        const int variant = mode + 3 * (grad != NULL) + 6 * (P->p[3] != 0.0);
-        if (labels_hard(y, n))
-            FOCAL_SHORT_DISPATCH(focal_logits_hard_loop, variant);
+    pl_bounds local;
+    int ordinary, short_ok = 0;
+    if ((int)P->p[1] <= 2) {
+        /* The short loop (gamma 0, 1 or 2, every label in [0, 1]: focal_logits_short_loop),
+         * or its hard-label form where every label is 0 or 1 (focal_logits_hard_loop), runs
+         * before the block is known to qualify, and takes the block's bounds (the hard
+         * loop: whether a label is soft too) on the way, so that they need no pass of
+         * their own (which cost ~5% with the gradient, 4096 x 256, AVX-512). The first labels choose which
+         * to try: a soft one among them rules the hard loop out. A block the loop that
+         * ran does not suit is written again by the one it does, so that each
+         * block's result depends on its own data only. */
+        const int variant = (int)P->p[1] + 3 * (grad != NULL) + 6 * (P->p[3] != 0.0);
+        const int try_hard = labels_hard(y, n < 16 ? n : 16);
+        int soft;
+        (try_hard ? PL_NAME(focal_logits_hard_loop_copies) : PL_NAME(focal_logits_short_loop_copies))[variant](
+            P, y, x, n, terms, grad, &local, &soft);
+        ordinary = keys_within(local.xmin, local.xmax, -700.0f, 700.0f);
+        short_ok = ordinary && keys_within(local.ymin, local.ymax, 0.0f, 1.0f);
+        if (short_ok && try_hard && soft) /* a soft label further on */
+            PL_NAME(focal_logits_short_loop_copies)[variant](P, y, x, n, terms, grad, &local, &soft);
+    } else {
+        local = block_bounds(y, x, n);
+        ordinary = keys_within(local.xmin, local.xmax, -700.0f, 700.0f);
+    }
+    if (!short_ok) {
+        if (grad) /* the terms and the gradient in one loop */
+            FOCAL_GRAD_DISPATCH(focal_logits_grad_loop, ordinary);
         else
-            FOCAL_SHORT_DISPATCH(focal_logits_short_loop, variant);
-    } else if (grad) /* the terms and the gradient in one loop */
-        FOCAL_GRAD_DISPATCH(focal_logits_grad_loop, ordinary);
-    else
-        FOCAL_DISPATCH(focal_logits_loop, ordinary);
+            FOCAL_DISPATCH(focal_logits_loop, ordinary);
+    }
     pl_sum_lanes(terms, n, acc);
     pl_bounds_merge(b, &local);
 }

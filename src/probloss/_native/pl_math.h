@@ -64,8 +64,10 @@
 #define restrict __restrict
 #endif
 #define PL_INLINE static __inline
+#define PL_NOINLINE __declspec(noinline)
 #else
 #define PL_INLINE static inline __attribute__((always_inline))
+#define PL_NOINLINE __attribute__((noinline))
 #endif
 
 PL_INLINE uint32_t pl_bits_f(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
