@@ -679,3 +679,42 @@ def test_probability_checks_read_the_kernels_ranges(sparse: bool, monkeypatch: p
         wrong_t[9, 2] = 2.0
         with pytest.raises(ValueError, match=r"`y_true` must be .*position \(9, 2\)"):
             run(p, wrong_t)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 37])  # the summary's vector loop, its remainder, both
+def test_logit_kernels_summary_is_numpys_reduction_of_their_buffers(sparse: bool, rows: int) -> None:
+    """softmax_ce and softmax_ce_sparse return (finite, low, high, label_low, label_high).
+
+    Checked against NumPy on the buffers the same call wrote: whether every loss
+    is finite, and the minimum and maximum over the whole of each bounds buffer
+    (NaN where it holds a NaN, or was not asked for). probloss's short NumPy path
+    decides its data checks from these (test_numpy_direct.py checks the public
+    results, errors and warnings).
+    """
+    from probloss import _native
+
+    module = _native.softmax
+    rng = np.random.default_rng(rows + 100 * sparse)
+    classes = 11
+    specials = (np.nan, np.inf, -np.inf, -0.0, -1.0, 2.0, 0.0)
+    for trial in range(60):
+        x = (rng.standard_normal((rows, classes)) * (1.0, 30.0, 1e30)[trial % 3]).astype(np.float32)
+        t = soft_labels(rng, rows, classes)
+        for _ in range(int(rng.integers(0, 3))):  # none, one or two special entries
+            target = x if rng.random() < 0.5 else t
+            target[rng.integers(rows), rng.integers(classes)] = rng.choice(specials)
+        loss = np.empty(rows, np.float32)
+        bounds = np.full((rows, 2), 7.0, np.float32) if trial % 4 else None
+        label_bounds = None if sparse or trial % 5 == 0 else np.full((rows, 2), 7.0, np.float32)
+        if sparse:
+            labels = rng.integers(-1 if trial % 7 == 0 else 0, classes, rows)
+            summary = module.softmax_ce_sparse(x, labels, classes, loss, None, None, 1.0, 2, bounds)
+        else:
+            summary = module.softmax_ce(x, t, classes, loss, None, None, 1.0, 2, bounds, label_bounds)
+        expected = [bool(np.isfinite(loss).all())]
+        for buffer in (bounds, label_bounds):
+            expected += [np.nan, np.nan] if buffer is None else [float(buffer.min()), float(buffer.max())]
+        assert type(summary) is tuple
+        assert summary[0] is expected[0]
+        np.testing.assert_array_equal(np.array(summary[1:]), np.array(expected[1:]))  # NaN where NaN
