@@ -23,9 +23,9 @@
  *   softmax_ce(logits f32[n*k], labels f32[n*k], k, loss f32[n], grad f32[n*k] | None,
  *              row_scale f32[n] | None, scale, nthreads, bounds f32[2n] | None[, label_bounds f32[2n] | None])
  *   (summary: (finite, low, high, label_low, label_high): whether every loss is
- *   finite, and the minimum and maximum over the whole of `bounds` and of
- *   `label_bounds`, NaN where the buffer holds a NaN, is None, or is empty; as
- *   NumPy's min() and max() of the buffers. The data checks of probloss's short
+ *   finite; the minimum of the rows' minima and the maximum of their maxima in
+ *   `bounds` and in `label_bounds`, each NaN where its column holds a NaN, or the
+ *   buffer is None or empty: NumPy's b[:, 0].min() and b[:, 1].max(). The data checks of probloss's short
  *   NumPy path read these, not the buffers: a NumPy reduction right after a
  *   kernel that has streamed tens of MB costs ~10-20 us, the interpreter's and
  *   NumPy's working set then being out of the caches.)
@@ -116,14 +116,16 @@ static void softmax_task(void *ctx, long long task) {
     }
 }
 
-/* The minimum and maximum of b[0..m), as NumPy's min() and max(): NaN, NaN where
- * one is NaN or m is 0. In vectors of 4 (SSE's minps and maxps, a < b ? a : b,
- * elsewhere GCC's vector extension, as the kernels; the compiler does not
- * vectorize a float minimum by itself, which would have to assume no NaN), two
- * of them a step for two independent chains: the 2n floats of a call's bounds,
- * 4096 rows, take ~1-2 us (scalar: ~14 instructions a float). A NaN lane
- * leaves the minimum and maximum as they are (every comparison false) and is
- * counted apart. */
+/* The range of a kernel's per-row bounds b[0..2n) (row r: b[2r], b[2r + 1]): the
+ * minimum of the first column and the maximum of the second, as NumPy's
+ * b[:, 0].min() and b[:, 1].max() (each NaN where its column holds a NaN, or n
+ * is 0), the reductions of the data checks (probloss._backends._softmax_paths).
+ * In vectors of 4, two rows (SSE's minps and maxps, a < b ? a : b; elsewhere
+ * GCC's vector extension, as the kernels: the compiler does not vectorize a
+ * float minimum by itself, which would have to assume no NaN), two vectors a
+ * step for two independent chains: 4096 rows take ~1-2 us (scalar: ~14
+ * instructions a float). A NaN lane leaves the minimum and maximum as they are
+ * (every comparison false) and is counted apart. */
 typedef float pl_v4f __attribute__((vector_size(16)));
 typedef int32_t pl_v4i __attribute__((vector_size(16)));
 
@@ -139,7 +141,8 @@ static inline pl_v4f pl_v4_select(pl_v4i m, pl_v4f a, pl_v4f b) {
 #define PL_V4_MAX(a, b) pl_v4_select((a) > (b), (a), (b))
 #endif
 
-static void buffer_range(const float *b, Py_ssize_t m, double *lo, double *hi) {
+static void bounds_range(const float *b, Py_ssize_t n, double *lo, double *hi) {
+    const Py_ssize_t m = 2 * n;
     const pl_v4f inf = {INFINITY, INFINITY, INFINITY, INFINITY};
     pl_v4f mn0 = inf, mn1 = inf, mx0 = -inf, mx1 = -inf;
     pl_v4i nan = {0, 0, 0, 0};
@@ -154,21 +157,24 @@ static void buffer_range(const float *b, Py_ssize_t m, double *lo, double *hi) {
         mx1 = PL_V4_MAX(v1, mx1);
         nan |= (v0 != v0) | (v1 != v1);
     }
+    /* lanes 0 and 2 hold first-column entries, lanes 1 and 3 second-column ones */
     float fmn = INFINITY, fmx = -INFINITY;
-    int any_nan = m == 0;
-    for (int l = 0; l < 4; l++) {
-        float a = mn0[l] < mn1[l] ? mn0[l] : mn1[l], z = mx0[l] > mx1[l] ? mx0[l] : mx1[l];
+    int nan_lo = n == 0, nan_hi = n == 0;
+    for (int l = 0; l < 4; l += 2) {
+        float a = mn0[l] < mn1[l] ? mn0[l] : mn1[l], z = mx0[l + 1] > mx1[l + 1] ? mx0[l + 1] : mx1[l + 1];
         fmn = a < fmn ? a : fmn;
         fmx = z > fmx ? z : fmx;
-        any_nan |= nan[l] != 0;
+        nan_lo |= nan[l] != 0;
+        nan_hi |= nan[l + 1] != 0;
     }
-    for (; i < m; i++) {
+    for (; i < m; i += 2) {
         fmn = b[i] < fmn ? b[i] : fmn;
-        fmx = b[i] > fmx ? b[i] : fmx;
-        any_nan |= b[i] != b[i];
+        fmx = b[i + 1] > fmx ? b[i + 1] : fmx;
+        nan_lo |= b[i] != b[i];
+        nan_hi |= b[i + 1] != b[i + 1];
     }
-    *lo = any_nan ? NAN : (double)fmn;
-    *hi = any_nan ? NAN : (double)fmx;
+    *lo = nan_lo ? NAN : (double)fmn;
+    *hi = nan_hi ? NAN : (double)fmx;
 }
 
 /* Whether every loss[0..n) is finite. */
@@ -226,8 +232,8 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
         if (job.g) pl_huge_pages(job.g, (size_t)(n * k) * sizeof(float));
         run_job(&job, nthreads);
         finite = all_finite(job.out, n);
-        if (job.b) buffer_range(job.b, 2 * n, &low, &high);
-        if (job.lb) buffer_range(job.lb, 2 * n, &label_low, &label_high);
+        if (job.b) bounds_range(job.b, n, &low, &high);
+        if (job.lb) bounds_range(job.lb, n, &label_low, &label_high);
         Py_END_ALLOW_THREADS
     }
     pl_release(&blb);
