@@ -800,11 +800,20 @@ def _cce_lane_inputs(shape: tuple[int, ...], seed: int, soft: bool) -> tuple[Any
     return t, x
 
 
-def _run_cce(loss: Any, t: Any, x: Any, grad: bool = True) -> tuple[Any, Any]:
+def _run_cce(loss: Any, t: Any, x: Any, grad: bool = True, style: str = "plain") -> tuple[Any, Any]:
+    """The loss and the gradient of: the loss ("plain"), 2.5 times it ("scaled"), or twice the loss through a
+    retained graph ("retained": the prescaled gradient is handed over once, then recomputed)."""
     x = x.detach().clone().requires_grad_(grad)
     value = loss(t, x)
     if grad:
-        (value.sum() if value.ndim else value).backward()
+        total = value.sum() if value.ndim else value
+        if style == "scaled":
+            (total * 2.5).backward()
+        elif style == "retained":
+            total.backward(retain_graph=True)
+            total.backward()
+        else:
+            total.backward()
     return value.detach(), (x.grad if grad else None)
 
 
@@ -828,14 +837,14 @@ def test_cce_short_way_is_the_general_path_bit_for_bit(monkeypatch, reduction, v
 
     t, x = _cce_lane_inputs(shape, 40, soft)
     loss = probloss.CategoricalCrossentropy(from_logits=True, reduction=reduction, validate=validate)
-    for grad in (True, False):
+    for grad, style in ((True, "plain"), (True, "scaled"), (True, "retained"), (False, "plain")):
         with _cce_lane_spy(monkeypatch) as taken:
-            fast = _run_cce(loss, t, x, grad)
+            fast = _run_cce(loss, t, x, grad, style)
         assert len(taken) == 1
         assert taken[0] is not None  # the short way served it
         with monkeypatch.context() as m:
             m.setattr(_torch, "categorical_loss_direct", lambda *a: None)
-            general = _run_cce(loss, t, x, grad)
+            general = _run_cce(loss, t, x, grad, style)
         assert fast[0].dtype == general[0].dtype
         assert fast[0].shape == general[0].shape
         assert torch.equal(fast[0], general[0])

@@ -413,6 +413,40 @@ class _EagerSoftmaxCrossEntropy(torch.autograd.Function):
         return (*SoftmaxCrossEntropy.backward(ctx, *grads), None)  # None: summary's
 
 
+class _EagerSoftmaxCrossEntropyMean(torch.autograd.Function):
+    """The mean of the per-row softmax cross-entropy in one node: :func:`categorical_loss_direct`'s mean reductions.
+
+    Forward: :func:`_softmax_forward` fused (the gradient prescaled by
+    ``scale``, the float32 ``1/N``), then the general path's reduction ops,
+    ``torch.sum(loss) / torch.asarray(N)``, without autograd: the same value.
+    Backward: the incoming gradient ``g`` as the reduction's backward nodes
+    would pass it on, ``g / N`` for every row (DivBackward's float32 division,
+    SumBackward's expansion), to :func:`_fused_backward`: the same gradient, the
+    prescaled one handed over when ``g`` is 1. Two autograd nodes, an
+    expansion and their Python calls fewer than the Function followed by
+    ``sum`` and ``div``. Labels take no gradient here (the short way's calls).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, labels: Tensor, x: Tensor, scale: float, want_bounds: bool,  # type: ignore[override]
+                summary: list[Any]) -> Tensor:
+        loss, grad, *_ = _softmax_forward(labels, x, True, True, True, None, scale, want_bounds, summary)
+        count = torch.asarray(x.shape[0], dtype=loss.dtype, device=loss.device)
+        ctx.dense = True
+        ctx.fused = {"grad": grad, "row_scale": None, "scale": scale}
+        ctx.count, ctx.rows = count, x.shape[0]
+        ctx.save_for_backward(x, labels)  # the caller's tensors: no memory
+        ctx.set_materialize_grads(False)
+        return torch.sum(loss) / count
+
+    @staticmethod
+    def backward(ctx: Any, grad_mean: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        if grad_mean is None or not ctx.needs_input_grad[1]:
+            return None, None, None, None, None
+        grad_loss = (grad_mean / ctx.count).expand(ctx.rows)
+        return None, _fused_backward(ctx, grad_loss), None, None, None
+
+
 def _fused_backward(ctx: Any, grad_loss: Tensor,
                     recompute: Callable[[Tensor, Tensor], Any] | None = None) -> Tensor:
     """The gradient of a fused forward (see :class:`SoftmaxCrossEntropy`) for the incoming ``grad_loss``.
@@ -565,13 +599,13 @@ def categorical_loss_direct(loss: Any, y_true: Any, y_pred: Any) -> Tensor | Non
     scale = (1.0 if reduction == "sum" or not want_grad or reduction in ("none", None)
              else _float32(1.0 / _float32(float(count))))
     summary: list[Any] = []
+    if want_grad and reduction in _MEAN_REDUCTIONS:
+        mean = _EagerSoftmaxCrossEntropyMean.apply(rows_labels, rows_x, scale, mode != "off", summary)
+        return mean if _checks_settled(mode, summary) else None
     outputs = _EagerSoftmaxCrossEntropy.apply(rows_labels, rows_x, True, want_grad, want_grad, None, scale,
                                               mode != "off", summary)
-    if mode != "off":
-        finite, low, high, label_low, label_high = summary
-        # NaN fails every comparison: such data go to the general path, which names it.
-        if not (finite and label_low >= 0.0 and label_high <= 1.0) or 0.0 <= low < high <= 1.0:
-            return None  # data the checks refuse or warn about, or rows they read themselves
+    if not _checks_settled(mode, summary):
+        return None  # data the checks refuse or warn about, or rows they read themselves
     values = outputs[0].reshape(y_pred.shape[:-1])
     if reduction in ("none", None):
         return values
@@ -580,6 +614,20 @@ def categorical_loss_direct(loss: Any, y_true: Any, y_pred: Any) -> Tensor | Non
         return total
     # reduce_values: the sum over the count as a float32 tensor
     return total / torch.asarray(count, dtype=total.dtype, device=total.device)
+
+
+def _checks_settled(mode: str, summary: list[Any]) -> bool:
+    """Whether the kernel's summary proves the data checks of categorical CE from logits pass, with no warning.
+
+    Every loss finite (no NaN or +inf logit, a finite logit in every row),
+    labels in ``[0, 1]`` (NaN: a row the kernel did not vouch for, which the
+    checks read themselves), logits that do not look like probabilities.
+    """
+    if mode == "off":
+        return True
+    finite, low, high, label_low, label_high = summary
+    # NaN fails every comparison: such data go to the general path, which names it.
+    return bool(finite and label_low >= 0.0 and label_high <= 1.0) and not 0.0 <= low < high <= 1.0
 
 
 def _report_summary(observe: Observed, summary: list[Any], dense: bool) -> None:
