@@ -908,7 +908,7 @@ def test_cce_short_way_errors_and_warnings(monkeypatch, validate, case):
 
 
 @pytest.mark.parametrize("case", ["sample_weight", "smoothing", "float64", "non_contiguous", "label_grad", "axis0",
-                                  "class_weight", "dtype", "one_class", "probabilities_input"])
+                                  "class_weight", "dtype", "one_class", "probabilities_input", "subclass"])
 def test_cce_short_way_declines_other_calls(monkeypatch, case):
     """Calls outside the common one go to the general path (None before any work), with its result."""
     from probloss._backends import _torch
@@ -934,10 +934,19 @@ def test_cce_short_way_declines_other_calls(monkeypatch, case):
         kwargs["dtype"] = "float64"
     elif case == "one_class":
         t, x = t[:, :1], x[:, :1]
-    else:
+    elif case == "probabilities_input":
         kwargs["from_logits"] = False
         x = torch.softmax(x, -1)
-    loss = probloss.CategoricalCrossentropy(**kwargs)
+    cls = probloss.CategoricalCrossentropy
+    if case == "subclass":  # its own compute_values must run
+
+        class Doubled(probloss.CategoricalCrossentropy):
+            def compute_values(self, inputs: Any) -> Any:
+                values, mask = super().compute_values(inputs)
+                return 2 * values, mask
+
+        cls = Doubled
+    loss = cls(**kwargs)
     with _cce_lane_spy(monkeypatch) as taken, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fast = loss(t, x, **call_kwargs)
@@ -947,6 +956,9 @@ def test_cce_short_way_declines_other_calls(monkeypatch, case):
         m.setattr(_torch, "categorical_loss_direct", lambda *a: None)
         general = loss(t, x, **call_kwargs)
     assert torch.equal(fast.detach(), general.detach())
+    if case == "subclass":
+        plain = probloss.CategoricalCrossentropy(**kwargs)(t, x)
+        assert torch.equal(fast.detach(), 2 * plain.detach())
 
 
 def test_cce_class_under_torch_compile_and_func():

@@ -181,7 +181,8 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         the compiled kernel (:func:`probloss._backends._torch.categorical_loss_direct`),
         with the same result, gradient, errors and warnings.
         """
-        if sample_weight is None:
+        # not for subclasses, whose compute_values or call the short way would pass by
+        if sample_weight is None and type(self) is CategoricalCrossentropy:
             torch = sys.modules.get("torch")  # loaded already wherever y_pred can be a tensor
             if torch is not None and (type(y_pred) is torch.Tensor or type(y_pred) is torch.nn.Parameter):
                 from ._backends import _torch
