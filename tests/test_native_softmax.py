@@ -679,3 +679,81 @@ def test_probability_checks_read_the_kernels_ranges(sparse: bool, monkeypatch: p
         wrong_t[9, 2] = 2.0
         with pytest.raises(ValueError, match=r"`y_true` must be .*position \(9, 2\)"):
             run(p, wrong_t)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 37])  # the summary's vector loop, its remainder, both
+def test_logit_kernels_summary_is_numpys_reduction_of_their_buffers(sparse: bool, rows: int) -> None:
+    """softmax_ce and softmax_ce_sparse return (finite, low, high, label_low, label_high).
+
+    Checked against NumPy on the buffers the same call wrote: whether every loss
+    is finite, and for each bounds buffer the minimum of its first column and
+    the maximum of its second (each NaN where its column holds a NaN; both NaN
+    where the buffer was not asked for), the reductions the data checks read.
+    probloss's short NumPy path and the eager PyTorch path decide their data
+    checks from these (test_numpy_direct.py and test_torch_native.py check the
+    public results, errors and warnings).
+    """
+    from probloss import _native
+
+    module = _native.softmax
+    rng = np.random.default_rng(rows + 100 * sparse)
+    classes = 11
+    specials = (np.nan, np.inf, -np.inf, -0.0, -1.0, 2.0, 0.0)
+    for trial in range(60):
+        x = (rng.standard_normal((rows, classes)) * (1.0, 30.0, 1e30)[trial % 3]).astype(np.float32)
+        t = soft_labels(rng, rows, classes)
+        for _ in range(int(rng.integers(0, 3))):  # none, one or two special entries
+            target = x if rng.random() < 0.5 else t
+            target[rng.integers(rows), rng.integers(classes)] = rng.choice(specials)
+        loss = np.empty(rows, np.float32)
+        bounds = np.full((rows, 2), 7.0, np.float32) if trial % 4 else None
+        label_bounds = None if sparse or trial % 5 == 0 else np.full((rows, 2), 7.0, np.float32)
+        if sparse:
+            labels = rng.integers(-1 if trial % 7 == 0 else 0, classes, rows)
+            summary = module.softmax_ce_sparse(x, labels, classes, loss, None, None, 1.0, 2, bounds)
+        else:
+            summary = module.softmax_ce(x, t, classes, loss, None, None, 1.0, 2, bounds, label_bounds)
+        expected = [bool(np.isfinite(loss).all())]
+        for buffer in (bounds, label_bounds):
+            expected += [np.nan, np.nan] if buffer is None else [float(buffer[:, 0].min()), float(buffer[:, 1].max())]
+        assert type(summary) is tuple
+        assert summary[0] is expected[0]
+        np.testing.assert_array_equal(np.array(summary[1:]), np.array(expected[1:]))  # NaN where NaN
+
+
+@pytest.mark.parametrize("classes", [7, 16, 37, 1000])  # the tail alone, pairs alone, both, many pairs
+def test_label_bounds_are_each_rows_label_range(classes: int) -> None:
+    """The kernel's per-row label range, from its own pass: NumPy's row minimum and maximum.
+
+    One-hot rows (zero vectors the pass skips, whose 0 must still be the
+    minimum), rows zero only in the pairs' part or only in the tail, rows with no
+    zero at all, and rows the kernel must not vouch for (NaN, inf, a negative
+    label, -0.0: NaN, NaN).
+    """
+    rng = np.random.default_rng(classes)
+    rows = 12
+    x = rng.standard_normal((rows, classes)).astype(np.float32)
+    t = (rng.random((rows, classes)) + 0.01).astype(np.float32)  # no zero
+    t[0] = 0.0
+    t[0, classes // 2] = 1.0  # one-hot
+    t[1, : classes - classes % 16] = 0.0  # zero in the pairs' part only (where there is a tail)
+    t[2, classes - 1] = 0.0  # a zero in the last vector only
+    t[3, 0] = 0.0  # a zero in the first vector only
+    invalid = {6: np.nan, 7: np.inf, 8: -0.5, 9: -0.0}
+    for r, value in invalid.items():
+        t[r, classes // 3] = value
+    loss = np.empty(rows, np.float32)
+    label_bounds = np.full((rows, 2), 7.0, np.float32)
+    from probloss import _native
+
+    _native.softmax.softmax_ce(x, t, classes, loss, None, None, 1.0, 1, None, label_bounds)
+    for r in range(rows):
+        if r in invalid:
+            assert np.isnan(label_bounds[r]).all(), r
+        else:
+            assert label_bounds[r, 0] == t[r].min(), r
+            assert label_bounds[r, 1] == t[r].max(), r
+    focal = np.full((rows, 2), 7.0, np.float32)
+    native.focal_softmax_cross_entropy(x, t, alpha=0.25, gamma=2.0, label_bounds=focal)
+    np.testing.assert_array_equal(focal, label_bounds)

@@ -11,8 +11,10 @@ torch.func.grad / vmap must give autograd's gradients.
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -84,8 +86,8 @@ def test_calls_go_through_the_fast_path(monkeypatch):
     from probloss._backends import _torch
 
     calls = []
-    original = _torch.SoftmaxCrossEntropy.forward  # run by both Function classes (eager CPU and the rest)
-    monkeypatch.setattr(_torch.SoftmaxCrossEntropy, "forward", staticmethod(lambda *a: calls.append(1) or original(*a)))
+    original = _torch._softmax_forward  # run by both Function classes (eager CPU and the rest)
+    monkeypatch.setattr(_torch, "_softmax_forward", lambda *a: calls.append(1) or original(*a))
     probloss.sparse_categorical_crossentropy(torch.tensor([1]), torch.tensor([[0.5, 2.0]]), from_logits=True)
     assert calls == [1]
     with probloss.fast_paths(False):
@@ -783,3 +785,204 @@ def test_compiled_binary_op_serves_cpu_float32_and_observes(monkeypatch):
     assert calls == [_torch_binary.BCE_PROBS, _torch_binary.POISSON]
     with pytest.raises(ValueError, match="y_true"):  # the checks read the op's bounds
         probloss.binary_crossentropy(y_true + 2, y_pred)
+
+
+# ------------------------------------------------------------------ CategoricalCrossentropy's short way (eager CPU)
+
+
+def _cce_lane_inputs(shape: tuple[int, ...], seed: int, soft: bool) -> tuple[Any, Any]:
+    x = _logits(shape, seed)
+    if soft:
+        t = _distribution(shape, -1, seed + 1)
+    else:
+        t = torch.nn.functional.one_hot(torch.randint(0, shape[-1], shape[:-1], generator=_gen(seed + 2)),
+                                        shape[-1]).to(torch.float32)
+    return t, x
+
+
+def _run_cce(loss: Any, t: Any, x: Any, grad: bool = True, style: str = "plain") -> tuple[Any, Any]:
+    """The loss and the gradient of: the loss ("plain"), 2.5 times it ("scaled"), or twice the loss through a
+    retained graph ("retained": the prescaled gradient is handed over once, then recomputed)."""
+    x = x.detach().clone().requires_grad_(grad)
+    value = loss(t, x)
+    if grad:
+        total = value.sum() if value.ndim else value
+        if style == "scaled":
+            (total * 2.5).backward()
+        elif style == "retained":
+            total.backward(retain_graph=True)
+            total.backward()
+        else:
+            total.backward()
+    return value.detach(), (x.grad if grad else None)
+
+
+@contextmanager
+def _cce_lane_spy(monkeypatch: Any) -> Iterator[list[Any]]:
+    """Record each result of the short way (None: it handed the call to the general path)."""
+    from probloss._backends import _torch
+
+    results: list[Any] = []
+    original = _torch.categorical_loss_direct
+    monkeypatch.setattr(_torch, "categorical_loss_direct", lambda *a: results.append(original(*a)) or results[-1])
+    yield results
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "none", "mean_with_sample_weight"])
+@pytest.mark.parametrize("validate", [None, "off", "warn"])
+@pytest.mark.parametrize(("shape", "soft"), [((64, 300), False), ((6, 5, 7), True), ((1, 2), True)])
+def test_cce_short_way_is_the_general_path_bit_for_bit(monkeypatch, reduction, validate, shape, soft):
+    """Value and gradient bit-identical to the general path's, which the short way must not have taken."""
+    from probloss._backends import _torch
+
+    t, x = _cce_lane_inputs(shape, 40, soft)
+    loss = probloss.CategoricalCrossentropy(from_logits=True, reduction=reduction, validate=validate)
+    for grad, style in ((True, "plain"), (True, "scaled"), (True, "retained"), (False, "plain")):
+        with _cce_lane_spy(monkeypatch) as taken:
+            fast = _run_cce(loss, t, x, grad, style)
+        assert len(taken) == 1
+        assert taken[0] is not None  # the short way served it
+        with monkeypatch.context() as m:
+            m.setattr(_torch, "categorical_loss_direct", lambda *a: None)
+            general = _run_cce(loss, t, x, grad, style)
+        assert fast[0].dtype == general[0].dtype
+        assert fast[0].shape == general[0].shape
+        assert torch.equal(fast[0], general[0])
+        if grad:
+            assert torch.equal(fast[1], general[1])
+
+
+def _cce_outcome(loss: Any, t: Any, x: Any) -> tuple[str, Any]:
+    """('error', message), ('warning', messages and value) or ('value', value)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = loss(t, x)
+        except ValueError as error:
+            return "error", str(error)
+    if caught:
+        return "warning", ([str(w.message) for w in caught], value)
+    return "value", value
+
+
+@pytest.mark.parametrize("validate", [None, "raise", "warn", "off"])
+@pytest.mark.parametrize("case", ["label_above_one", "negative_label", "nan_label", "minus_zero_label", "nan_logit",
+                                  "inf_logit", "masked_row", "neg_inf_logit", "probabilities"])
+def test_cce_short_way_errors_and_warnings(monkeypatch, validate, case):
+    """Data the checks refuse or warn about: the same error (first position), warning and value as the general path."""
+    from probloss._backends import _torch
+
+    t, x = _cce_lane_inputs((8, 6), 50, True)
+    t, x = t.clone(), x.clone()
+    if case == "label_above_one":
+        t[3, 2] = 1.5
+    elif case == "negative_label":
+        t[5, 1] = -0.25
+    elif case == "nan_label":
+        t[2, 4] = math.nan
+    elif case == "minus_zero_label":
+        t[1] = torch.tensor([-0.0, 1.0, 0.0, 0.0, 0.0, 0.0])  # valid: the checks read the labels themselves
+    elif case == "nan_logit":
+        x[4, 3] = math.nan
+    elif case == "inf_logit":
+        x[6, 0] = math.inf
+    elif case == "masked_row":
+        x[7] = -math.inf
+    elif case == "neg_inf_logit":
+        x[0, 5] = -math.inf  # valid
+    else:
+        x = torch.rand((8, 6), generator=_gen(51))
+    loss = probloss.CategoricalCrossentropy(from_logits=True, validate=validate)
+    fast = _cce_outcome(loss, t, x)
+    with monkeypatch.context() as m:
+        m.setattr(_torch, "categorical_loss_direct", lambda *a: None)
+        general = _cce_outcome(loss, t, x)
+    assert fast[0] == general[0]
+    if fast[0] == "error":
+        assert fast[1] == general[1]
+    else:
+        value_fast, value_general = (fast[1][1], general[1][1]) if fast[0] == "warning" else (fast[1], general[1])
+        if fast[0] == "warning":
+            assert fast[1][0] == general[1][0]
+        assert torch.equal(value_fast, value_general) or (value_fast.isnan() and value_general.isnan())
+
+
+@pytest.mark.parametrize("case", ["sample_weight", "smoothing", "float64", "non_contiguous", "label_grad", "axis0",
+                                  "class_weight", "dtype", "one_class", "probabilities_input", "subclass"])
+def test_cce_short_way_declines_other_calls(monkeypatch, case):
+    """Calls outside the common one go to the general path (None before any work), with its result."""
+    from probloss._backends import _torch
+
+    t, x = _cce_lane_inputs((5, 4), 60, True)
+    kwargs: dict[str, Any] = {"from_logits": True}
+    call_kwargs: dict[str, Any] = {}
+    if case == "sample_weight":
+        call_kwargs["sample_weight"] = torch.rand(5, generator=_gen(61))
+    elif case == "smoothing":
+        kwargs["label_smoothing"] = 0.1
+    elif case == "float64":
+        t, x = t.double(), x.double()
+    elif case == "non_contiguous":
+        t, x = t.T.contiguous().T, x.T.contiguous().T
+    elif case == "label_grad":
+        t = t.clone().requires_grad_()
+    elif case == "axis0":
+        kwargs["axis"] = 0
+    elif case == "class_weight":
+        kwargs["class_weight"] = [1.0, 2.0, 0.5, 1.0]
+    elif case == "dtype":
+        kwargs["dtype"] = "float64"
+    elif case == "one_class":
+        t, x = t[:, :1], x[:, :1]
+    elif case == "probabilities_input":
+        kwargs["from_logits"] = False
+        x = torch.softmax(x, -1)
+    cls = probloss.CategoricalCrossentropy
+    if case == "subclass":  # its own compute_values must run
+
+        class Doubled(probloss.CategoricalCrossentropy):
+            def compute_values(self, inputs: Any) -> Any:
+                values, mask = super().compute_values(inputs)
+                return 2 * values, mask
+
+        cls = Doubled
+    loss = cls(**kwargs)
+    with _cce_lane_spy(monkeypatch) as taken, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = loss(t, x, **call_kwargs)
+    assert taken in ([], [None])
+    with monkeypatch.context() as m, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.setattr(_torch, "categorical_loss_direct", lambda *a: None)
+        general = loss(t, x, **call_kwargs)
+    assert torch.equal(fast.detach(), general.detach())
+    if case == "subclass":
+        plain = probloss.CategoricalCrossentropy(**kwargs)(t, x)
+        assert torch.equal(fast.detach(), 2 * plain.detach())
+
+
+def test_cce_class_under_torch_compile_and_func():
+    """Under torch.compile (one graph) and torch.func the class takes the general path's traceable ops."""
+    import torch._dynamo
+
+    t, x = _cce_lane_inputs((6, 10), 70, True)
+    loss = probloss.CategoricalCrossentropy(from_logits=True)
+
+    def f(v: Any) -> Any:
+        return loss(t, v)
+
+    torch._dynamo.reset()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            explanation = torch._dynamo.explain(f)(x)
+            compiled = torch.compile(f, backend="eager")(x)
+    finally:
+        torch._dynamo.reset()
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    torch.testing.assert_close(compiled, f(x), rtol=4 * EPS32, atol=0)
+    grad = torch.func.grad(f)(x)
+    x_eager = x.clone().requires_grad_()
+    f(x_eager).backward()
+    # torch.func runs the torch-ops path, plain autograd the compiled kernel: a few ulps of the largest entry apart
+    torch.testing.assert_close(grad, x_eager.grad, rtol=8 * EPS32, atol=8 * EPS32 * float(x_eager.grad.abs().max()))

@@ -115,7 +115,8 @@ def _bounds_buffer(row_bounds: Any, rows: int, name: str = "row_bounds") -> np.n
 
 def softmax_cross_entropy_sparse(logits: Any, labels: Any, *, grad_out: np.ndarray | None = None,
                                  row_scale: Any = None, scale: float = 1.0,
-                                 row_bounds: np.ndarray | None = None) -> np.ndarray:
+                                 row_bounds: np.ndarray | None = None,
+                                 summary: list[Any] | None = None) -> np.ndarray:
     """Sparse softmax cross-entropy per row: ``-log softmax(logits[r])[labels[r]]``.
 
     Args:
@@ -133,6 +134,13 @@ def softmax_cross_entropy_sparse(logits: Any, labels: Any, *, grad_out: np.ndarr
         row_bounds: None, or a C-contiguous writable float32 ``(rows, 2)`` array
             that receives each row's minimum (NaN where the row holds a NaN) and
             maximum logit, from the kernel's first pass (for the data checks).
+        summary: None, or a list that receives (its contents replaced) the
+            call's summary ``[finite, low, high, label_low, label_high]``: whether
+            every loss is finite, and ``row_bounds[:, 0].min()`` and
+            ``row_bounds[:, 1].max()`` (NaN where that column holds a NaN, or
+            without ``row_bounds``; the labels' pair NaN), reduced in C (a NumPy
+            reduction right after a kernel that streamed tens of MB costs ~10-20
+            us: the interpreter's working set is then out of the caches).
 
     Returns:
         ``(rows,)`` float32 losses; NaN for the rows the generic kernel must
@@ -155,15 +163,18 @@ def softmax_cross_entropy_sparse(logits: Any, labels: Any, *, grad_out: np.ndarr
     k = _vector(labels, "labels", x.shape[0], np.int64)
     loss = np.empty(x.shape[0], np.float32)
     grad = _gradient_buffer(grad_out, x)
-    _module().softmax_ce_sparse(x, k, x.shape[1], loss, grad, _row_scale(row_scale, x.shape[0]), float(scale),
-                                _native.threads(), _bounds_buffer(row_bounds, x.shape[0]))
+    result = _module().softmax_ce_sparse(x, k, x.shape[1], loss, grad, _row_scale(row_scale, x.shape[0]),
+                                         float(scale), _native.threads(), _bounds_buffer(row_bounds, x.shape[0]))
+    if summary is not None:
+        summary[:] = result
     return loss
 
 
 def softmax_cross_entropy(logits: Any, labels: Any, *, grad_out: np.ndarray | None = None,
                           row_scale: Any = None, scale: float = 1.0,
                           row_bounds: np.ndarray | None = None,
-                          label_bounds: np.ndarray | None = None) -> np.ndarray:
+                          label_bounds: np.ndarray | None = None,
+                          summary: list[Any] | None = None) -> np.ndarray:
     """Softmax cross-entropy per row with dense labels: ``sum_j labels[r, j] · -log softmax(logits[r])_j``.
 
     Args:
@@ -182,6 +193,9 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, grad_out: np.ndarray | No
             kernel's own pass over them (for the data checks); NaN, NaN for a
             row holding a label that is not a finite number >= 0 (or is -0.0):
             not known, to be checked by the caller.
+        summary: as in :func:`softmax_cross_entropy_sparse`, with ``label_low``
+            and ``label_high`` from ``label_bounds`` (its columns' minimum and
+            maximum).
 
     Returns:
         ``(rows,)`` float32 losses, NaN for rows left to the generic kernel.
@@ -191,9 +205,11 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, grad_out: np.ndarray | No
     loss = np.empty(x.shape[0], np.float32)
     grad = _gradient_buffer(grad_out, x)
     rows = x.shape[0]
-    _module().softmax_ce(x, t, x.shape[1], loss, grad, _row_scale(row_scale, rows), float(scale),
-                         _native.threads(), _bounds_buffer(row_bounds, rows),
-                         _bounds_buffer(label_bounds, rows, "label_bounds"))
+    result = _module().softmax_ce(x, t, x.shape[1], loss, grad, _row_scale(row_scale, rows), float(scale),
+                                  _native.threads(), _bounds_buffer(row_bounds, rows),
+                                  _bounds_buffer(label_bounds, rows, "label_bounds"))
+    if summary is not None:
+        summary[:] = result
     return loss
 
 

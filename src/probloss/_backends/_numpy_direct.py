@@ -15,11 +15,15 @@ interpreter's own working set is then evicted): ~10% of a 4096 x 1000 call
 call the kernel directly and return only where the result is certainly the
 general path's, bit for bit: every row finite, and, under data validation,
 every check proven passed by the kernel's own pass (the bounds it reports),
-with no warning due. Anything else returns None, and the caller runs the
-general path, which then defines the result, the error (naming the same first
-offending position as always) or the warning: it repeats the kernel's work
-only on those rare calls (a non-finite row, invalid data, logits that look
-like probabilities).
+with no warning due. The kernel's call also returns what the checks read
+(whether every loss is finite, the range of the logits and of the labels),
+reduced in C from its per-row bounds: the same reductions in NumPy, right after
+the kernel, cost ~50 us of a 4096 x 1000 call with the default validation
+(~20 us with ``validate="off"``, its finiteness check alone), measured.
+Anything else returns None, and the caller runs the general path, which then
+defines the result, the error (naming the same first offending position as
+always) or the warning: it repeats the kernel's work only on those rare calls
+(a non-finite row, invalid data, logits that look like probabilities).
 
 Why the checks hold from a finite result alone: the kernels leave NaN every row
 that holds a NaN or +inf logit or no finite one, and (sparse) every label
@@ -102,20 +106,8 @@ def _mode(validate: Any) -> str | None:
     return validate if type(validate) is str and validate in _MODES else None
 
 
-def _range(bounds: np.ndarray) -> tuple[float, float]:
-    """The minimum and maximum over every row of a kernel's ``(rows, 2)`` per-row bounds.
-
-    Each row's minimum is at most its maximum, so the minimum and maximum of the
-    whole buffer are those of the first and second columns: two contiguous
-    reductions (half the time of two strided ones). NaN (a row the kernel did
-    not vouch for) comes out as NaN either way.
-    """
-    return float(bounds.min()), float(bounds.max())
-
-
-def _logits_look_like_probabilities(bounds: np.ndarray) -> bool:
+def _look_like_probabilities(low: float, high: float) -> bool:
     """The condition of ``DataChecker.probabilities_as_logits`` on the logits' range from the kernel."""
-    low, high = _range(bounds)
     return 0.0 <= low < high <= 1.0
 
 
@@ -131,19 +123,18 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: Any, label_s
     if mode is None or kernels is None:
         return None
     module, threads = kernels
-    classes = y_pred.shape[-1]
     loss = np.empty(y_pred.shape[:-1], _F32)
     if mode == "off":
-        module.softmax_ce(y_pred, y_true, classes, loss, None, None, 1.0, threads(), None, None)
-        # NaN or inf: rows for the generic kernel, which the general path recomputes
-        return loss if np.isfinite(loss).all() else None
-    bounds, label_bounds = np.empty((loss.size, 2), _F32), np.empty((loss.size, 2), _F32)
-    module.softmax_ce(y_pred, y_true, classes, loss, None, None, 1.0, threads(), bounds, label_bounds)
-    if not np.isfinite(loss).all():
+        # not finite: NaN or inf rows for the generic kernel, which the general path recomputes
+        return loss if module.softmax_ce(y_pred, y_true, y_pred.shape[-1], loss, None, None, 1.0, threads(),
+                                         None, None)[0] else None
+    bounds = np.empty((2, loss.size, 2), _F32)  # the logits' and the labels' per-row bounds
+    finite, low, high, label_low, label_high = module.softmax_ce(
+        y_pred, y_true, y_pred.shape[-1], loss, None, None, 1.0, threads(), bounds[0], bounds[1])
+    if not finite:
         return None  # data the checks refuse, or rows for the generic kernel
-    low, high = _range(label_bounds)
     # NaN: a row the kernel does not vouch for (a negative label, -0.0, ...), which the checks read.
-    if not (low >= 0.0 and high <= 1.0) or _logits_look_like_probabilities(bounds):
+    if not (label_low >= 0.0 and label_high <= 1.0) or _look_like_probabilities(low, high):
         return None
     return loss
 
@@ -170,10 +161,11 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: Any, 
     labels = np.ascontiguousarray(y_true, np.int64)
     loss = np.empty(shape, _F32)
     bounds = np.empty((loss.size, 2), _F32) if mode != "off" else None
-    module.softmax_ce_sparse(y_pred, labels, y_pred.shape[-1], loss, None, None, 1.0, threads(), bounds)
-    if not np.isfinite(loss).all():
+    finite, low, high, _, _ = module.softmax_ce_sparse(y_pred, labels, y_pred.shape[-1], loss, None, None, 1.0,
+                                                       threads(), bounds)
+    if not finite:
         return None  # a label outside [0, classes), or rows for the generic kernel
-    if bounds is not None and _logits_look_like_probabilities(bounds):
+    if bounds is not None and _look_like_probabilities(low, high):
         return None  # the general path warns
     return loss
 

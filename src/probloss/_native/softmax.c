@@ -16,11 +16,19 @@
  * on XLA's threads, on OpenMP: pl_parallel.h). The GIL is released while the
  * kernels run.
  *
- * Python API (all return None and write `loss`; None for an optional buffer):
+ * Python API (all write `loss`; None for an optional buffer; the last two return
+ * their call's summary, the others None):
  *   softmax_ce_sparse(logits f32[n*k], labels i64[n], k, loss f32[n], grad f32[n*k] | None,
  *                     row_scale f32[n] | None, scale, nthreads, bounds f32[2n] | None)
  *   softmax_ce(logits f32[n*k], labels f32[n*k], k, loss f32[n], grad f32[n*k] | None,
  *              row_scale f32[n] | None, scale, nthreads, bounds f32[2n] | None[, label_bounds f32[2n] | None])
+ *   (summary: (finite, low, high, label_low, label_high): whether every loss is
+ *   finite; the minimum of the rows' minima and the maximum of their maxima in
+ *   `bounds` and in `label_bounds`, each NaN where its column holds a NaN, or the
+ *   buffer is None or empty: NumPy's b[:, 0].min() and b[:, 1].max(). The data checks of probloss's short
+ *   NumPy path read these, not the buffers: a NumPy reduction right after a
+ *   kernel that has streamed tens of MB costs ~10-20 us, the interpreter's and
+ *   NumPy's working set then being out of the caches.)
  *   focal_softmax_ce(logits f32[n*k], labels f32[n*k], k, alpha f64[1 or k], gamma, loss f32[n], nthreads,
  *                    bounds f32[2n] | None[, label_bounds f32[2n] | None])
  *   (bounds receives each row's minimum, NaN where the row holds a NaN, and maximum
@@ -44,6 +52,10 @@
 #include "pl_pool.h"
 #include "softmax_ce.h"
 #include "pl_xla.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
 
 #if PL_SOFTMAX_AVAILABLE
 
@@ -104,6 +116,74 @@ static void softmax_task(void *ctx, long long task) {
     }
 }
 
+/* The range of a kernel's per-row bounds b[0..2n) (row r: b[2r], b[2r + 1]): the
+ * minimum of the first column and the maximum of the second, as NumPy's
+ * b[:, 0].min() and b[:, 1].max() (each NaN where its column holds a NaN, or n
+ * is 0), the reductions of the data checks (probloss._backends._softmax_paths).
+ * In vectors of 4, two rows (SSE's minps and maxps, a < b ? a : b; elsewhere
+ * GCC's vector extension, as the kernels: the compiler does not vectorize a
+ * float minimum by itself, which would have to assume no NaN), two vectors a
+ * step for two independent chains: 4096 rows take ~1-2 us (scalar: ~14
+ * instructions a float). A NaN lane leaves the minimum and maximum as they are
+ * (every comparison false) and is counted apart. */
+typedef float pl_v4f __attribute__((vector_size(16)));
+typedef int32_t pl_v4i __attribute__((vector_size(16)));
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define PL_V4_MIN(a, b) ((pl_v4f)_mm_min_ps((__m128)(a), (__m128)(b)))
+#define PL_V4_MAX(a, b) ((pl_v4f)_mm_max_ps((__m128)(a), (__m128)(b)))
+#else
+static inline pl_v4f pl_v4_select(pl_v4i m, pl_v4f a, pl_v4f b) {
+    return (pl_v4f)(((pl_v4i)a & m) | ((pl_v4i)b & ~m));
+}
+#define PL_V4_MIN(a, b) pl_v4_select((a) < (b), (a), (b))
+#define PL_V4_MAX(a, b) pl_v4_select((a) > (b), (a), (b))
+#endif
+
+static void bounds_range(const float *b, Py_ssize_t n, double *lo, double *hi) {
+    const Py_ssize_t m = 2 * n;
+    const pl_v4f inf = {INFINITY, INFINITY, INFINITY, INFINITY};
+    pl_v4f mn0 = inf, mn1 = inf, mx0 = -inf, mx1 = -inf;
+    pl_v4i nan = {0, 0, 0, 0};
+    Py_ssize_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+        pl_v4f v0, v1;
+        memcpy(&v0, b + i, sizeof v0);
+        memcpy(&v1, b + i + 4, sizeof v1);
+        mn0 = PL_V4_MIN(v0, mn0);
+        mn1 = PL_V4_MIN(v1, mn1);
+        mx0 = PL_V4_MAX(v0, mx0);
+        mx1 = PL_V4_MAX(v1, mx1);
+        nan |= (v0 != v0) | (v1 != v1);
+    }
+    /* lanes 0 and 2 hold first-column entries, lanes 1 and 3 second-column ones */
+    float fmn = INFINITY, fmx = -INFINITY;
+    int nan_lo = n == 0, nan_hi = n == 0;
+    for (int l = 0; l < 4; l += 2) {
+        float a = mn0[l] < mn1[l] ? mn0[l] : mn1[l], z = mx0[l + 1] > mx1[l + 1] ? mx0[l + 1] : mx1[l + 1];
+        fmn = a < fmn ? a : fmn;
+        fmx = z > fmx ? z : fmx;
+        nan_lo |= nan[l] != 0;
+        nan_hi |= nan[l + 1] != 0;
+    }
+    for (; i < m; i += 2) {
+        fmn = b[i] < fmn ? b[i] : fmn;
+        fmx = b[i + 1] > fmx ? b[i + 1] : fmx;
+        nan_lo |= b[i] != b[i];
+        nan_hi |= b[i + 1] != b[i + 1];
+    }
+    *lo = nan_lo ? NAN : (double)fmn;
+    *hi = nan_hi ? NAN : (double)fmx;
+}
+
+/* Whether every loss[0..n) is finite. */
+static int all_finite(const float *loss, Py_ssize_t n) {
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n; i++) ok &= fabsf(loss[i]) <= FLT_MAX;
+    return ok;
+}
+
 /* Run `job` (its fields but per set) over n rows of k on up to nthreads threads. */
 static void run_job(SoftmaxJob *job, int nthreads) {
     job->per = rows_per_task(job->k);
@@ -126,6 +206,8 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
     Py_ssize_t n = pl_loss_rows(loss);
     if (n < 0 || pl_check_shape(n, k) < 0) return NULL;
     Buffer bx, bt, bl, bg, bs, bb, blb;
+    int finite = 1;
+    double low = NAN, high = NAN, label_low = NAN, label_high = NAN;
     if (pl_acquire(logits, "logits", 'f', 4, n * k, 0, 0, &bx) < 0) return NULL;
     if (pl_acquire(labels, "labels", sparse ? 'i' : 'f', sparse ? 8 : 4, sparse ? n : n * k, 0, 0, &bt) < 0) goto fail_x;
     if (pl_acquire(loss, "loss", 'f', 4, n, 1, 0, &bl) < 0) goto fail_t;
@@ -149,6 +231,9 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
         /* a fresh gradient buffer (PyTorch's, one per call) faults in 2 MiB pages */
         if (job.g) pl_huge_pages(job.g, (size_t)(n * k) * sizeof(float));
         run_job(&job, nthreads);
+        finite = all_finite(job.out, n);
+        if (job.b) bounds_range(job.b, n, &low, &high);
+        if (job.lb) bounds_range(job.lb, n, &label_low, &label_high);
         Py_END_ALLOW_THREADS
     }
     pl_release(&blb);
@@ -158,7 +243,7 @@ static PyObject *logits_kernel(PyObject *args, int sparse) {
     pl_release(&bl);
     pl_release(&bt);
     pl_release(&bx);
-    Py_RETURN_NONE;
+    return Py_BuildValue("(Ndddd)", PyBool_FromLong(finite), low, high, label_low, label_high);
 fail_b:
     pl_release(&bb);
 fail_s:
