@@ -817,33 +817,54 @@ def _run_cce(loss: Any, t: Any, x: Any, grad: bool = True, style: str = "plain")
     return value.detach(), (x.grad if grad else None)
 
 
-@contextmanager
-def _cce_lane_spy(monkeypatch: Any) -> Iterator[list[Any]]:
-    """Record each result of the short way (None: it handed the call to the general path)."""
-    from probloss._backends import _torch
+def _lanes() -> dict[str, tuple[Any, Any, str]]:
+    """The classes with a short way: (class, the module holding the short way, its name)."""
+    from probloss._backends import _torch, _torch_focal
 
+    return {"cce": (probloss.CategoricalCrossentropy, _torch, "categorical_loss_direct"),
+            "focal": (probloss.CategoricalFocalCrossentropy, _torch_focal, "categorical_focal_loss_direct")}
+
+
+LANES = ["cce", "focal"]
+
+
+def _lane_loss(lane: str, **kwargs: Any) -> Any:
+    return _lanes()[lane][0](**kwargs)
+
+
+@contextmanager
+def _lane_spy(monkeypatch: Any, lane: str) -> Iterator[list[Any]]:
+    """Record each result of the short way (None: it handed the call to the general path)."""
+    _, module, name = _lanes()[lane]
     results: list[Any] = []
-    original = _torch.categorical_loss_direct
-    monkeypatch.setattr(_torch, "categorical_loss_direct", lambda *a: results.append(original(*a)) or results[-1])
+    original = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a: results.append(original(*a)) or results[-1])
     yield results
+
+
+@contextmanager
+def _general_only(monkeypatch: Any, lane: str) -> Iterator[None]:
+    """The short way switched off: every call takes the general path."""
+    _, module, name = _lanes()[lane]
+    with monkeypatch.context() as m:
+        m.setattr(module, name, lambda *a: None)
+        yield
 
 
 @pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "none", "mean_with_sample_weight"])
 @pytest.mark.parametrize("validate", [None, "off", "warn"])
 @pytest.mark.parametrize(("shape", "soft"), [((64, 300), False), ((6, 5, 7), True), ((1, 2), True)])
-def test_cce_short_way_is_the_general_path_bit_for_bit(monkeypatch, reduction, validate, shape, soft):
+@pytest.mark.parametrize("lane", LANES)
+def test_cce_short_way_is_the_general_path_bit_for_bit(monkeypatch, reduction, validate, shape, soft, lane):
     """Value and gradient bit-identical to the general path's, which the short way must not have taken."""
-    from probloss._backends import _torch
-
     t, x = _cce_lane_inputs(shape, 40, soft)
-    loss = probloss.CategoricalCrossentropy(from_logits=True, reduction=reduction, validate=validate)
+    loss = _lane_loss(lane, from_logits=True, reduction=reduction, validate=validate)
     for grad, style in ((True, "plain"), (True, "scaled"), (True, "retained"), (False, "plain")):
-        with _cce_lane_spy(monkeypatch) as taken:
+        with _lane_spy(monkeypatch, lane) as taken:
             fast = _run_cce(loss, t, x, grad, style)
         assert len(taken) == 1
         assert taken[0] is not None  # the short way served it
-        with monkeypatch.context() as m:
-            m.setattr(_torch, "categorical_loss_direct", lambda *a: None)
+        with _general_only(monkeypatch, lane):
             general = _run_cce(loss, t, x, grad, style)
         assert fast[0].dtype == general[0].dtype
         assert fast[0].shape == general[0].shape
@@ -868,10 +889,9 @@ def _cce_outcome(loss: Any, t: Any, x: Any) -> tuple[str, Any]:
 @pytest.mark.parametrize("validate", [None, "raise", "warn", "off"])
 @pytest.mark.parametrize("case", ["label_above_one", "negative_label", "nan_label", "minus_zero_label", "nan_logit",
                                   "inf_logit", "masked_row", "neg_inf_logit", "probabilities"])
-def test_cce_short_way_errors_and_warnings(monkeypatch, validate, case):
+@pytest.mark.parametrize("lane", LANES)
+def test_cce_short_way_errors_and_warnings(monkeypatch, validate, case, lane):
     """Data the checks refuse or warn about: the same error (first position), warning and value as the general path."""
-    from probloss._backends import _torch
-
     t, x = _cce_lane_inputs((8, 6), 50, True)
     t, x = t.clone(), x.clone()
     if case == "label_above_one":
@@ -892,10 +912,9 @@ def test_cce_short_way_errors_and_warnings(monkeypatch, validate, case):
         x[0, 5] = -math.inf  # valid
     else:
         x = torch.rand((8, 6), generator=_gen(51))
-    loss = probloss.CategoricalCrossentropy(from_logits=True, validate=validate)
+    loss = _lane_loss(lane, from_logits=True, validate=validate)
     fast = _cce_outcome(loss, t, x)
-    with monkeypatch.context() as m:
-        m.setattr(_torch, "categorical_loss_direct", lambda *a: None)
+    with _general_only(monkeypatch, lane):
         general = _cce_outcome(loss, t, x)
     assert fast[0] == general[0]
     if fast[0] == "error":
@@ -909,10 +928,9 @@ def test_cce_short_way_errors_and_warnings(monkeypatch, validate, case):
 
 @pytest.mark.parametrize("case", ["sample_weight", "smoothing", "float64", "non_contiguous", "label_grad", "axis0",
                                   "class_weight", "dtype", "one_class", "probabilities_input", "subclass"])
-def test_cce_short_way_declines_other_calls(monkeypatch, case):
+@pytest.mark.parametrize("lane", LANES)
+def test_cce_short_way_declines_other_calls(monkeypatch, case, lane):
     """Calls outside the common one go to the general path (None before any work), with its result."""
-    from probloss._backends import _torch
-
     t, x = _cce_lane_inputs((5, 4), 60, True)
     kwargs: dict[str, Any] = {"from_logits": True}
     call_kwargs: dict[str, Any] = {}
@@ -937,36 +955,37 @@ def test_cce_short_way_declines_other_calls(monkeypatch, case):
     elif case == "probabilities_input":
         kwargs["from_logits"] = False
         x = torch.softmax(x, -1)
-    cls = probloss.CategoricalCrossentropy
+    base_cls = _lanes()[lane][0]
+    cls = base_cls
     if case == "subclass":  # its own compute_values must run
 
-        class Doubled(probloss.CategoricalCrossentropy):
+        class Doubled(base_cls):
             def compute_values(self, inputs: Any) -> Any:
                 values, mask = super().compute_values(inputs)
                 return 2 * values, mask
 
         cls = Doubled
     loss = cls(**kwargs)
-    with _cce_lane_spy(monkeypatch) as taken, warnings.catch_warnings():
+    with _lane_spy(monkeypatch, lane) as taken, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fast = loss(t, x, **call_kwargs)
     assert taken in ([], [None])
-    with monkeypatch.context() as m, warnings.catch_warnings():
+    with _general_only(monkeypatch, lane), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m.setattr(_torch, "categorical_loss_direct", lambda *a: None)
         general = loss(t, x, **call_kwargs)
     assert torch.equal(fast.detach(), general.detach())
     if case == "subclass":
-        plain = probloss.CategoricalCrossentropy(**kwargs)(t, x)
+        plain = base_cls(**kwargs)(t, x)
         assert torch.equal(fast.detach(), 2 * plain.detach())
 
 
-def test_cce_class_under_torch_compile_and_func():
+@pytest.mark.parametrize("lane", LANES)
+def test_cce_class_under_torch_compile_and_func(lane):
     """Under torch.compile (one graph) and torch.func the class takes the general path's traceable ops."""
     import torch._dynamo
 
     t, x = _cce_lane_inputs((6, 10), 70, True)
-    loss = probloss.CategoricalCrossentropy(from_logits=True)
+    loss = _lane_loss(lane, from_logits=True)
 
     def f(v: Any) -> Any:
         return loss(t, v)

@@ -241,6 +241,24 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
                          from_logits=self.from_logits, label_smoothing=self.label_smoothing,
                          axis=self.axis, class_weight=self.class_weight)
 
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """Compute the reduced loss (see :meth:`probloss.Loss.__call__`).
+
+        Plain eager CPU float32 PyTorch tensors from logits take a short way to
+        the compiled kernel (:func:`probloss._backends._torch_focal.categorical_focal_loss_direct`),
+        with the same result, gradient, errors and warnings.
+        """
+        # not for subclasses, whose compute_values or call the short way would pass by
+        if sample_weight is None and type(self) is CategoricalFocalCrossentropy:
+            torch = sys.modules.get("torch")  # loaded already wherever y_pred can be a tensor
+            if torch is not None and (type(y_pred) is torch.Tensor or type(y_pred) is torch.nn.Parameter):
+                from ._backends import _torch_focal
+
+                result = _torch_focal.categorical_focal_loss_direct(self, y_true, y_pred)
+                if result is not None:
+                    return result
+        return super().__call__(y_true, y_pred, sample_weight)
+
 
 class SparseCategoricalCrossentropy(LossFunctionWrapper):
     """Sparse categorical cross-entropy; see :func:`probloss.sparse_categorical_crossentropy`.
