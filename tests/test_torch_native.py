@@ -620,6 +620,19 @@ def _family_inputs() -> tuple[dict[str, Any], Any]:
     return labels, x
 
 
+def _explain_and_compile(f: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+    """``torch._dynamo.explain(f)(x)`` and ``torch.compile(f, backend="eager")(x)``, dynamo reset before and after."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch._dynamo.explain(f)(x), torch.compile(f, backend="eager")(x)
+    finally:
+        torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("family", sorted(_FAMILIES))
 def test_torch_compile_traces_one_graph(family):
     import torch._dynamo
@@ -629,14 +642,7 @@ def test_torch_compile_traces_one_graph(family):
     def f(v: Any) -> Any:
         return _FAMILIES[family](labels, v).mean()
 
-    torch._dynamo.reset()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            explanation = torch._dynamo.explain(f)(x)
-            compiled = torch.compile(f, backend="eager")(x)
-    finally:
-        torch._dynamo.reset()
+    explanation, compiled = _explain_and_compile(f, x)
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
     torch.testing.assert_close(compiled, f(x), rtol=4 * EPS32, atol=0)
@@ -990,14 +996,7 @@ def test_cce_class_under_torch_compile_and_func(lane):
     def f(v: Any) -> Any:
         return loss(t, v)
 
-    torch._dynamo.reset()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            explanation = torch._dynamo.explain(f)(x)
-            compiled = torch.compile(f, backend="eager")(x)
-    finally:
-        torch._dynamo.reset()
+    explanation, compiled = _explain_and_compile(f, x)
     assert explanation.graph_break_count == 0, explanation.break_reasons
     torch.testing.assert_close(compiled, f(x), rtol=4 * EPS32, atol=0)
     grad = torch.func.grad(f)(x)

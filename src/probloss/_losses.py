@@ -8,6 +8,7 @@ forwards them to :class:`~probloss.LossFunctionWrapper`; everything else
 
 from __future__ import annotations
 
+import importlib
 import numbers
 import sys
 from collections.abc import Sequence
@@ -128,6 +129,22 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
                          label_smoothing=self.label_smoothing, axis=self.axis, pos_weight=self.pos_weight)
 
 
+def _torch_short_way(loss: Any, cls: type, module: str, function: str, y_true: Any, y_pred: Any,
+                     sample_weight: Any) -> Any:
+    """The result of a PyTorch short way (``probloss._backends.<module>.<function>``), or None for the general path.
+
+    Only for an instance of ``cls`` itself (a subclass's own ``compute_values``
+    or ``call`` the short way would pass by), without sample weights, on a plain
+    PyTorch tensor; the function itself declines every other call.
+    """
+    if sample_weight is not None or type(loss) is not cls:
+        return None
+    torch = sys.modules.get("torch")  # loaded already wherever y_pred can be a tensor
+    if torch is None or not (type(y_pred) is torch.Tensor or type(y_pred) is torch.nn.Parameter):
+        return None
+    return getattr(importlib.import_module(f"._backends.{module}", __package__), function)(loss, y_true, y_pred)
+
+
 class CategoricalCrossentropy(LossFunctionWrapper):
     """Categorical cross-entropy; see :func:`probloss.categorical_crossentropy`.
 
@@ -181,16 +198,9 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         the compiled kernel (:func:`probloss._backends._torch.categorical_loss_direct`),
         with the same result, gradient, errors and warnings.
         """
-        # not for subclasses, whose compute_values or call the short way would pass by
-        if sample_weight is None and type(self) is CategoricalCrossentropy:
-            torch = sys.modules.get("torch")  # loaded already wherever y_pred can be a tensor
-            if torch is not None and (type(y_pred) is torch.Tensor or type(y_pred) is torch.nn.Parameter):
-                from ._backends import _torch
-
-                result = _torch.categorical_loss_direct(self, y_true, y_pred)
-                if result is not None:
-                    return result
-        return super().__call__(y_true, y_pred, sample_weight)
+        result = _torch_short_way(self, CategoricalCrossentropy, "_torch", "categorical_loss_direct",
+                                  y_true, y_pred, sample_weight)
+        return result if result is not None else super().__call__(y_true, y_pred, sample_weight)
 
 
 class CategoricalFocalCrossentropy(LossFunctionWrapper):
@@ -248,16 +258,9 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
         the compiled kernel (:func:`probloss._backends._torch_focal.categorical_focal_loss_direct`),
         with the same result, gradient, errors and warnings.
         """
-        # not for subclasses, whose compute_values or call the short way would pass by
-        if sample_weight is None and type(self) is CategoricalFocalCrossentropy:
-            torch = sys.modules.get("torch")  # loaded already wherever y_pred can be a tensor
-            if torch is not None and (type(y_pred) is torch.Tensor or type(y_pred) is torch.nn.Parameter):
-                from ._backends import _torch_focal
-
-                result = _torch_focal.categorical_focal_loss_direct(self, y_true, y_pred)
-                if result is not None:
-                    return result
-        return super().__call__(y_true, y_pred, sample_weight)
+        result = _torch_short_way(self, CategoricalFocalCrossentropy, "_torch_focal", "categorical_focal_loss_direct",
+                                  y_true, y_pred, sample_weight)
+        return result if result is not None else super().__call__(y_true, y_pred, sample_weight)
 
 
 class SparseCategoricalCrossentropy(LossFunctionWrapper):

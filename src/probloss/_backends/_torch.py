@@ -575,29 +575,10 @@ def categorical_loss_direct(loss: Any, y_true: Any, y_pred: Any) -> Tensor | Non
     work, or, where the summary does not settle the checks, after the kernel:
     the general path then runs the call again and raises, warns or returns.
     """
-    from .. import _config
-
-    kw = loss._values_kwargs
-    reduction = loss.reduction
-    if not (kw["from_logits"] is True and kw["class_weight"] is None and type(kw["label_smoothing"]) is float
-            and kw["label_smoothing"] == 0.0 and loss._dtype is None
-            and (reduction in _MEAN_REDUCTIONS or reduction in ("sum", "none", None))
-            and (type(y_true) is Tensor or type(y_true) is torch.nn.Parameter) and not y_true.requires_grad
-            and y_pred.dtype == torch.float32 and y_true.dtype == torch.float32
-            and y_pred.device.type == "cpu" and y_true.device.type == "cpu"
-            and y_pred.ndim >= 2 and y_true.shape == y_pred.shape and kw["axis"] in (-1, y_pred.ndim - 1)
-            and y_pred.shape[-1] > 1 and y_pred.numel() > 0
-            and y_pred.is_contiguous() and y_true.is_contiguous()
-            and "softmax_rows" in CPU_KERNELS and _plain_eager(y_pred, y_true) and _config.fast_paths_enabled()):
+    if not ("softmax_rows" in CPU_KERNELS and common_dense_call(loss, y_true, y_pred)):
         return None
-    mode = loss.validate if loss.validate is not None else _config.validation_mode()
-    classes = y_pred.shape[-1]
-    rows_x, rows_labels = y_pred.reshape(-1, classes), y_true.reshape(-1, classes)  # views
-    want_grad = _wants_grad(y_pred)
-    count = rows_x.shape[0]
-    # As _expected_gradient under the Loss's hint: the reduction's gradient of each value
-    scale = (1.0 if reduction == "sum" or not want_grad or reduction in ("none", None)
-             else _float32(1.0 / _float32(float(count))))
+    mode, reduction = short_way_mode(loss), loss.reduction
+    rows_x, rows_labels, want_grad, scale = short_way_rows(loss, y_true, y_pred)
     summary: list[Any] = []
     if want_grad and reduction in _MEAN_REDUCTIONS:
         mean = _EagerSoftmaxCrossEntropyMean.apply(rows_labels, rows_x, scale, mode != "off", summary)
@@ -606,14 +587,65 @@ def categorical_loss_direct(loss: Any, y_true: Any, y_pred: Any) -> Tensor | Non
                                               mode != "off", summary)
     if not _checks_settled(mode, summary):
         return None  # data the checks refuse or warn about, or rows they read themselves
-    values = outputs[0].reshape(y_pred.shape[:-1])
+    return reduce_rows(outputs[0], y_pred, reduction)
+
+
+def common_dense_call(loss: Any, y_true: Any, y_pred: Tensor) -> bool:
+    """Whether a softmax-family ``Loss`` call is the common one of the short ways (kernel aside).
+
+    From logits, no label smoothing, class weight or dtype, a mean, ``"sum"`` or
+    ``"none"`` reduction; plain CPU float32 C-contiguous tensors of one shape,
+    rank >= 2, classes last (more than one), labels without gradient; plain
+    eager mode, fast paths on.
+    """
+    from .. import _config
+
+    kw = loss._values_kwargs
+    reduction = loss.reduction
+    return (kw["from_logits"] is True and kw["class_weight"] is None and type(kw["label_smoothing"]) is float
+            and kw["label_smoothing"] == 0.0 and loss._dtype is None
+            and (reduction in _MEAN_REDUCTIONS or reduction in ("sum", "none", None))
+            and (type(y_true) is Tensor or type(y_true) is torch.nn.Parameter) and not y_true.requires_grad
+            and y_pred.dtype == torch.float32 and y_true.dtype == torch.float32
+            and y_pred.device.type == "cpu" and y_true.device.type == "cpu"
+            and y_pred.ndim >= 2 and y_true.shape == y_pred.shape and kw["axis"] in (-1, y_pred.ndim - 1)
+            and y_pred.shape[-1] > 1 and y_pred.numel() > 0
+            and y_pred.is_contiguous() and y_true.is_contiguous()
+            and _plain_eager(y_pred, y_true) and _config.fast_paths_enabled())
+
+
+def short_way_mode(loss: Any) -> str:
+    """The validation mode a ``Loss`` call runs under."""
+    from .. import _config
+
+    return loss.validate if loss.validate is not None else _config.validation_mode()
+
+
+def short_way_rows(loss: Any, y_true: Tensor, y_pred: Tensor) -> tuple[Tensor, Tensor, bool, float]:
+    """``(logit rows, label rows, whether a gradient is wanted, the gradient's scale)`` of a short way's call.
+
+    The scale is :func:`_expected_gradient`'s under the ``Loss``'s hint: the
+    gradient the reduction sends each value (``1/N`` in float32 for the means).
+    """
+    classes = y_pred.shape[-1]
+    rows_x, rows_labels = y_pred.reshape(-1, classes), y_true.reshape(-1, classes)  # views
+    want_grad = _wants_grad(y_pred)
+    reduction = loss.reduction
+    scale = (1.0 if reduction == "sum" or not want_grad or reduction in ("none", None)
+             else _float32(1.0 / _float32(float(rows_x.shape[0]))))
+    return rows_x, rows_labels, want_grad, scale
+
+
+def reduce_rows(values: Tensor, y_pred: Tensor, reduction: str | None) -> Tensor:
+    """A short way's per-row ``values`` reduced as ``Loss.__call__``'s ``reduce_values`` does, by the same ops."""
+    values = values.reshape(y_pred.shape[:-1])
     if reduction in ("none", None):
         return values
     total = torch.sum(values)
     if reduction == "sum":
         return total
-    # reduce_values: the sum over the count as a float32 tensor
-    return total / torch.asarray(count, dtype=total.dtype, device=total.device)
+    # the sum over the count as a float32 tensor
+    return total / torch.asarray(values.numel(), dtype=total.dtype, device=total.device)
 
 
 def _checks_settled(mode: str, summary: list[Any]) -> bool:

@@ -213,46 +213,26 @@ def categorical_focal_loss_direct(loss: Any, y_true: Any, y_pred: Tensor) -> Ten
     """``CategoricalFocalCrossentropy(from_logits=True)(y_true, y_pred)`` of its common eager CPU call, or None.
 
     The common call of :func:`probloss._backends._torch.categorical_loss_direct`
-    (plain CPU float32 C-contiguous tensors of one shape, rank >= 2, classes
-    last, labels without gradient, no sample weight, label smoothing, class
-    weight or dtype, a mean, ``"sum"`` or ``"none"`` reduction, plain eager mode,
-    fast paths on, the kernel built), for focal cross-entropy: the general path's
-    ~400 Python calls (~0.4 ms of a 4096 x 1000 forward + backward) become the
-    same Function (:class:`_EagerFocalSoftmax`) with the same arguments and the
-    same reduction ops, so value and gradient are the general path's, bit for
-    bit. The data checks are settled by every loss being finite (no NaN or +inf
-    logit, a finite one in every row) and the kernel's per-row bounds: labels
-    in ``[0, 1]`` (a row the kernel does not vouch for leaves NaN there), logits
-    that do not look like probabilities; anything
-    else returns None, and the general path runs the call again and raises,
-    warns or returns.
+    (:func:`probloss._backends._torch.common_dense_call`, the kernel built), for
+    focal cross-entropy: the general path's ~400 Python calls (~0.4 ms of a
+    4096 x 1000 forward + backward) become the same Function
+    (:class:`_EagerFocalSoftmax`) with the same arguments and the same reduction
+    ops, so value and gradient are the general path's, bit for bit. The data
+    checks are settled by every loss being finite (no NaN or +inf logit, a
+    finite one in every row) and the kernel's per-row bounds: labels in
+    ``[0, 1]`` (a row the kernel does not vouch for leaves NaN there), logits
+    that do not look like probabilities. Anything else returns None, and the
+    general path runs the call again and raises, warns or returns.
     """
-    from .. import _config
-
-    kw = loss._values_kwargs
-    reduction = loss.reduction
-    if not (AVAILABLE and kw["from_logits"] is True and kw["class_weight"] is None
-            and type(kw["label_smoothing"]) is float and kw["label_smoothing"] == 0.0 and loss._dtype is None
-            and (reduction in base._MEAN_REDUCTIONS or reduction in ("sum", "none", None))
-            and (type(y_true) is Tensor or type(y_true) is torch.nn.Parameter) and not y_true.requires_grad
-            and y_pred.dtype == torch.float32 and y_true.dtype == torch.float32
-            and y_pred.device.type == "cpu" and y_true.device.type == "cpu"
-            and y_pred.ndim >= 2 and y_true.shape == y_pred.shape and kw["axis"] in (-1, y_pred.ndim - 1)
-            and y_pred.shape[-1] > 1 and y_pred.numel() > 0 and y_pred.is_contiguous() and y_true.is_contiguous()
-            and base._plain_eager(y_pred, y_true) and _config.fast_paths_enabled()):
+    if not (AVAILABLE and base.common_dense_call(loss, y_true, y_pred)):
         return None
+    kw = loss._values_kwargs
     alpha = kw["alpha"]
     weights = [float(a) for a in alpha] if isinstance(alpha, tuple | list) else [float(alpha)]
     if len(weights) not in (1, y_pred.shape[-1]):
         return None  # the general path reports the mismatch
-    mode = loss.validate if loss.validate is not None else _config.validation_mode()
-    classes = y_pred.shape[-1]
-    rows_x, rows_labels = y_pred.reshape(-1, classes), y_true.reshape(-1, classes)  # views
-    want_grad = base._wants_grad(y_pred)
-    count = rows_x.shape[0]
-    # as base._expected_gradient under the Loss's hint: the gradient the reduction sends each value
-    scale = (1.0 if reduction == "sum" or not want_grad or reduction in ("none", None)
-             else base._float32(1.0 / base._float32(float(count))))
+    mode = base.short_way_mode(loss)
+    rows_x, rows_labels, want_grad, scale = base.short_way_rows(loss, y_true, y_pred)
     values, _, bounds = _EagerFocalSoftmax.apply(rows_labels, rows_x, weights, float(kw["gamma"]), want_grad,
                                                  want_grad, None, scale, mode != "off")
     if mode != "off":
@@ -265,11 +245,4 @@ def categorical_focal_loss_direct(loss: Any, y_true: Any, y_pred: Tensor) -> Ten
         finite = bool(torch.isfinite(values).all())
         if not base._checks_settled(mode, [finite, low, high, label_low, label_high]):
             return None  # data the checks refuse or warn about, or rows they read themselves
-    values = values.reshape(y_pred.shape[:-1])
-    if reduction in ("none", None):
-        return values
-    total = torch.sum(values)
-    if reduction == "sum":
-        return total
-    # reduce_values: the sum over the count as a float32 tensor
-    return total / torch.asarray(count, dtype=total.dtype, device=total.device)
+    return base.reduce_rows(values, y_pred, loss.reduction)

@@ -361,11 +361,11 @@ PL_INLINE double recip_unit_short(double u)
 }
 
 /* The block's bounds, taken inside the short loops (focal_logits_block runs them
- * before it knows whether the block qualifies): x's order keys, and y's bits as
- * signed integers, which are its order keys wherever the sign bit is clear (as
- * bce_logits_ordinary_terms takes them: two vector operations fewer per 16
- * labels), into the loop's running minima and maxima ylo, yhi, xlo, xhi;
- * focal_short_bounds then takes y's keys proper for a block holding a label
+ * before it knows whether the block qualifies; bce_logits_ordinary_terms too):
+ * x's order keys, and y's bits as signed integers, which are its order keys
+ * wherever the sign bit is clear (two vector operations fewer per 16 labels),
+ * into the loop's running minima and maxima ylo, yhi, xlo, xhi;
+ * short_loop_bounds then takes y's keys proper for a block holding a label
  * with the sign bit set (a negative label, -0 or a NaN: a block the short
  * loops do not serve). */
 #define FOCAL_SHORT_BOUNDS(i)                                                    \
@@ -377,7 +377,7 @@ PL_INLINE double recip_unit_short(double u)
         xhi = kx_ > xhi ? kx_ : xhi;                                             \
     } while (0)
 
-PL_INLINE void focal_short_bounds(const float *restrict y, Py_ssize_t n, int32_t ylo, int32_t yhi, int32_t xlo,
+PL_INLINE void short_loop_bounds(const float *restrict y, Py_ssize_t n, int32_t ylo, int32_t yhi, int32_t xlo,
                                   int32_t xhi, pl_bounds *restrict local)
 {
     if (ylo < 0) { /* a sign bit set: the keys proper */
@@ -426,7 +426,7 @@ PL_INLINE void focal_logits_short_loop(const params_t *P, const float *restrict 
             grad[i] = (float)(g * (balance ? weight * scale : scale));
         }
     }
-    focal_short_bounds(y, n, ylo, yhi, xlo, xhi, local);
+    short_loop_bounds(y, n, ylo, yhi, xlo, xhi, local);
     *soft = 1;
 }
 
@@ -483,7 +483,7 @@ PL_INLINE void focal_logits_hard_loop(const params_t *P, const float *restrict y
             grad[i] = pl_float_b(pl_bits_f(g) ^ flip);
         }
     }
-    focal_short_bounds(y, n, ylo, yhi, xlo, xhi, local);
+    short_loop_bounds(y, n, ylo, yhi, xlo, xhi, local);
     *soft = softest > 0;
 }
 
@@ -787,7 +787,7 @@ PL_INLINE float step_minus_y(float x, float y)
  * taken. With them, y's minimum and maximum are taken as signed integers of its
  * bits, which are its order keys (pl_order_f) wherever the sign bit is clear:
  * a block whose smallest such integer is negative (a negative label, -0 or a NaN
- * with its sign set) takes its keys again (bce_label_keys). */
+ * with its sign set) takes its keys again (short_loop_bounds). */
 PL_INLINE int bce_logits_ordinary_terms(const float *restrict y, const float *restrict x, Py_ssize_t n,
                                         float *restrict terms, pl_bounds *local, const int with_bounds)
 {
@@ -808,15 +808,7 @@ PL_INLINE int bce_logits_ordinary_terms(const float *restrict y, const float *re
         terms[i] = log1p_unit_f8(exp_neg_f6(a)) + step_minus_y(xi, yi) * xi;
     }
     if (!with_bounds) return amax <= (int32_t)pl_bits_f(87.0f); /* false for a NaN (bits beyond inf's) */
-    if (ylo < 0) { /* a sign bit set: the keys proper */
-        ylo = INT32_MAX, yhi = INT32_MIN;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int32_t ky = pl_order_f(y[i]);
-            ylo = ky < ylo ? ky : ylo;
-            yhi = ky > yhi ? ky : yhi;
-        }
-    }
-    local->ymin = ylo, local->ymax = yhi, local->xmin = xlo, local->xmax = xhi;
+    short_loop_bounds(y, n, ylo, yhi, xlo, xhi, local);
     return keys_within(xlo, xhi, -87.0f, 87.0f);
 }
 
