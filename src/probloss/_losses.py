@@ -2,7 +2,9 @@
 
 Each class is a docstring and an ``__init__`` that checks its options and
 forwards them to :class:`~probloss.LossFunctionWrapper`; everything else
-(``__call__``, ``call``, ``get_config``) is inherited. ``reduction``, ``name``,
+(``__call__``, ``call``, ``get_config``) is inherited, except where a class's
+``__call__`` first tries a library's short way (the same result by fewer
+steps, or None). ``reduction``, ``name``,
 ``dtype`` and ``validate`` are documented once, on :class:`~probloss.Loss`.
 """
 
@@ -143,6 +145,20 @@ def _torch_short_way(loss: Any, cls: type, module: str, function: str, y_true: A
     if torch is None or not (type(y_pred) is torch.Tensor or type(y_pred) is torch.nn.Parameter):
         return None
     return getattr(importlib.import_module(f"._backends.{module}", __package__), function)(loss, y_true, y_pred)
+
+
+def _jax_short_way(loss: Any, cls: type, function: str, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
+    """The result of a JAX short way (``probloss._backends._jax_direct.<function>``), or None for the general path.
+
+    Only for an instance of ``cls`` itself, without sample weights, on a JAX
+    array or tracer; the function itself declines every other call.
+    """
+    if sample_weight is not None or type(loss) is not cls:
+        return None
+    jax = sys.modules.get("jax")  # loaded already wherever y_pred can be a JAX array
+    if jax is None or not isinstance(y_pred, jax.Array):
+        return None
+    return getattr(importlib.import_module("._backends._jax_direct", __package__), function)(loss, y_true, y_pred)
 
 
 class CategoricalCrossentropy(LossFunctionWrapper):
@@ -390,6 +406,17 @@ class Poisson(LossFunctionWrapper):
         self.full = check_flag(full, "full")
         super().__init__(poisson, reduction=reduction, name=name, dtype=dtype, validate=validate,
                          log_input=self.log_input, full=self.full)
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """Compute the reduced loss (see :meth:`probloss.Loss.__call__`).
+
+        float32 JAX arrays under ``jit``/``grad``/``vmap`` take a short way
+        (:func:`probloss._backends._jax_direct.poisson_loss_direct`) whose
+        gradient is the compiled kernel's, the reduction folded in; the same
+        value, the same gradient formula.
+        """
+        result = _jax_short_way(self, Poisson, "poisson_loss_direct", y_true, y_pred, sample_weight)
+        return result if result is not None else super().__call__(y_true, y_pred, sample_weight)
 
 
 class KLDivergence(LossFunctionWrapper):

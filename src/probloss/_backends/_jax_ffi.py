@@ -96,16 +96,19 @@ def normalized_rows(t: Array, y: Array, *, low: float, high: float, want_grad: b
 
 
 def binary_rows(kind: int, y: Array, x: Array, *, divisor: float, params: tuple[float, ...] = (),
-                want_grad: bool) -> tuple[Array, ...]:
+                want_grad: bool, grad_scale: float | None = None) -> tuple[Array, ...]:
     """Per-row binary-family loss (``row_losses`` of binary.c) of float32 ``(..., cols)`` arrays, and its gradient.
 
-    Returns ``(loss,)`` or ``(loss, grad)`` with ``grad = d loss[r] / d x[r, c]``;
-    NaN or inf rows for the caller.
+    Returns ``(loss,)`` or ``(loss, grad)`` with ``grad = d loss[r] / d x[r, c]``,
+    or that times ``grad_scale·divisor`` where ``grad_scale`` is given (a
+    reduction's factor folded into the kernel's pass); NaN or inf rows for the caller.
     """
     shapes = [jax.ShapeDtypeStruct(x.shape[:-1], jnp.float32)]
     if want_grad:
         shapes.append(jax.ShapeDtypeStruct(x.shape, jnp.float32))
     attrs = {f"p{i}": np.float64(p) for i, p in enumerate(params)}
+    if grad_scale is not None:
+        attrs["grad_scale"] = np.float64(grad_scale)
     call = jax.ffi.ffi_call("probloss_binary", tuple(shapes), vmap_method="broadcast_all")
     return tuple(call(y, x, kind=np.int64(kind), threads=_threads(), divisor=np.float64(divisor), **attrs))
 

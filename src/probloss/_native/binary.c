@@ -163,7 +163,9 @@ fail_yx:
  *
  * probloss_binary(y f32[..., cols], x f32[..., cols]) -> out f32[...] [, grad f32[..., cols]]
  * with the attributes `kind`, `threads`, `divisor` and `p0`..`p5` (the params of
- * row_losses; absent ones are 0). Every leading axis is a row (JAX's vmap adds
+ * row_losses; absent ones are 0), and optionally `grad_scale`: the gradient's
+ * scale in place of 1/divisor (a reduction's factor folded in: JAX's Loss-level
+ * short way, probloss._backends._jax_direct). Every leading axis is a row (JAX's vmap adds
  * them in front). Rows whose value is non-finite are the caller's to recompute. */
 static XLA_FFI_Error *xla_binary(XLA_FFI_CallFrame *frame)
 {
@@ -191,6 +193,8 @@ static XLA_FFI_Error *xla_binary(XLA_FFI_CallFrame *frame)
     pl_view yv = {(const char *)by->data, (Py_ssize_t)(cols * 4), 4};
     pl_view xv = {(const char *)bx->data, (Py_ssize_t)(cols * 4), 4};
     params.scale = 1.0 / divisor;
+    double grad_scale;
+    if (pl_xla_attr_f64(frame, "grad_scale", &grad_scale) == 0) params.scale = grad_scale;
     if (bg) pl_xla_huge_pages(bg->data, (size_t)(rows * cols) * sizeof(float));
     pl_bounds bounds;
     Py_ssize_t nonfinite;
