@@ -24,6 +24,7 @@ general path computes the gradient in float64 and is kept.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import array_api_compat
@@ -78,10 +79,7 @@ def _reduce(rows: Array, reduction: str) -> Array:
 
 def _row_factor(rows_shape: tuple[int, ...], reduction: str) -> float:
     """``d reduced / d row``: ``1/N`` for the means (N the per-sample losses), 1 for ``"sum"``."""
-    count = 1
-    for d in rows_shape:
-        count *= d
-    return 1.0 if reduction == "sum" else 1.0 / count
+    return 1.0 if reduction == "sum" else 1.0 / math.prod(rows_shape)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))

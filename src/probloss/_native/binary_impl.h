@@ -812,6 +812,12 @@ PL_INLINE int bce_logits_ordinary_terms(const float *restrict y, const float *re
     return keys_within(xlo, xhi, -87.0f, 87.0f);
 }
 
+/* Poisson's float32 gradient formula ((p - y) + eps)/(p + eps)·scale (poisson_block's mode 1). */
+PL_INLINE float poisson_slope_f32(float y, float p, float epsf, float scalef)
+{
+    return (((p - y) + epsf) / (p + epsf)) * scalef;
+}
+
 /* Poisson's gradient (poisson_block's params) by its own loop. */
 PL_INLINE void poisson_grad_loop(const float *restrict y, const float *restrict x, Py_ssize_t n, double eps,
                                  double scale, int float32_formula, float *restrict grad)
@@ -819,7 +825,7 @@ PL_INLINE void poisson_grad_loop(const float *restrict y, const float *restrict 
     if (float32_formula) {
         const float epsf = (float)eps, scalef = (float)scale;
         for (Py_ssize_t i = 0; i < n; i++)
-            grad[i] = (((x[i] - y[i]) + epsf) / (x[i] + epsf)) * scalef;
+            grad[i] = poisson_slope_f32(y[i], x[i], epsf, scalef);
     } else {
         for (Py_ssize_t i = 0; i < n; i++)
             grad[i] = (float)((1.0 - (double)y[i] / ((double)x[i] + eps)) * scale);
@@ -1027,12 +1033,12 @@ PL_BLOCK_ATTR static void PL_NAME(poisson_block)(const void *params, const float
     pl_bounds local = block_bounds(y, x, n);
     const float xlo = pl_unorder_f(local.xmin), xhi = pl_unorder_f(local.xmax);
     if ((double)xlo + eps > 0.0 && xhi < INFINITY) { /* false for a NaN bound */
-        if (grad && float32_formula) { /* the gradient's line as poisson_grad_loop's */
+        if (grad && float32_formula) {
             const float epsf = (float)eps, scalef = (float)scale;
             for (Py_ssize_t i = 0; i < n; i++) {
                 double p = (double)x[i];
                 terms[i] = p - (double)y[i] * log_short(p + eps);
-                grad[i] = (((x[i] - y[i]) + epsf) / (x[i] + epsf)) * scalef;
+                grad[i] = poisson_slope_f32(y[i], x[i], epsf, scalef);
             }
             grad_written = 1;
         } else {
