@@ -120,9 +120,9 @@ def warn_unavailable() -> None:
     _warned = True
     warnings.warn(
         f"probloss's compiled kernels could not be loaded ({load_error}); NumPy inputs use the "
-        "array-API kernels instead (same values, several times slower). To fix it, reinstall "
-        "probloss from a wheel (`pip install --force-reinstall probloss`), or from source with a C "
-        "compiler available (`pip install --force-reinstall --no-binary probloss probloss`, or "
+        "array-API kernels instead (the same results within a few ulps, several times slower). "
+        "To fix it, reinstall probloss from a wheel (`pip install --force-reinstall probloss`), "
+        "or from source with a C compiler available (`pip install --force-reinstall --no-binary probloss probloss`, or "
         "`pip install .` in a checkout).",
         NativeUnavailableWarning,
         stacklevel=3,
