@@ -443,6 +443,17 @@ class KLDivergence(LossFunctionWrapper):
         super().__init__(kl_divergence, reduction=reduction, name=name, dtype=dtype,
                          validate=validate, log_input=self.log_input, log_target=self.log_target)
 
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """Compute the reduced loss (see :meth:`probloss.Loss.__call__`).
+
+        float32 JAX arrays under ``jit``/``grad``/``vmap`` take a short way
+        (:func:`probloss._backends._jax_direct.kl_divergence_loss_direct`) whose
+        gradient is the compiled kernel's, the reduction folded in; the same
+        value, the same gradient formula.
+        """
+        result = _jax_short_way(self, KLDivergence, "kl_divergence_loss_direct", y_true, y_pred, sample_weight)
+        return result if result is not None else super().__call__(y_true, y_pred, sample_weight)
+
 
 class CTC(LossFunctionWrapper):
     """Connectionist temporal classification loss; see :func:`probloss.ctc`.

@@ -617,14 +617,17 @@ def _binary_kernel(kind: int, params: tuple[float, ...], y: Array, x: Array) -> 
 
 
 def _binary_primal(kind: int, params: tuple[float, ...], plain: Callable[[Array, Array], Array], y: Array, x: Array,
-                   axis: int) -> Array:
-    """The loss alone (no gradient): the compiled kernel on CPU for float32, else ``plain``."""
+                   axis: int, *, mean: bool = True) -> Array:
+    """The loss alone (no gradient): the compiled kernel on CPU for float32, else ``plain``.
+
+    The kernel's rows are means along ``axis`` (``mean``) or sums.
+    """
     if not _compiled(x):
         return plain(y, x)
 
     def on_cpu(y: Array, x: Array) -> Array:
-        (loss,) = _ffi.binary_rows(kind, _last(y, axis).astype(jnp.float32), _last(x, axis), divisor=x.shape[axis],
-                                   params=params, want_grad=False)
+        (loss,) = _ffi.binary_rows(kind, _last(y, axis).astype(jnp.float32), _last(x, axis),
+                                   divisor=x.shape[axis] if mean else 1.0, params=params, want_grad=False)
         return lax.cond(jnp.any(~jnp.isfinite(loss)), lambda: plain(y, x), lambda: loss)
 
     return lax.platform_dependent(y, x, cpu=on_cpu, default=plain)
@@ -804,16 +807,36 @@ def _kl_value(t: Array, p: Array, axis: int, epsilon: float) -> Array:
     return jnp.sum(tc * _log_ratio(tc, pc), axis=axis).astype(p.dtype)
 
 
+def _kl_params(low: float) -> tuple[float, ...]:
+    """The compiled kernel's KL parameters: the clip's lower bound and float32 arithmetic (binary_impl.h)."""
+    return (float(np.float32(low)), 1.0)
+
+
+def _kl_primal(t: Array, p: Array, axis: int, epsilon: float) -> Array:
+    """The loss: without float64, the compiled kernel's float32 mode on CPU, else the XLA formula.
+
+    The kernel evaluates ``_kl_terms``'s formula (``t·log(q) + ρ``, the exact
+    remainder ``ρ`` by a float64 product) in one pass and sums in float64; with
+    float64 on, the XLA formula computes in float64 and is kept.
+    """
+    if _wide(p.dtype) != p.dtype or not _compiled(p):
+        return _kl_value(t, p, axis, epsilon)
+    return _binary_primal(_native_kinds().KIND_KL, _kl_params(epsilon),
+                          functools.partial(_kl_value, axis=axis, epsilon=epsilon), t, p, axis, mean=False)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _kl(t: Array, p: Array, axis: int, epsilon: float) -> Array:
-    return _kl_value(t, p, axis, epsilon)
+    return _kl_primal(t, p, axis, epsilon)
 
 
 @functools.partial(_kl.defjvp, symbolic_zeros=True)
 def _kl_jvp(axis: int, epsilon: float, primals: tuple[Array, Array],
             tangents: tuple[Any, Any]) -> tuple[Array, Array]:
     t, p = primals
-    value = _kl_value(t, p, axis, epsilon)
+    # The value by the custom_jvp function itself, so that differentiating this rule again
+    # (jax.hessian) goes through this rule, not into the compiled kernel's FFI call.
+    value = _kl(t, p, axis, epsilon)
     tc, pc = jnp.clip(t, epsilon, 1.0), jnp.clip(p, epsilon, 1.0)
     terms = []
     if not _is_zero(tangents[1]):

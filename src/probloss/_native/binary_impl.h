@@ -664,9 +664,8 @@ PL_INLINE double kl_log_ratio(double t, double p)
  * element). Near t = p, where log(t/p) ~ (t - p)/p is small, the relative accuracy
  * is log1p((t - p)/p)'s: q - 1 is exact (Sterbenz), log(q) is accurate relative to
  * itself (log_reduced_2s), and q's rounding error is carried by rho. */
-PL_INLINE double kl_term_ordinary(double t, double p)
+PL_INLINE double kl_term_ordinary(double t, double p, double q)
 {
-    double q = t / p;
     double q_hi = pl_double_b(pl_bits_d(q) & 0xfffffffff8000000ull);
     double q_lo = q - q_hi;
     double rho = (t - q_hi * p) - q_lo * p;
@@ -675,19 +674,50 @@ PL_INLINE double kl_term_ordinary(double t, double p)
     return t * log_reduced_2s(f, kf) + rho;
 }
 
-/* t·log(t/p) with t, p clipped to [lo, 1] (float32 bounds), in float64.
- * `ordinary` (a constant in each copy): lo a positive normal float32 and no NaN. */
-PL_INLINE void kl_terms(const float *restrict y, const float *restrict x, Py_ssize_t n, double lo,
-                        double *restrict terms, const int ordinary)
+/* t·log(t/p) with t, p clipped to [lo, 1] (float32 bounds), in float64, for any
+ * block (kl_log_ratio): the general loop. */
+PL_INLINE void kl_general_terms(const float *restrict y, const float *restrict x, Py_ssize_t n, double lo,
+                                double *restrict terms)
 {
-    const float lof = (float)lo; /* lo is a float32 value: the same clip in float, 16 lanes per AVX-512 register */
+    const float lof = (float)lo; /* lo is a float32 value: the same clip in float */
     for (Py_ssize_t i = 0; i < n; i++) {
-        float tf = y[i] < lof ? lof : y[i], pf = x[i] < lof ? lof : x[i];
+        float tf = y[i] < lof ? lof : y[i], pf = x[i] < lof ? lof : x[i]; /* NaN stays NaN */
         tf = tf > 1.0f ? 1.0f : tf;
         pf = pf > 1.0f ? 1.0f : pf;
         double t = (double)tf, p = (double)pf;
-        terms[i] = ordinary ? kl_term_ordinary(t, p) : t * kl_log_ratio(t, p);
+        terms[i] = t * kl_log_ratio(t, p);
     }
+}
+
+/* KL's terms as if the block were ordinary (kl_term_ordinary) into terms[], its
+ * bounds into *local, and with_grad (a constant in each copy) the gradient
+ * -t/p·scale (times the clip's slope: 1 inside (lo, 1), 1/2 at a bound, 0
+ * outside) into grad, from the same quotient q = t/p: one loop and one division
+ * fewer than a gradient loop of its own. The gradient is rounded once from
+ * float64, so it is the same for any block (NaN where t or p is NaN). */
+PL_INLINE void kl_ordinary_terms(const float *restrict y, const float *restrict x, Py_ssize_t n, double lo,
+                                 double scale, double *restrict terms, float *restrict grad, pl_bounds *local,
+                                 const int with_grad)
+{
+    const float lof = (float)lo; /* lo is a float32 value: the same clip in float */
+    int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float yi = y[i], xi = x[i];
+        int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
+        ylo = ky < ylo ? ky : ylo;
+        yhi = ky > yhi ? ky : yhi;
+        xlo = kx < xlo ? kx : xlo;
+        xhi = kx > xhi ? kx : xhi;
+        float tf = yi < lof ? lof : yi, pf = xi < lof ? lof : xi;
+        tf = tf > 1.0f ? 1.0f : tf;
+        pf = pf > 1.0f ? 1.0f : pf;
+        double t = (double)tf, p = (double)pf;
+        double q = t / p;
+        terms[i] = kl_term_ordinary(t, p, q);
+        /* the clipped p keeps -t/p finite where the slope is 0 (p = 0 would give inf·0 = NaN) */
+        if (with_grad) grad[i] = (float)((-q * scale) * clip_slope(xi, lof, 1.0f));
+    }
+    local->ymin = ylo, local->ymax = yhi, local->xmin = xlo, local->xmax = xhi;
 }
 
 /* ---- The pieces of binary CE from logits (bce_logits_block), in float.
@@ -830,6 +860,68 @@ PL_INLINE void poisson_grad_loop(const float *restrict y, const float *restrict 
         for (Py_ssize_t i = 0; i < n; i++)
             grad[i] = (float)((1.0 - (double)y[i] / ((double)x[i] + eps)) * scale);
     }
+}
+
+/* Poisson's terms p - y·log(p + eps) in float64 as if the block were ordinary
+ * (see poisson_block) into terms[], its bounds into *local, and with the float32
+ * gradient formula (a constant in each copy) that gradient into grad: one loop,
+ * which has y and x in registers for all three (the bounds in the integer lanes
+ * beside the float64 arithmetic: 9% faster than a bounds pass of their own). */
+PL_INLINE void poisson_ordinary_terms(const float *restrict y, const float *restrict x, Py_ssize_t n, double eps,
+                                      double scale, double *restrict terms, float *restrict grad,
+                                      pl_bounds *local, const int with_grad)
+{
+    int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
+    const float epsf = (float)eps, scalef = (float)scale;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float yi = y[i], xi = x[i];
+        int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
+        ylo = ky < ylo ? ky : ylo;
+        yhi = ky > yhi ? ky : yhi;
+        xlo = kx < xlo ? kx : xlo;
+        xhi = kx > xhi ? kx : xhi;
+        double p = (double)xi;
+        terms[i] = p - (double)yi * log_short(p + eps);
+        if (with_grad) grad[i] = poisson_slope_f32(yi, xi, epsf, scalef);
+    }
+    local->ymin = ylo, local->ymax = yhi, local->xmin = xlo, local->xmax = xhi;
+}
+
+/* KL's terms in float32 arithmetic (kl_block's mode 1, for JAX without float64),
+ * as if the block were ordinary (lo a normal float, no NaN), with its bounds and,
+ * with_grad, the gradient by JAX's float32 formula (-(t/p)·slope)·scale. The
+ * formula is that of JAX's XLA path (probloss._backends._jax._kl_terms): q = t/p
+ * rounded to float32, its exact remainder rho = t - q·p (exact in double: q·p has
+ * 48 bits, and rho is a float32 number, the property of a correctly rounded
+ * quotient), and t·log(t/p) = t·log(q) + rho (to a relative 2^-24 of rho, below
+ * 2^-48·t), with log(q) in float (pl_logf_reduced, 0.86 ulp) and the rest in
+ * double: each term within about an ulp of itself (float32), where XLA's float32
+ * products and sums round twice more. */
+PL_INLINE void kl_f32_terms(const float *restrict y, const float *restrict x, Py_ssize_t n, double lo,
+                            double scale, double *restrict terms, float *restrict grad, pl_bounds *local,
+                            const int with_grad)
+{
+    const float lof = (float)lo, scalef = (float)scale;
+    int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float yi = y[i], xi = x[i];
+        int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
+        ylo = ky < ylo ? ky : ylo;
+        yhi = ky > yhi ? ky : yhi;
+        xlo = kx < xlo ? kx : xlo;
+        xhi = kx > xhi ? kx : xhi;
+        float tf = yi < lof ? lof : yi, pf = xi < lof ? lof : xi;
+        tf = tf > 1.0f ? 1.0f : tf;
+        pf = pf > 1.0f ? 1.0f : pf;
+        float q = tf / pf;
+        double t = (double)tf;
+        double rho = t - (double)q * (double)pf;
+        float kf, f;
+        PL_SPLITF(q, kf, f);
+        terms[i] = t * (double)pl_logf_reduced(f, kf, 0.0f) + rho;
+        if (with_grad) grad[i] = (-q * (float)clip_slope(xi, lof, 1.0f)) * scalef;
+    }
+    local->ymin = ylo, local->ymax = yhi, local->xmin = xlo, local->xmax = xhi;
 }
 
 #endif /* PL_BINARY_HELPERS */
@@ -1017,78 +1109,68 @@ PL_BLOCK_ATTR static void PL_NAME(focal_probs_block)(const void *params, const f
  * to float32), the formula of JAX's Poisson gradient without float64
  * (probloss._backends._jax), its numbers where the scale is a power of 2.
  * Ordinary block: every p finite with p + eps > 0 (then p + eps, a sum of two
- * float32 numbers, is a positive normal finite double). There the float32
- * gradient is written by the terms' loop, which has p and y in registers
- * already: 13% over the loss alone (AVX-512, one thread), where its own loop
- * costs 30%, as the float64 one does in either place (its division). */
+ * float32 numbers, is a positive normal finite double). One loop takes the
+ * block's bounds and its terms as if it were ordinary (log_short on anything
+ * else gives some number, never a trap); a block that is not has its terms
+ * recomputed by the general loop, whose logarithm is log_short's wherever that
+ * one is defined. The float32 gradient, a formula of y and p alone, is written
+ * by the same loop (13% over the loss alone, AVX-512, one thread, where its own
+ * loop costs 30%, as the float64 one does in either place: its division). */
 PL_BLOCK_ATTR static void PL_NAME(poisson_block)(const void *params, const float *restrict y,
                                                  const float *restrict x, Py_ssize_t n, double *acc,
                                                  float *restrict grad, pl_bounds *b)
 {
     const params_t *P = (const params_t *)params;
     const double eps = P->p[0], scale = P->scale;
-    const int float32_formula = P->p[1] != 0.0;
+    const int float32_grad = grad != NULL && P->p[1] != 0.0;
     double terms[PL_BLOCK];
-    int grad_written = 0;
-    pl_bounds local = block_bounds(y, x, n);
+    pl_bounds local;
+    if (float32_grad)
+        poisson_ordinary_terms(y, x, n, eps, scale, terms, grad, &local, 1);
+    else
+        poisson_ordinary_terms(y, x, n, eps, scale, terms, NULL, &local, 0);
     const float xlo = pl_unorder_f(local.xmin), xhi = pl_unorder_f(local.xmax);
-    if ((double)xlo + eps > 0.0 && xhi < INFINITY) { /* false for a NaN bound */
-        if (grad && float32_formula) {
-            const float epsf = (float)eps, scalef = (float)scale;
-            for (Py_ssize_t i = 0; i < n; i++) {
-                double p = (double)x[i];
-                terms[i] = p - (double)y[i] * log_short(p + eps);
-                grad[i] = poisson_slope_f32(y[i], x[i], epsf, scalef);
-            }
-            grad_written = 1;
-        } else {
-            for (Py_ssize_t i = 0; i < n; i++) {
-                double p = (double)x[i];
-                terms[i] = p - (double)y[i] * log_short(p + eps);
-            }
-        }
-    } else {
+    if (!((double)xlo + eps > 0.0 && xhi < INFINITY)) { /* true for a NaN bound */
         for (Py_ssize_t i = 0; i < n; i++) {
             double p = (double)x[i];
             terms[i] = p - (double)y[i] * log_of_float_sum(p + eps);
         }
     }
-    if (grad && !grad_written) poisson_grad_loop(y, x, n, eps, scale, float32_formula, grad);
+    if (grad && !float32_grad) poisson_grad_loop(y, x, n, eps, scale, 0, grad);
     pl_sum_lanes(terms, n, acc);
     pl_bounds_merge(b, &local);
 }
 
 /* KL divergence: sum of t·log(t/p), t and p clipped to [lo, 1]. params: p[0] = lo.
- * Ordinary block: lo a normal float32 and no NaN in y or x (kl_term_ordinary). */
+ * Ordinary block: lo a normal float32 and no NaN in y or x (kl_term_ordinary);
+ * one loop takes the bounds, the terms as if the block were ordinary and the
+ * gradient; a block that is not has its terms recomputed by the general loop.
+ * d/dp = -t/p inside (lo, 1), half of it at a bound, 0 outside (clip_slope). */
 PL_BLOCK_ATTR static void PL_NAME(kl_block)(const void *params, const float *restrict y,
                                             const float *restrict x, Py_ssize_t n, double *acc,
                                             float *restrict grad, pl_bounds *b)
 {
-    const double lo = ((const params_t *)params)->p[0];
+    const params_t *P = (const params_t *)params;
+    const double lo = P->p[0];
     double terms[PL_BLOCK];
-    pl_bounds local = block_bounds(y, x, n);
+    pl_bounds local;
+    if (P->p[1] != 0.0) {
+        if (grad)
+            kl_f32_terms(y, x, n, lo, P->scale, terms, grad, &local, 1);
+        else
+            kl_f32_terms(y, x, n, lo, P->scale, terms, NULL, &local, 0);
+    } else if (grad) {
+        kl_ordinary_terms(y, x, n, lo, P->scale, terms, grad, &local, 1);
+    } else {
+        kl_ordinary_terms(y, x, n, lo, P->scale, terms, NULL, &local, 0);
+    }
     /* lo >= the smallest normal float (t and p positive normal, their quotient
      * a positive normal double) */
-    if (lo >= 1.17549435e-38 && keys_within(local.xmin, local.xmax, -INFINITY, INFINITY)
-        && keys_within(local.ymin, local.ymax, -INFINITY, INFINITY))
-        kl_terms(y, x, n, lo, terms, 1);
-    else
-        kl_terms(y, x, n, lo, terms, 0);
+    if (!(lo >= 1.17549435e-38 && keys_within(local.xmin, local.xmax, -INFINITY, INFINITY)
+          && keys_within(local.ymin, local.ymax, -INFINITY, INFINITY)))
+        kl_general_terms(y, x, n, lo, terms);
     pl_sum_lanes(terms, n, acc);
     pl_bounds_merge(b, &local);
-    if (grad) { /* d/dp = -t/p inside (lo, 1), half of it at a bound, 0 outside (clip_slope) */
-        const double scale = ((const params_t *)params)->scale;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            double t = (double)y[i], p = (double)x[i];
-            t = t < lo ? lo : t;
-            t = t > 1.0 ? 1.0 : t;
-            /* the clipped p: equal to p wherever the slope is not 0, and it keeps
-             * -t/p finite where it is (p = 0 would give inf·0 = NaN) */
-            double pc = p < lo ? lo : (p > 1.0 ? 1.0 : p);
-            double g = -(t / pc) * scale;
-            grad[i] = (float)(g * clip_slope((float)p, (float)lo, 1.0f));
-        }
-    }
 }
 
 static const pl_block_fn PL_NAME(blocks)[KIND_COUNT] = {
