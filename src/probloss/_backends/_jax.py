@@ -637,13 +637,20 @@ def _poisson_plain(t: Array, p: Array, axis: int, epsilon: float) -> Array:
     return _poisson_value(_last(t, axis), _last(p, axis), epsilon)
 
 
-def _poisson_params(epsilon: float) -> tuple[float, ...]:
-    return (float(np.float32(epsilon)),)
+def _poisson_params(epsilon: float, dtype: Any) -> tuple[float, ...]:
+    """The compiled kernel's Poisson parameters: ε, and float32 arithmetic where JAX has no float64."""
+    float32 = 1.0 if _wide(dtype) == dtype else 0.0  # binary_impl.h's poisson_block
+    return (float(np.float32(epsilon)), float32)
 
 
 def _poisson_primal(t: Array, p: Array, axis: int, epsilon: float) -> Array:
-    """The loss: the compiled kernel on CPU for float32 (float64 inside), else the XLA formula."""
-    return _binary_primal(_native_kinds().KIND_POISSON if _compiled(p) else 0, _poisson_params(epsilon),
+    """The loss: the compiled kernel on CPU for float32, else the XLA formula.
+
+    The kernel computes in float64 where JAX has it, and in float32 arithmetic
+    without it (the rounding error of ``p + ε`` restored, products and sums in
+    float64: docs/accuracy.md).
+    """
+    return _binary_primal(_native_kinds().KIND_POISSON if _compiled(p) else 0, _poisson_params(epsilon, p.dtype),
                           functools.partial(_poisson_plain, axis=axis, epsilon=epsilon), t, p, axis)
 
 

@@ -52,14 +52,11 @@ class _Loss(NamedTuple):
 
     kind: str  # the binary module's KIND_* constant
     mean: bool  # rows are means along the last axis (Poisson), else sums (KL)
-    params: Callable[[float], tuple[float, ...]]  # the kernel's parameters, float32 gradient formula
+    params: Callable[[float], tuple[float, ...]]  # the kernel's parameters: float32 arithmetic
     rows: Callable[[Array, Array, int, float], Array]  # the general path's per-row losses (t, p, axis, param)
     formula_rows: Callable[[Array, Array, float], Array]  # their XLA formula along the last axis (t, p, param)
     formula_slope: Callable[[Array, Array, float], Array]  # d row / d p by the XLA formula (t, p, param)
 
-
-def _poisson_kernel_params(epsilon: float) -> tuple[float, ...]:
-    return (*_jax._poisson_params(epsilon), 1.0)  # p[1] = 1: the float32 gradient formula
 
 
 def _poisson_slope(t: Array, p: Array, epsilon: float) -> Array:
@@ -75,8 +72,12 @@ def _kl_slope(t: Array, p: Array, low: float) -> Array:
     return -(jnp.clip(t, low, 1.0) / jnp.clip(p, low, 1.0)) * _jax._clip_slope(p, low, 1.0)
 
 
-_POISSON = _Loss("KIND_POISSON", True, _poisson_kernel_params, _jax._poisson, _jax._poisson_value, _poisson_slope)
-_KL = _Loss("KIND_KL", False, _jax._kl_params, _jax._kl, _kl_rows, _kl_slope)  # p[1] = 1: float32 arithmetic
+def _poisson_params(epsilon: float) -> tuple[float, ...]:
+    return _jax._poisson_params(epsilon, jnp.float32)  # float64 off: float32 arithmetic
+
+
+_POISSON = _Loss("KIND_POISSON", True, _poisson_params, _jax._poisson, _jax._poisson_value, _poisson_slope)
+_KL = _Loss("KIND_KL", False, _jax._kl_params, _jax._kl, _kl_rows, _kl_slope)
 
 
 def poisson_loss_direct(loss: Any, y_true: Any, y_pred: Any) -> Array | None:
@@ -140,7 +141,7 @@ def _formula_pair(spec: _Loss, param: float, factor: float, t: Array, p: Array) 
 
 
 def _kernel_pair(spec: _Loss, param: float, scale: float, t: Array, p: Array) -> tuple[Array, Array]:
-    """Per-row losses and the reduced loss's gradient by the compiled kernel (its float32 gradient formula)."""
+    """Per-row losses and the reduced loss's gradient by the compiled kernel (its float32 mode)."""
     return _ffi.binary_rows(getattr(_ffi.native_binary(), spec.kind), t, p, divisor=p.shape[-1] if spec.mean else 1.0,
                             params=spec.params(param), want_grad=True, grad_scale=scale)
 
