@@ -880,11 +880,12 @@ PL_INLINE void poisson_ordinary_terms(const float *restrict y, const float *rest
 /* Poisson's terms in float32 arithmetic (poisson_block's mode 1, for JAX without
  * float64) as if the block were ordinary (every u = p + eps rounded to float a
  * positive normal float, p finite), with its bounds and, with_grad, the float32
- * gradient formula. log(p + eps) = log(u) + c/u to within 2^-48 relative, c the
- * exact rounding error of u (Fast2Sum, ordered by magnitude), log(u) in float
- * (pl_logf_reduced, 0.86 ulp, c/u added inside it); then p - y·log in double (the
- * product exact), rounded once: the term within about 0.9 ulp (float32) of y·log
- * plus half an ulp of itself. Without c, the float32 rounding of p + eps moves
+ * gradient formula. log(p + eps) = log(u) + c/u, c the exact rounding error of u
+ * (Fast2Sum, ordered by magnitude; the dropped -(c/u)^2/2 is below 2^-49, as
+ * |c/u| <= 2^-24), log(u) in float (pl_logf_reduced, 0.86 ulp, c/u added inside
+ * it); then p - y·log in double (the product of two floats exact), rounded once:
+ * each term within 0.86 float32 ulp of y·log(p + eps), plus y·2^-49 and a double
+ * rounding, of its exact value. Without c, the float32 rounding of p + eps moves
  * y·log by up to y·2^-24 (Keras's float32 formula): over 4096 rows of 256 Poisson
  * counts the row means were within 1.16 ulps and 74% of them correctly rounded;
  * with it 0.60 ulp and 97%, the time 5% more, and 20% less than the float64 mode
