@@ -8,8 +8,8 @@ differentiated function, so the kernel's one pass writes the gradient of the
 reduced loss itself, its factors (``1/N`` of the mean, Poisson's ``1/cols`` of
 each row) folded in; the cotangent that ``value_and_grad`` sends is the
 constant 1, and XLA drops the multiplication by it: the gradient is the
-kernel's output, with no pass after it (4096 x 256: Poisson 8-15% less time
-than the general path, KL 25-30%; docs/backends.md).
+kernel's output, with no pass after it (4096 x 256, fastest calls: Poisson
+0.57 ms against the general path's 0.68, KL 0.85 against 0.97; docs/backends.md).
 
 Same numbers as the general path: the value by the same functions (the per-row
 losses of ``_jax._poisson`` / ``_jax._kl``, reduced by

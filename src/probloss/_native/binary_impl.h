@@ -678,6 +678,28 @@ PL_INLINE double kl_term_ordinary(double t, double p, double q)
     return t * log_reduced_2s(f, kf) + rho;
 }
 
+/* One element's step of the running bounds of a loop that takes them on its way:
+ * the order keys (pl_order_f) of y and x into their minima and maxima, four int32
+ * locals of the loop (a macro, so that they stay the vectoriser's reductions). */
+#define KEYS_STEP(ylo, yhi, xlo, xhi, yv, xv)                  \
+    do {                                                       \
+        int32_t ky_ = pl_order_f(yv), kx_ = pl_order_f(xv);    \
+        (ylo) = ky_ < (ylo) ? ky_ : (ylo);                     \
+        (yhi) = ky_ > (yhi) ? ky_ : (yhi);                     \
+        (xlo) = kx_ < (xlo) ? kx_ : (xlo);                     \
+        (xhi) = kx_ > (xhi) ? kx_ : (xhi);                     \
+    } while (0)
+
+/* KL's clip of t and p to [lo, 1] in float (lof a float32 value; NaN stays NaN),
+ * a macro like KEYS_STEP (an inline function changed the vectorised loops' code). */
+#define KL_CLIP(tf, pf, tv, pv, lof)              \
+    do {                                          \
+        (tf) = (tv) < (lof) ? (lof) : (tv);       \
+        (pf) = (pv) < (lof) ? (lof) : (pv);       \
+        (tf) = (tf) > 1.0f ? 1.0f : (tf);         \
+        (pf) = (pf) > 1.0f ? 1.0f : (pf);         \
+    } while (0)
+
 /* t·log(t/p) with t, p clipped to [lo, 1] (float32 bounds), in float64, for any
  * block (kl_log_ratio): the general loop. */
 PL_INLINE void kl_general_terms(const float *restrict y, const float *restrict x, Py_ssize_t n, double lo,
@@ -685,9 +707,8 @@ PL_INLINE void kl_general_terms(const float *restrict y, const float *restrict x
 {
     const float lof = (float)lo; /* lo is a float32 value: the same clip in float */
     for (Py_ssize_t i = 0; i < n; i++) {
-        float tf = y[i] < lof ? lof : y[i], pf = x[i] < lof ? lof : x[i]; /* NaN stays NaN */
-        tf = tf > 1.0f ? 1.0f : tf;
-        pf = pf > 1.0f ? 1.0f : pf;
+        float tf, pf;
+        KL_CLIP(tf, pf, y[i], x[i], lof);
         double t = (double)tf, p = (double)pf;
         terms[i] = t * kl_log_ratio(t, p);
     }
@@ -707,14 +728,9 @@ PL_INLINE void kl_ordinary_terms(const float *restrict y, const float *restrict 
     int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
     for (Py_ssize_t i = 0; i < n; i++) {
         float yi = y[i], xi = x[i];
-        int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
-        ylo = ky < ylo ? ky : ylo;
-        yhi = ky > yhi ? ky : yhi;
-        xlo = kx < xlo ? kx : xlo;
-        xhi = kx > xhi ? kx : xhi;
-        float tf = yi < lof ? lof : yi, pf = xi < lof ? lof : xi;
-        tf = tf > 1.0f ? 1.0f : tf;
-        pf = pf > 1.0f ? 1.0f : pf;
+        KEYS_STEP(ylo, yhi, xlo, xhi, yi, xi);
+        float tf, pf;
+        KL_CLIP(tf, pf, yi, xi, lof);
         double t = (double)tf, p = (double)pf;
         double q = t / p;
         terms[i] = kl_term_ordinary(t, p, q);
@@ -870,11 +886,7 @@ PL_INLINE void poisson_ordinary_terms(const float *restrict y, const float *rest
     int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
     for (Py_ssize_t i = 0; i < n; i++) {
         float yi = y[i], xi = x[i];
-        int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
-        ylo = ky < ylo ? ky : ylo;
-        yhi = ky > yhi ? ky : yhi;
-        xlo = kx < xlo ? kx : xlo;
-        xhi = kx > xhi ? kx : xhi;
+        KEYS_STEP(ylo, yhi, xlo, xhi, yi, xi);
         double p = (double)xi;
         terms[i] = p - (double)yi * log_short(p + eps);
     }
@@ -902,11 +914,7 @@ PL_INLINE void poisson_f32_terms(const float *restrict y, const float *restrict 
     const float epsf = (float)eps, scalef = (float)scale;
     for (Py_ssize_t i = 0; i < n; i++) {
         float yi = y[i], xi = x[i];
-        int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
-        ylo = ky < ylo ? ky : ylo;
-        yhi = ky > yhi ? ky : yhi;
-        xlo = kx < xlo ? kx : xlo;
-        xhi = kx > xhi ? kx : xhi;
+        KEYS_STEP(ylo, yhi, xlo, xhi, yi, xi);
         float u = xi + epsf;
         float c = xi > epsf ? epsf - (u - xi) : xi - (u - epsf);
         float kf, f;
@@ -935,14 +943,9 @@ PL_INLINE void kl_f32_terms(const float *restrict y, const float *restrict x, Py
     int32_t ylo = INT32_MAX, yhi = INT32_MIN, xlo = INT32_MAX, xhi = INT32_MIN;
     for (Py_ssize_t i = 0; i < n; i++) {
         float yi = y[i], xi = x[i];
-        int32_t ky = pl_order_f(yi), kx = pl_order_f(xi);
-        ylo = ky < ylo ? ky : ylo;
-        yhi = ky > yhi ? ky : yhi;
-        xlo = kx < xlo ? kx : xlo;
-        xhi = kx > xhi ? kx : xhi;
-        float tf = yi < lof ? lof : yi, pf = xi < lof ? lof : xi;
-        tf = tf > 1.0f ? 1.0f : tf;
-        pf = pf > 1.0f ? 1.0f : pf;
+        KEYS_STEP(ylo, yhi, xlo, xhi, yi, xi);
+        float tf, pf;
+        KL_CLIP(tf, pf, yi, xi, lof);
         float q = tf / pf;
         double t = (double)tf;
         double rho = t - (double)q * (double)pf;
