@@ -348,3 +348,65 @@ def test_baseline_build_against_float64_formula():
     last = run.stdout.strip().splitlines()[-1]
     assert '"isa": "baseline"' in last, last
     assert f'"cases": {len(_cases())}' in last, last
+
+
+KL_IDENTITY_CHILD = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+import test_native_binary_paths as t
+out, grad = t.kl_values_and_gradients()
+np.save({path!r}, np.concatenate([out.view(np.uint32).ravel(), grad.view(np.uint32).ravel()]))
+"""
+
+
+def kl_cancelling_rows() -> tuple[np.ndarray, np.ndarray]:
+    """KL rows whose sum the remainder rho = t - q·p decides: two terms that cancel.
+
+    Each row has t = p except at two entries: t1 one float32 ulp above p1 and t2 one
+    below p2 (p1, p2 in [1/2, 1), one binade), so t1·log(t1/p1) + t2·log(t2/p2) cancels
+    to ~1e-7 of either term, and q = t/p's rounding (2⁻⁵³) is ~2⁻²⁹ of the row: without
+    rho every row's float32 value would be wrong. The last 32 rows: unrelated distributions.
+    """
+    rng = np.random.default_rng(23)
+    rows, cols, near = 544, 64, 512
+    p = rng.uniform(0.5, 1.0, (rows, cols)).astype(F32)
+    t = p.copy()
+    r = np.arange(near)
+    t[r, 5] = np.nextafter(p[r, 5], F32(2))
+    t[r, 40] = np.nextafter(p[r, 40], F32(0))
+    t[near:] = rng.uniform(1e-7, 1.0, (rows - near, cols)).astype(F32)
+    return t, p
+
+
+def kl_values_and_gradients() -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's KL values and gradients of kl_cancelling_rows (two threads)."""
+    t, p = kl_cancelling_rows()
+    module = _native.binary
+    out, grad = np.empty(t.shape[0], F32), np.empty(t.shape, F32)
+    module.row_losses(module.KIND_KL, t, p, out, 1.0, 2, grad, (float(F32(1e-7)),))
+    return out, grad
+
+
+def test_kl_cpu_build_matches_baseline_bit_for_bit(tmp_path):
+    """KL's remainder rho is exact in every build (one fused multiply-add on FMA CPUs, four
+    operations in the baseline build): the two builds agree to the bit, on rows that rho
+    decides, and those rows are right (mpmath)."""
+    src = os.path.dirname(os.path.dirname(probloss.__file__))
+    env = {**os.environ, "PROBLOSS_NATIVE_BASELINE": "1",
+           "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    path = str(tmp_path / "baseline.npy")
+    code = KL_IDENTITY_CHILD.format(tests=os.path.dirname(os.path.abspath(__file__)), path=path)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-4000:]
+    out, grad = kl_values_and_gradients()
+    mine = np.concatenate([out.view(np.uint32).ravel(), grad.view(np.uint32).ravel()])
+    np.testing.assert_array_equal(mine, np.load(path, allow_pickle=False))
+    t, p = kl_cancelling_rows()
+    with mpmath.workprec(160):
+        for row in range(0, 512, 4):
+            exact = sum(mpmath.mpf(float(a)) * mpmath.log(mpmath.mpf(float(a)) / mpmath.mpf(float(b)))
+                        for a, b in ((t[row, 5], p[row, 5]), (t[row, 40], p[row, 40])))
+            ulps = abs(float(out[row]) - float(exact)) / float(np.spacing(F32(float(exact))))
+            assert ulps <= 1.0, (row, out[row], float(exact), ulps)

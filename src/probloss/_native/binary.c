@@ -59,6 +59,17 @@ enum {
  * baseline build runs (tests of that build on AVX2 machines). */
 static int force_baseline = 0;
 
+/* The block function of a kind: the baseline build's where forced, KL's fused
+ * copy where the CPU has one (kl_fused_block), else the load-time clones. */
+static pl_block_fn block_for(int kind)
+{
+    if (force_baseline) return blocks_base[kind];
+#ifdef PL_KL_FUSED
+    if (kind == KIND_KL && kl_fused_block()) return kl_fused_block();
+#endif
+    return blocks_auto[kind];
+}
+
 /* ------------------------------------------------------------ Python glue */
 
 static int get_view(PyObject *obj, Py_buffer *buf, pl_view *v, Py_ssize_t *rows, Py_ssize_t *cols,
@@ -137,7 +148,7 @@ static PyObject *row_losses(PyObject *self, PyObject *args)
     Py_ssize_t nonfinite;
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = pl_row_reduce((force_baseline ? blocks_base : blocks_auto)[kind], &params, yv, xv, rows, cols, divisor, (float *)ob.buf, grad,
+    status = pl_row_reduce(block_for(kind), &params, yv, xv, rows, cols, divisor, (float *)ob.buf, grad,
                            threads, &bounds, &nonfinite);
     Py_END_ALLOW_THREADS
     if (has_grad) PyBuffer_Release(&gb);
@@ -198,7 +209,7 @@ static XLA_FFI_Error *xla_binary(XLA_FFI_CallFrame *frame)
     if (bg) pl_xla_huge_pages(bg->data, (size_t)(rows * cols) * sizeof(float));
     pl_bounds bounds;
     Py_ssize_t nonfinite;
-    if (pl_row_reduce((force_baseline ? blocks_base : blocks_auto)[kind], &params, yv, xv, rows, cols, divisor,
+    if (pl_row_reduce(block_for(kind), &params, yv, xv, rows, cols, divisor,
                       (float *)bo->data, bg ? (float *)bg->data : NULL, threads < 1 ? 1 : (int)threads, &bounds,
                       &nonfinite) < 0)
         return pl_xla_error(frame, "probloss binary FFI: out of memory");

@@ -48,6 +48,7 @@
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && !defined(__INTEL_COMPILER) && \
     (defined(__clang__) ? (__clang_major__ >= 14) : defined(__GNUC__))
 #define PL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define PL_HAVE_CLONES 1
 #else
 #define PL_CLONES
 #endif
