@@ -223,7 +223,9 @@ def ratio_table(record: dict[str, Any], base_key: str, title: str | None = None)
     for key in ("shape", "mode", "note"):
         if record.get(key):
             lines.append(f"- {key}: {record[key]}")
-    lines += [f"- rounds: {record['rounds']}", "",
+    fewer = [f"{r['key']} {len(r['times_ms'])}" for r in record["contenders"]
+             if "times_ms" in r and len(r["times_ms"]) < record["rounds"]]
+    lines += [f"- rounds: {record['rounds']}" + (f" (timed in fewer: {', '.join(fewer)})" if fewer else ""), "",
               f"| contender | role | min ms | median ms | contender / {rows.get(base_key, {}).get('name', base_key)} |",
               "|---|---|---:|---:|---:|"]
     for r in record["contenders"]:
