@@ -35,7 +35,7 @@ def xla_include_dir() -> str | None:
     if os.environ.get("PROBLOSS_NO_XLA_FFI") == "1":
         return None
     try:
-        import jaxlib  # noqa: PLC0415 - optional, at build time only
+        import jaxlib  # optional, at build time only
     except ImportError:
         return None
     include = os.path.join(os.path.dirname(jaxlib.__file__), "include")
