@@ -1030,7 +1030,7 @@ PL_INLINE void kl_block_body(const void *params, const float *restrict y, const 
 }
 
 /* KL's block with rho by a fused multiply-add (kl_term_ordinary's `fused`),
- * compiled for x86-64-v4 and for x86-64-v3, both of which have FMA: 5-8% faster
+ * compiled for x86-64-v4 and for x86-64-v3, both of which have FMA: 5-7% faster
  * than the four-operation remainder (4096 x 256, AVX-512, 1 and 2 threads), the
  * same results bit for bit (rho is exact either way). binary.c runs the copy of
  * the CPU's level (kl_fused_block) in place of kl_block's load-time clones; the
