@@ -58,7 +58,6 @@ class _Loss(NamedTuple):
     formula_slope: Callable[[Array, Array, float], Array]  # d row / d p by the XLA formula (t, p, param)
 
 
-
 def _poisson_slope(t: Array, p: Array, epsilon: float) -> Array:
     return _jax._poisson_slope(t, p, epsilon, p.shape[-1])
 

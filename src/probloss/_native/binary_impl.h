@@ -364,6 +364,18 @@ PL_INLINE double recip_unit_short(double u)
     return 1.0 / u;
 }
 
+/* The order keys' minimum and maximum of v[0..n) (pl_order_f). */
+PL_INLINE void order_key_bounds(const float *restrict v, Py_ssize_t n, int32_t *lo, int32_t *hi)
+{
+    int32_t klo = INT32_MAX, khi = INT32_MIN;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t k = pl_order_f(v[i]);
+        klo = k < klo ? k : klo;
+        khi = k > khi ? k : khi;
+    }
+    *lo = klo, *hi = khi;
+}
+
 /* The block's bounds, taken inside the short loops (focal_logits_block runs them
  * before it knows whether the block qualifies; bce_logits_ordinary_terms too):
  * x's order keys, and y's bits as signed integers, which are its order keys
@@ -384,14 +396,7 @@ PL_INLINE double recip_unit_short(double u)
 PL_INLINE void short_loop_bounds(const float *restrict y, Py_ssize_t n, int32_t ylo, int32_t yhi, int32_t xlo,
                                   int32_t xhi, pl_bounds *restrict local)
 {
-    if (ylo < 0) { /* a sign bit set: the keys proper */
-        ylo = INT32_MAX, yhi = INT32_MIN;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int32_t ky = pl_order_f(y[i]);
-            ylo = ky < ylo ? ky : ylo;
-            yhi = ky > yhi ? ky : yhi;
-        }
-    }
+    if (ylo < 0) order_key_bounds(y, n, &ylo, &yhi); /* a sign bit set: the keys proper */
     local->ymin = ylo, local->ymax = yhi, local->xmin = xlo, local->xmax = xhi;
 }
 
@@ -706,18 +711,6 @@ PL_INLINE double kl_term_ordinary(double t, double p, double q, const int fused)
         (xlo) = kx_ < (xlo) ? kx_ : (xlo);                                         \
         (xhi) = kx_ > (xhi) ? kx_ : (xhi);                                         \
     } while (0)
-
-/* The order keys' minimum and maximum of v[0..n) (pl_order_f). */
-PL_INLINE void order_key_bounds(const float *restrict v, Py_ssize_t n, int32_t *lo, int32_t *hi)
-{
-    int32_t klo = INT32_MAX, khi = INT32_MIN;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int32_t k = pl_order_f(v[i]);
-        klo = k < klo ? k : klo;
-        khi = k > khi ? k : khi;
-    }
-    *lo = klo, *hi = khi;
-}
 
 /* The block's bounds from KEYS_STEP's running bit bounds: those of an input
  * whose minimum is negative (a sign bit set somewhere) are taken again as
